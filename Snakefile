@@ -1,0 +1,32 @@
+# Battle of the Backbones as one workflow:
+#   prepare datasets → extract features → linear probe / kNN / retrieval → collect → rank → figures
+# The stages live in rules/*.smk; helpers and config checks in rules/common.smk.
+
+from snakemake.utils import min_version
+
+min_version("9.17")
+
+
+configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/features.smk"
+include: "rules/classification.smk"
+include: "rules/retrieval.smk"
+include: "rules/results.smk"
+include: "rules/figures.smk"
+
+
+localrules:
+    all,
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),

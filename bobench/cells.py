@@ -1,0 +1,73 @@
+"""One result record per evaluated cell (task × backbone × dataset).
+
+A record carries the metrics with their confidence intervals, every protocol
+choice, and provenance, so that a row of the results table says exactly how
+its number was made (torchgeo-bench style). ``collect`` flattens records into
+the tidy table.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from bobench.config import TASKS
+from bobench.io import read_json, write_json
+from bobench.provenance import canonical_hash, provenance_record
+from bobench.stats import bootstrap_ci
+
+
+def load_features(npz_path: str, info_path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    with np.load(npz_path) as data:
+        arrays = {key: data[key] for key in data.files}
+    return arrays, read_json(info_path)
+
+
+def metric_entry(
+    name: str, per_sample: np.ndarray, bootstrap: dict[str, Any], seed: int, primary: bool
+) -> dict[str, Any]:
+    """Mean of a per-sample score with a percentile-bootstrap CI."""
+    per_sample = np.asarray(per_sample, dtype=np.float64)
+    low, high = bootstrap_ci(per_sample, n_boot=bootstrap["n_boot"], level=bootstrap["level"], seed=seed)
+    return {"metric": name, "value": float(per_sample.mean()), "ci_low": low, "ci_high": high, "primary": primary}
+
+
+def write_record(
+    path: str,
+    *,
+    task_name: str,
+    backbone: str,
+    dataset: str,
+    features_info: dict[str, Any],
+    protocol_params: dict[str, Any],
+    metrics: list[dict[str, Any]],
+    sizes: dict[str, int],
+    seed: int,
+    started: float,
+) -> dict[str, Any]:
+    spec = TASKS[task_name]
+    primary = [m["metric"] for m in metrics if m["primary"]]
+    if primary != [spec.primary_metric]:
+        raise ValueError(f"{task_name}: primary metric must be exactly {spec.primary_metric!r}, got {primary}")
+    config_hash = canonical_hash(
+        {"features": features_info["fingerprint"], "task": task_name, "protocol": protocol_params, "seed": seed}
+    )
+    record = {
+        "backbone": backbone,
+        "dataset": dataset,
+        "task": spec.task,
+        "protocol": spec.protocol,
+        "protocol_params": protocol_params,
+        "sizes": sizes,
+        "metrics": metrics,
+        "features": {
+            key: features_info[key]
+            for key in ("n_params", "feature_dim", "transform", "precision", "device", "channels_last", "weights", "fingerprint")
+            if key in features_info
+        },
+        "provenance": provenance_record(config_hash, seed, time.perf_counter() - started),
+    }
+    write_json(path, record)
+    return record

@@ -1,0 +1,152 @@
+"""Loading and checking the workflow config and the registries.
+
+Every check runs when the Snakefile is parsed, before any job starts, and a
+failure is one message that names the key, the bad value and the valid choices.
+Structure and types are checked with JSON schemas (``config/schemas``) through
+``snakemake.utils.validate``; references between config and registries
+(backbone, dataset and task ids) are checked here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """The config or a registry is invalid; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How a config task name maps onto BoB's (task, protocol) and its headline metric."""
+
+    name: str
+    task: str
+    protocol: str
+    primary_metric: str
+    dataset_capability: str  # what a dataset's ``tasks`` list must contain
+
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        TaskSpec("linear_probe", "classification", "linear_probe", "top1", "classification"),
+        TaskSpec("knn", "classification", "knn", "top1", "classification"),
+        TaskSpec("retrieval", "retrieval", "frozen", "map", "retrieval"),
+    )
+}
+
+
+def _format_path(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def validate_against_schema(instance: Any, schema_path: str | Path, what: str) -> None:
+    """``snakemake.utils.validate`` (fills schema defaults) with a one-line error.
+
+    Snakemake's own message dumps the whole schema; we re-run the check with
+    jsonschema to name the offending key and value precisely.
+    """
+    from snakemake.utils import validate
+
+    try:
+        validate(instance, str(schema_path), set_default=True)
+    except Exception as snakemake_error:
+        import jsonschema
+
+        schema = yaml.safe_load(Path(schema_path).read_text())
+        validator = jsonschema.validators.validator_for(schema)(schema)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+        if error is None:  # pragma: no cover - snakemake failed for another reason
+            raise ConfigError(f"{what}: {snakemake_error}") from None
+        raise ConfigError(f"{what}: key {_format_path(error.absolute_path)!r}: {error.message}") from None
+
+
+def resolve_path(path: str | Path, workflow_dir: str | Path) -> Path:
+    """A relative registry path is looked up in the working directory first,
+    then in the workflow's own folder (so ``--directory elsewhere`` still finds
+    the shipped registries)."""
+    path = Path(path)
+    if path.is_absolute() or path.exists():
+        return path
+    return Path(workflow_dir) / path
+
+
+def load_registry(path: str | Path, schema_path: str | Path, what: str) -> dict[str, dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what}: registry file {path} does not exist")
+    registry = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(registry, dict):
+        raise ConfigError(f"{what} {path}: expected a mapping of id → entry, got {type(registry).__name__}")
+    validate_against_schema(registry, schema_path, f"{what} {path}")
+    return registry
+
+
+def _unknown(kind: str, key: str, value: Any, valid: Iterable[str], where: str) -> ConfigError:
+    valid = sorted(valid)
+    close = difflib.get_close_matches(str(value), valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"config key {key!r}: unknown {kind} {value!r}{hint}; valid {kind}s ({where}): {', '.join(valid)}")
+
+
+def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: dict[str, Any]) -> None:
+    """Cross-check config ids against the registries and the task table."""
+    for i, backbone in enumerate(config["backbones"]):
+        if backbone not in backbones:
+            raise _unknown("backbone", f"backbones[{i}]", backbone, backbones, config["registries"]["backbones"])
+    for i, dataset in enumerate(config["datasets"]):
+        if dataset not in datasets:
+            raise _unknown("dataset", f"datasets[{i}]", dataset, datasets, config["registries"]["datasets"])
+    for i, task in enumerate(config["tasks"]):
+        if task not in TASKS:
+            raise _unknown("task", f"tasks[{i}]", task, TASKS, "bobench.config.TASKS")
+    for key in ("backbones", "datasets", "tasks"):
+        duplicates = sorted({x for x in config[key] if config[key].count(x) > 1})
+        if duplicates:
+            raise ConfigError(f"config key {key!r}: listed more than once: {', '.join(duplicates)}")
+    for dataset, override in (config.get("dataset_splits") or {}).items():
+        if dataset not in config["datasets"]:
+            raise _unknown("dataset", f"dataset_splits.{dataset}", dataset, config["datasets"], "config key 'datasets'")
+    # A dataset that does not support a task simply has no cell for it (see cells()).
+    if not list(cells(config, datasets)):
+        raise ConfigError("config: the chosen datasets support none of the chosen tasks; nothing to run")
+
+
+def cells(config: dict[str, Any], datasets: dict[str, Any]) -> Iterable[tuple[str, str, str]]:
+    """Every (task, backbone, dataset) the run evaluates."""
+    for task in config["tasks"]:
+        for dataset in config["datasets"]:
+            if TASKS[task].dataset_capability in datasets[dataset].get("tasks", []):
+                for backbone in config["backbones"]:
+                    yield task, backbone, dataset
+
+
+def dataset_entry(config: dict[str, Any], datasets: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The registry entry with the run's split-size override applied."""
+    entry = dict(datasets[dataset])
+    override = (config.get("dataset_splits") or {}).get(dataset)
+    if override:
+        entry["splits"] = {**(entry.get("splits") or {}), **override}
+    return entry
+
+
+# Registry fields that change the features; the others (name, method, …) only
+# change tables and figures, so editing them reruns only the aggregates.
+FEATURE_FIELDS = ("architecture", "weights", "input", "family")
+
+
+def feature_spec(entry: dict[str, Any]) -> dict[str, Any]:
+    return {key: entry[key] for key in FEATURE_FIELDS if key in entry}
+
+
+def display_spec(entry: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in entry.items() if key not in ("architecture", "weights", "input")}

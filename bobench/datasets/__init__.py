@@ -1,0 +1,54 @@
+"""Datasets: a registry (``config/datasets.yaml``), loaders, and one prepared format.
+
+``prepare_dataset`` turns a registry entry into a folder of memory-mappable
+``.npy`` splits plus ``meta.json`` (see :mod:`bobench.datasets.prepared`);
+everything downstream reads datasets only through :func:`load_prepared`.
+"""
+
+from bobench.datasets.downloads import (
+    ChecksumError,
+    DataUnavailableError,
+    NumpyOnlyUnpickler,
+    load_numpy_pickle,
+)
+from bobench.datasets.prepared import (
+    SPLITS,
+    PreparedDataError,
+    PreparedDataset,
+    load_prepared,
+    make_splits,
+    prepared_filenames,
+    stratified_sample,
+    write_prepared,
+)
+from bobench.datasets.sources import (
+    LOADERS,
+    VALID_TASKS,
+    RawDataset,
+    load_registry,
+    prepare_dataset,
+    register_loader,
+    validate_dataset_entry,
+)
+
+__all__ = [
+    "LOADERS",
+    "SPLITS",
+    "VALID_TASKS",
+    "ChecksumError",
+    "DataUnavailableError",
+    "NumpyOnlyUnpickler",
+    "PreparedDataError",
+    "PreparedDataset",
+    "RawDataset",
+    "load_numpy_pickle",
+    "load_prepared",
+    "load_registry",
+    "make_splits",
+    "prepare_dataset",
+    "prepared_filenames",
+    "register_loader",
+    "stratified_sample",
+    "validate_dataset_entry",
+    "write_prepared",
+]

@@ -1,0 +1,471 @@
+"""Dataset loaders, registry validation and the ``prepare`` step.
+
+Adding a dataset = an entry in ``config/datasets.yaml`` plus, when no existing
+loader fits, one function decorated with :func:`register_loader` that turns
+the entry's ``source`` mapping into a :class:`RawDataset` (official splits,
+class names, provenance). Everything after that (split policy, prepared
+format, manifest) is shared.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.resources
+import importlib.util
+import logging
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+import bobench
+from bobench.datasets import downloads
+from bobench.datasets.downloads import (
+    DataUnavailableError,
+    DownloadError,
+    check_sha256,
+    load_numpy_pickle,
+    sha256_bytes,
+)
+from bobench.datasets.prepared import SPLIT_METHOD, SPLITS, make_splits, write_prepared
+
+LOG = logging.getLogger("bobench.datasets")
+
+VALID_TASKS: tuple[str, ...] = ("classification", "retrieval")
+REQUIRED_KEYS: tuple[str, ...] = ("name", "domain", "licence", "source", "splits", "seed", "tasks")
+OPTIONAL_KEYS: tuple[str, ...] = ("description", "homepage")
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """What a loader hands over: official splits as arrays, class names, provenance.
+
+    ``splits`` maps "train"/"val"/"test" (or only "all" for a dataset without
+    official splits) to ``(images, labels)`` with images uint8 (N, H, W) or
+    (N, H, W, C) and integer labels indexing ``class_names``. ``provenance``
+    goes verbatim into ``meta.json`` under ``source``.
+    """
+
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]
+    class_names: list[str]
+    provenance: dict[str, Any]
+
+
+Loader = Callable[[Mapping[str, Any], Path, logging.Logger], RawDataset]
+
+#: Registered loaders by name (the ``source.loader`` value in the registry).
+LOADERS: dict[str, Loader] = {}
+_SOURCE_KEYS: dict[str, tuple[str, ...]] = {}
+
+
+def register_loader(name: str, *, source_keys: tuple[str, ...] = ()) -> Callable[[Loader], Loader]:
+    """Register a loader under ``name``; ``source_keys`` are the ``source`` args it requires."""
+
+    def decorator(func: Loader) -> Loader:
+        if name in LOADERS:
+            raise ValueError(f"loader {name!r} is already registered")
+        LOADERS[name] = func
+        _SOURCE_KEYS[name] = source_keys
+        return func
+
+    return decorator
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def validate_dataset_entry(dataset_id: str, entry: Any) -> None:
+    """Semantic check of one registry entry; raises ValueError naming id, key, value and choices."""
+
+    def fail(key: str, value: Any, problem: str) -> None:
+        raise ValueError(f"dataset {dataset_id!r}: {key} = {value!r} {problem}")
+
+    if not isinstance(entry, Mapping):
+        fail("entry", entry, "must be a mapping")
+    missing = [key for key in REQUIRED_KEYS if key not in entry]
+    if missing:
+        raise ValueError(
+            f"dataset {dataset_id!r}: missing required key(s) {', '.join(missing)} "
+            f"(required: {', '.join(REQUIRED_KEYS)})"
+        )
+    for key in entry:
+        if key not in REQUIRED_KEYS + OPTIONAL_KEYS:
+            fail(
+                key,
+                entry[key],
+                f"is not a known key; valid keys: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}",
+            )
+    for key in ("name", "domain", "licence"):
+        if not isinstance(entry[key], str) or not entry[key].strip():
+            fail(key, entry[key], "must be a non-empty string")
+
+    source = entry["source"]
+    if not isinstance(source, Mapping) or "loader" not in source:
+        fail("source", source, "must be a mapping with a 'loader' key")
+    loader = source["loader"]
+    if loader not in LOADERS:
+        fail(
+            "source.loader",
+            loader,
+            f"is not a registered loader; valid loaders: {', '.join(sorted(LOADERS))}",
+        )
+    missing = [key for key in _SOURCE_KEYS[loader] if key not in source]
+    if missing:
+        raise ValueError(
+            f"dataset {dataset_id!r}: source is missing key(s) {', '.join(missing)} "
+            f"required by loader {loader!r} (required: {', '.join(_SOURCE_KEYS[loader])})"
+        )
+
+    splits = entry["splits"]
+    if not isinstance(splits, Mapping) or set(splits) != set(SPLITS):
+        fail("splits", splits, f"must be a mapping with exactly the keys {', '.join(SPLITS)}")
+    for split, value in splits.items():
+        if not _valid_split_size(value):
+            fail(
+                f"splits.{split}",
+                value,
+                "is not a valid size; valid: a positive integer (count), a float in (0, 1) "
+                "(fraction of the pool), or 'all'/null (keep everything)",
+            )
+
+    seed = entry["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        fail("seed", seed, "must be a non-negative integer")
+
+    tasks = entry["tasks"]
+    if not isinstance(tasks, list) or not tasks:
+        fail("tasks", tasks, f"must be a non-empty list; valid tasks: {', '.join(VALID_TASKS)}")
+    for task in tasks:
+        if task not in VALID_TASKS:
+            fail("tasks", task, f"is not a known task; valid tasks: {', '.join(VALID_TASKS)}")
+
+
+def _valid_split_size(value: Any) -> bool:
+    if value is None or value == "all":
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value > 0
+    if isinstance(value, float):
+        return 0.0 < value < 1.0
+    return False
+
+
+def load_registry(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read ``config/datasets.yaml`` and validate every entry."""
+    registry = yaml.safe_load(Path(path).read_text())
+    if not isinstance(registry, dict) or not registry:
+        raise ValueError(f"{path}: expected a non-empty mapping of dataset id -> entry")
+    for dataset_id, entry in registry.items():
+        validate_dataset_entry(dataset_id, entry)
+    return registry
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def prepare_dataset(
+    dataset_id: str,
+    entry: Mapping[str, Any],
+    out_dir: str | Path,
+    raw_dir: str | Path,
+    log: logging.Logger = LOG,
+) -> dict[str, Any]:
+    """Load a registry entry's raw data, apply its split policy, write the prepared form.
+
+    ``raw_dir`` is this dataset's download cache; ``out_dir`` receives the files
+    of :func:`bobench.datasets.prepared.prepared_filenames`. Returns the metadata
+    written to ``meta.json``.
+    """
+    validate_dataset_entry(dataset_id, entry)
+    source = entry["source"]
+    raw = LOADERS[source["loader"]](source, Path(raw_dir), log)
+    official = {
+        name: _normalise(dataset_id, name, images, labels, len(raw.class_names))
+        for name, (images, labels) in raw.splits.items()
+    }
+    arrays, split_info = make_splits(official, entry["splits"], entry["seed"])
+    info = {
+        "dataset_id": dataset_id,
+        "name": entry["name"],
+        "domain": entry["domain"],
+        "licence": entry["licence"],
+        "tasks": list(entry["tasks"]),
+        "source": {"loader": source["loader"], "licence": entry["licence"], **raw.provenance},
+        "split_policy": {
+            "sizes": dict(entry["splits"]),
+            "seed": entry["seed"],
+            "method": SPLIT_METHOD,
+            "per_split": split_info,
+        },
+        "created_with": {"bobench": bobench.__version__, "numpy": np.__version__},
+    }
+    meta = write_prepared(out_dir, arrays, raw.class_names, info)
+    log.info(
+        "prepared %s in %s: %s",
+        dataset_id,
+        out_dir,
+        ", ".join(f"{split}={meta['splits'][split]['size']}" for split in SPLITS),
+    )
+    return meta
+
+
+def _normalise(
+    dataset_id: str, split: str, images: np.ndarray, labels: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bring a loader's arrays to the prepared dtypes: uint8 NHWC images, int64 labels."""
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"dataset {dataset_id!r}: loader returned {split} images {images.dtype} "
+            f"{images.shape}, expected uint8 (N, H, W) or (N, H, W, 1|3)"
+        )
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"dataset {dataset_id!r}: loader returned {split} labels {labels.dtype} {labels.shape}"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"dataset {dataset_id!r}: {split} labels fall outside 0..{num_classes - 1}"
+        )
+    return images, labels.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- Fashion-MNIST
+
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+_FASHION_SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+@register_loader("fashion_mnist", source_keys=("base_url", "debian_dir", "files"))
+def load_fashion_mnist(source: Mapping[str, Any], raw_dir: Path, log: logging.Logger) -> RawDataset:
+    """Fashion-MNIST from Debian's ``dataset-fashion-mnist`` files, a cached copy, or a download.
+
+    The pin is the sha256 of the *decompressed* IDX file: Debian re-gzipped the
+    archives (no stored file name, new mtime), so its ``.gz`` bytes differ from
+    Zalando's while the IDX content is identical. The official ``.gz`` md5 is
+    still used to check downloads.
+    """
+    files: Mapping[str, Mapping[str, str]] = source["files"]
+    needed = [name for pair in _FASHION_SPLIT_FILES.values() for name in pair]
+    missing = [name for name in needed if name not in files]
+    if missing:
+        raise ValueError(f"fashion_mnist source.files lacks {', '.join(missing)}")
+    provenance_files = []
+    arrays: dict[str, np.ndarray] = {}
+    for filename in needed:
+        pins = files[filename]
+        path, origin = _find_fashion_file(source, filename, raw_dir, log)
+        gz_bytes = path.read_bytes()
+        idx_bytes = gzip.decompress(gz_bytes)
+        check_sha256(
+            sha256_bytes(idx_bytes), pins["idx_sha256"], f"{path} (decompressed IDX content)"
+        )
+        arrays[filename] = parse_idx(idx_bytes, filename)
+        provenance_files.append(
+            {
+                "name": filename,
+                "origin": origin,
+                "path": str(path),
+                "gz_sha256": sha256_bytes(gz_bytes),
+                "idx_sha256": pins["idx_sha256"],
+            }
+        )
+    splits = {
+        split: (arrays[images], arrays[labels])
+        for split, (images, labels) in _FASHION_SPLIT_FILES.items()
+    }
+    return RawDataset(
+        splits=splits,
+        class_names=list(FASHION_CLASSES),
+        provenance={
+            "description": "Zalando Fashion-MNIST, official IDX files (60,000 train / 10,000 test)",
+            "files": provenance_files,
+        },
+    )
+
+
+def _find_fashion_file(
+    source: Mapping[str, Any], filename: str, raw_dir: Path, log: logging.Logger
+) -> tuple[Path, str]:
+    """Debian copy first, then the raw cache, then a download into the raw cache."""
+    debian = Path(source["debian_dir"]) / filename
+    if debian.is_file():
+        return debian, f"Debian package dataset-fashion-mnist ({debian})"
+    url = source["base_url"].rstrip("/") + "/" + filename
+    cached = raw_dir / filename
+    if cached.is_file():
+        return cached, f"{url} (cached)"
+    try:
+        downloads.fetch_url(url, cached, md5=source["files"][filename]["md5"], log=log)
+    except DownloadError as exc:
+        urls = "\n  ".join(
+            source["base_url"].rstrip("/") + "/" + name for name in sorted(source["files"])
+        )
+        raise DataUnavailableError(
+            f"Fashion-MNIST raw files are not available offline and the download failed ({exc}).\n"
+            "Either install the Debian package (apt-get install dataset-fashion-mnist, which "
+            f"provides {source['debian_dir']}/*.gz), or download these files into {raw_dir}:"
+            f"\n  {urls}"
+        ) from exc
+    return cached, url
+
+
+def parse_idx(data: bytes, what: str) -> np.ndarray:
+    """Parse an uncompressed IDX file of unsigned bytes (the MNIST container format)."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{what}: not an IDX file of unsigned bytes (magic {data[:4].hex()})")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(data) != header + int(np.prod(shape)):
+        raise ValueError(
+            f"{what}: IDX header says shape {shape} "
+            f"but the file has {len(data) - header} data bytes"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+# --------------------------------------------------------------------------- Animal-MNIST
+
+#: Label order of animal_mnist 0.4 (labels 0..9; checked by eye on the images:
+#: alphabetical, as in the package description).
+ANIMAL_CLASSES = [
+    "bear",
+    "bird",
+    "cat",
+    "cow",
+    "dog",
+    "elephant",
+    "giraffe",
+    "horse",
+    "sheep",
+    "zebra",
+]
+
+
+@register_loader("animal_mnist", source_keys=("package", "wheel_url", "wheel_sha256", "members"))
+def load_animal_mnist(source: Mapping[str, Any], raw_dir: Path, log: logging.Logger) -> RawDataset:
+    """Animal-MNIST from the ``animal-mnist`` wheel, read as a zip, never imported.
+
+    The package itself imports tensorflow, so it is neither installed nor
+    imported: an installed copy is located with ``find_spec`` (no import), else
+    the pinned wheel is read from the raw cache or downloaded there. The data
+    members are gzip-compressed pickles, unpickled with the numpy-only
+    unpickler, and only after their sha256 matched the pin.
+    """
+    members: Mapping[str, Mapping[str, str]] = source["members"]
+    if set(members) != {"images", "labels"}:
+        raise ValueError(
+            f"animal_mnist source.members must have keys images and labels, got {sorted(members)}"
+        )
+
+    package_dir = _installed_package_dir(source["package"])
+    if package_dir is not None:
+        site_dir = package_dir.parent
+        blobs = {kind: (site_dir / pin["path"]).read_bytes() for kind, pin in members.items()}
+        origin = f"installed package {source['package']} at {package_dir}"
+        where = {kind: str(site_dir / pin["path"]) for kind, pin in members.items()}
+        wheel_info: dict[str, Any] = {}
+    else:
+        wheel = _find_wheel(source, raw_dir, log)
+        with zipfile.ZipFile(wheel) as archive:
+            blobs = {kind: archive.read(pin["path"]) for kind, pin in members.items()}
+        origin = source["wheel_url"]
+        where = {kind: f"{wheel}!{pin['path']}" for kind, pin in members.items()}
+        wheel_info = {
+            "wheel": str(wheel),
+            "wheel_url": source["wheel_url"],
+            "wheel_sha256": source["wheel_sha256"],
+        }
+
+    arrays = {}
+    for kind, pin in members.items():
+        check_sha256(sha256_bytes(blobs[kind]), pin["sha256"], where[kind])
+        arrays[kind] = load_numpy_pickle(gzip.decompress(blobs[kind]), where[kind])
+    images, labels = arrays["images"], arrays["labels"]
+    return RawDataset(
+        splits={"all": (images, labels)},
+        class_names=list(ANIMAL_CLASSES),
+        provenance={
+            "description": "Animal-MNIST 0.4 (PyPI animal-mnist): 28x28 animal silhouettes, "
+            "no official split",
+            "origin": origin,
+            **wheel_info,
+            "files": [
+                {"name": pin["path"], "path": where[kind], "sha256": pin["sha256"]}
+                for kind, pin in members.items()
+            ],
+        },
+    )
+
+
+def _installed_package_dir(package: str) -> Path | None:
+    """Where ``package`` is installed, found without importing it (None if absent)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _find_wheel(source: Mapping[str, Any], raw_dir: Path, log: logging.Logger) -> Path:
+    url = source["wheel_url"]
+    wheel = raw_dir / url.rsplit("/", 1)[-1].split("#", 1)[0]
+    if not wheel.is_file():
+        try:
+            downloads.fetch_url(url, wheel, sha256=source["wheel_sha256"], log=log)
+        except DownloadError as exc:
+            raise DataUnavailableError(
+                f"Animal-MNIST is not available offline and the download failed ({exc}).\n"
+                f"Put the wheel {wheel.name} (sha256 {source['wheel_sha256']}) into {raw_dir}, "
+                "e.g. with\n"
+                f"  pip download --no-deps animal-mnist==0.4 -d {raw_dir}\n"
+                f"or download {url}"
+            ) from exc
+    downloads.verify_file_sha256(wheel, source["wheel_sha256"])
+    return wheel
+
+
+# --------------------------------------------------------------------------- scikit-learn digits
+
+
+@register_loader("sklearn_digits", source_keys=("sha256",))
+def load_sklearn_digits(
+    source: Mapping[str, Any], raw_dir: Path, log: logging.Logger
+) -> RawDataset:
+    """The 1,797 8x8 UCI digits bundled with scikit-learn, scaled from 0..16 to 0..255.
+
+    No download: the data ship inside scikit-learn. The bundled ``digits.csv.gz``
+    is still pinned, so a scikit-learn release that changed it would be noticed.
+    """
+    import sklearn
+    from sklearn.datasets import load_digits
+
+    data_file = importlib.resources.files("sklearn.datasets.data") / "digits.csv.gz"
+    check_sha256(sha256_bytes(data_file.read_bytes()), source["sha256"], str(data_file))
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    return RawDataset(
+        splits={"all": (images, digits.target)},
+        class_names=[str(digit) for digit in range(10)],
+        provenance={
+            "description": "UCI optical recognition of handwritten digits (test set part), "
+            f"as bundled with scikit-learn {sklearn.__version__}; "
+            "pixel values 0..16 scaled by round(v*255/16)",
+            "files": [
+                {"name": "digits.csv.gz", "path": str(data_file), "sha256": source["sha256"]}
+            ],
+        },
+    )

@@ -1,0 +1,134 @@
+"""Frozen-backbone feature extraction: the only step that touches images.
+
+Features of every split are computed once per (backbone, dataset) and cached;
+probes, kNN and retrieval all read the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bobench.backbones import Backbone
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CHANNELS_LAST = ("auto", True, False)
+
+
+@dataclass(frozen=True)
+class ExtractionOptions:
+    batch_size: int = 64
+    precision: str = "auto"  # auto: bf16 where the device runs it fast, else fp32
+    channels_last: str | bool = "auto"  # auto: on for CNNs (faster), off for ViTs (no gain)
+    num_threads: int | None = None
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def cpu_supports_fast_bf16() -> bool:
+    """bf16 pays off on CPUs with native bf16 (AVX512-BF16 / AMX); elsewhere it is emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"extraction.precision {precision!r} is not valid; choose from {PRECISIONS}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_supports_fast_bf16() else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def resolve_channels_last(setting: str | bool, family: str) -> bool:
+    if setting == "auto":
+        return family == "CNN"
+    return bool(setting)
+
+
+@torch.inference_mode()
+def extract_split(
+    backbone: Backbone,
+    images: np.ndarray,
+    device: torch.device,
+    batch_size: int,
+    autocast_dtype: torch.dtype | None,
+    channels_last: bool,
+    desc: str = "",
+) -> np.ndarray:
+    """Pooled float32 features ``(N, D)`` for uint8 images ``(N, H, W, C)`` (may be a memmap)."""
+    features = np.empty((len(images), backbone.feature_dim), dtype=np.float32)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", mininterval=5):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device, non_blocking=True)
+        x = backbone.transform(batch).contiguous(memory_format=memory_format)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            out = backbone.model(x)
+        features[start : start + len(batch)] = out.float().cpu().numpy()
+    return features
+
+
+def extract_features(
+    backbone: Backbone,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    family: str,
+    options: ExtractionOptions = ExtractionOptions(),
+    device: torch.device | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Features for every split plus a record of how they were made.
+
+    Returns ``({"<split>_features": …, "<split>_labels": …}, info)``.
+    """
+    device = device or pick_device()
+    if options.num_threads:
+        torch.set_num_threads(options.num_threads)
+    autocast_dtype = resolve_precision(options.precision, device)
+    channels_last = resolve_channels_last(options.channels_last, family)
+    model = backbone.model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    backbone.model = model
+    arrays: dict[str, np.ndarray] = {}
+    n_images = 0
+    started = time.perf_counter()
+    for split, (images, labels) in splits.items():
+        arrays[f"{split}_features"] = extract_split(
+            backbone, images, device, options.batch_size, autocast_dtype, channels_last, desc=split
+        )
+        arrays[f"{split}_labels"] = np.asarray(labels, dtype=np.int64)
+        n_images += len(images)
+    seconds = time.perf_counter() - started
+    for name, array in arrays.items():
+        if name.endswith("_features") and not np.isfinite(array).all():
+            raise FloatingPointError(f"{backbone.backbone_id}: non-finite values in {name}")
+    info = {
+        **backbone.describe(),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype],
+        "channels_last": channels_last,
+        "batch_size": options.batch_size,
+        "threads": torch.get_num_threads(),
+        "n_images": n_images,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(n_images / seconds, 2) if seconds > 0 else None,
+    }
+    log.info("%s: %d images in %.1f s (%.1f img/s)", backbone.backbone_id, n_images, seconds, info["images_per_s"] or 0)
+    return arrays, info
+
+
+def split_names(arrays: dict[str, np.ndarray]) -> Sequence[str]:
+    return [k[: -len("_features")] for k in arrays if k.endswith("_features")]

@@ -1,0 +1,352 @@
+"""BoB figures, drawn only from the results table and a computed :class:`Ranking`.
+
+Plotting never recomputes a metric or a z-score: every number shown comes from
+``ranking`` (or, for consistency checks, ``results``), so a figure can always
+be traced back to the tables written next to it.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly (rendered by
+the Agg canvas, no pyplot state, nothing to close) and saved as PNG and PDF
+through :func:`bobench.io.atomic_path`, so an interrupted run leaves no file
+that looks finished. Colour always encodes the pretraining method with one
+fixed palette, marker shape the architecture family; the only exception is
+the scaling figure, where the family is the point and gets its own palette.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Iterator
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from scipy.stats import spearmanr
+
+from bobench.io import atomic_path
+from bobench.ranking import RANDOM_METHOD, Ranking
+
+log = logging.getLogger(__name__)
+# fontTools logs every glyph subset at INFO while PDFs embed TrueType fonts; keep pipeline logs readable.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
+
+DPI = 200
+FORMATS = ("png", "pdf")
+MIN_POINTS_FOR_RHO = 3
+
+# One palette for every figure (colour-blind-safe Okabe-Ito hues); grey = random init.
+METHOD_PALETTE: dict[str, str] = {
+    "supervised": "#0072B2",
+    "SSL": "#E69F00",
+    "vision-language": "#009E73",
+    "generative": "#CC79A7",
+    "depth": "#D55E00",
+    RANDOM_METHOD: "#7F7F7F",
+}
+OTHER_COLOUR = "#000000"
+FAMILY_MARKERS: dict[str, str] = {"CNN": "o", "ViT": "^", "hierarchical ViT": "s"}
+OTHER_MARKER = "D"
+# Family colours (scaling figure only) are deliberately not method colours.
+FAMILY_PALETTE: dict[str, str] = {"CNN": "#332288", "ViT": "#882255", "hierarchical ViT": "#999933"}
+
+_RC = {
+    "pdf.fonttype": 42,  # embed TrueType so text stays editable/searchable in the PDF
+    "ps.fonttype": 42,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+}
+
+
+def method_colour(method: str) -> str:
+    return METHOD_PALETTE.get(method, OTHER_COLOUR)
+
+
+def family_marker(family: str) -> str:
+    return FAMILY_MARKERS.get(family, OTHER_MARKER)
+
+
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    """Seaborn look and readable sizes, scoped so importing code keeps its own rcParams."""
+    with sns.axes_style("whitegrid"), mpl.rc_context(_RC):
+        yield
+
+
+def _save(fig: Figure, path_stem: str | os.PathLike) -> list[Path]:
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf``, each atomically."""
+    paths = []
+    for fmt in FORMATS:
+        path = Path(f"{os.fspath(path_stem)}.{fmt}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def _note(ax: Axes, text: str) -> None:
+    """Explain in the figure itself why it is empty or partial."""
+    ax.text(
+        0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9,
+        wrap=True, bbox={"boxstyle": "round", "facecolor": "#FFF8DC", "edgecolor": "#999999"},
+    )
+
+
+def _rho_text(x: pd.Series, y: pd.Series) -> str:
+    """Spearman rho with n, or the reason it is not defined."""
+    n = len(x)
+    if n < MIN_POINTS_FOR_RHO:
+        return f"Spearman ρ: n = {n} < {MIN_POINTS_FOR_RHO}"
+    if x.nunique() < 2 or y.nunique() < 2:
+        return f"Spearman ρ undefined (constant values, n = {n})"
+    rho = spearmanr(x, y).statistic
+    return f"Spearman ρ = {rho:.2f} (n = {n})"
+
+
+def _legend(ax: Axes, methods: list[str], families: list[str] | None = None) -> None:
+    """One legend outside the axes: colour = method, then (optionally) shape = family."""
+    handles = [
+        Line2D([], [], marker="s", linestyle="", markersize=8, color=method_colour(m), label=m)
+        for m in _ordered_methods(methods)
+    ]
+    if families:
+        handles.append(Line2D([], [], linestyle="", label="\nfamily (size ∝ parameters)"))
+        handles += [
+            Line2D([], [], marker=family_marker(f), linestyle="", markersize=7, color="grey", label=f)
+            for f in _ordered_families(families)
+        ]
+    ax.legend(handles=handles, title="pretraining", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+
+
+def _ordered_methods(methods: list[str]) -> list[str]:
+    present = set(methods)
+    return [m for m in METHOD_PALETTE if m in present] + sorted(present.difference(METHOD_PALETTE))
+
+
+def _ordered_families(families: list[str]) -> list[str]:
+    present = set(families)
+    return [f for f in FAMILY_MARKERS if f in present] + sorted(present.difference(FAMILY_MARKERS))
+
+
+def plot_overall_ranking(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
+    """Horizontal bars of the overall score, best at the top, coloured by pretraining method."""
+    data = ranking.overall.dropna(subset=["score"])
+    n_unscored = len(ranking.overall) - len(data)
+    with _style():
+        fig = Figure(figsize=(7.5, 1.2 + 0.28 * max(len(data), 3)), layout="constrained")
+        ax = fig.add_subplot()
+        title = f"Overall backbone ranking ({ranking.options.aggregate.replace('_', ' ')} of z-scores)"
+        if data.empty:
+            _note(ax, "No backbone has a valid z-score\n(each setting needs ≥ 2 backbones with distinct values).")
+            ax.set_axis_off()
+        else:
+            y = np.arange(len(data))[::-1]
+            xerr = None
+            if {"score_ci_low", "score_ci_high"} <= set(data.columns):
+                xerr = np.vstack(
+                    [data["score"] - data["score_ci_low"], data["score_ci_high"] - data["score"]]
+                ).clip(min=0)
+            ax.barh(
+                y, data["score"], xerr=xerr, color=[method_colour(m) for m in data["method"]],
+                edgecolor="none", error_kw={"elinewidth": 0.8, "capsize": 2},
+            )
+            ax.axvline(0, color="black", linewidth=0.8)
+            ax.set_yticks(y, data["backbone_name"])
+            ax.set_ylim(-0.6, len(data) - 0.4)
+            ax.grid(axis="y", visible=False)
+            ax.set_xlabel("overall score (mean z-score, SD above the pool mean)")
+            ax.set_ylabel("backbone")
+            _legend(ax, list(data["method"]))
+            if n_unscored:
+                title += f"\n{n_unscored} backbone(s) without a valid z-score not shown"
+        ax.set_title(title)
+        return _save(fig, path_stem)
+
+
+def _setting_labels(settings: pd.DataFrame) -> pd.Series:
+    return settings[["task", "dataset", "protocol"]].astype(str).agg(" / ".join, axis=1)
+
+
+def plot_zscore_heatmap(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
+    """Backbone x setting grid of z (rows in overall-rank order); blank cells = not evaluated or undefined."""
+    settings = ranking.settings.assign(setting=lambda df: _setting_labels(df))
+    grid = settings.pivot(index="backbone", columns="setting", values="z")
+    grid = grid.reindex(index=[b for b in ranking.overall["backbone"] if b in grid.index])
+    grid = grid.reindex(columns=sorted(grid.columns))
+    names = ranking.overall.set_index("backbone")["backbone_name"]
+    with _style():
+        fig = Figure(
+            figsize=(3.0 + 0.55 * max(grid.shape[1], 2), 1.8 + 0.3 * max(grid.shape[0], 2)),
+            layout="constrained",
+        )
+        ax = fig.add_subplot()
+        ax.set_title("z-score per backbone and setting (SD above the setting's pool mean)")
+        if grid.empty or grid.isna().all().all():
+            _note(ax, "No defined z-score to show\n(each setting needs ≥ 2 backbones with distinct values).")
+            ax.set_axis_off()
+        else:
+            limit = float(np.nanmax(np.abs(grid.to_numpy())))
+            sns.heatmap(
+                grid.set_axis(names.reindex(grid.index), axis=0), ax=ax, cmap="RdBu_r", center=0,
+                vmin=-limit, vmax=limit, annot=True, fmt=".2f", annot_kws={"fontsize": 6},
+                linewidths=0.4, linecolor="white", cbar_kws={"label": "z-score (SD)"},
+            )
+            ax.set_xlabel("setting (task / dataset / protocol)")
+            ax.set_ylabel("backbone (best overall at top)")
+            ax.tick_params(axis="x", labelrotation=45)
+            for label in ax.get_xticklabels():
+                label.set_horizontalalignment("right")
+            if grid.isna().any().any():
+                fig.text(0.01, 0.0, "blank cell: backbone not evaluated, or z undefined for the setting",
+                         fontsize=7, va="top")
+        return _save(fig, path_stem)
+
+
+def _scatter_axes(
+    ranking: Ranking, task_x: str | None, task_y: str | None
+) -> tuple[pd.DataFrame, str, str, str]:
+    """Per-backbone x/y z-scores to compare, their axis names, and a note on what was compared.
+
+    Two tasks when available (BoB Fig. 1); with a single task, two protocols of it
+    (else two datasets), because a task-vs-task scatter is then impossible.
+    """
+    tasks = ranking.tasks.pivot(index="backbone", columns="task", values="z")
+    available = sorted(tasks.columns)
+    for name in (task_x, task_y):
+        if name is not None and name not in available:
+            raise ValueError(f"task {name!r} has no scores; tasks with scores: {', '.join(available)}")
+    if (task_x is not None and task_y is not None) or len(available) >= 2:
+        rest = [t for t in available if t not in (task_x, task_y)]
+        x = task_x or rest.pop(0)
+        y = task_y or rest.pop(0)
+        return tasks[[x, y]].set_axis(["x", "y"], axis=1), x, y, ""
+    valid = ranking.settings.dropna(subset=["z"])
+    for level in ("protocol", "dataset"):
+        values = sorted(valid[level].unique())
+        if len(values) >= 2:
+            x, y = values[:2]
+            grid = valid.pivot_table(index="backbone", columns=level, values="z", aggfunc="mean")
+            note = f"only one task ({available[0]}): {level}s compared"
+            return grid[[x, y]].set_axis(["x", "y"], axis=1), x, y, note
+    return pd.DataFrame(columns=["x", "y"]), "", "", "fewer than two tasks, protocols or datasets with z-scores"
+
+
+def plot_task_scatter(
+    ranking: Ranking,
+    path_stem: str | os.PathLike,
+    task_x: str | None = None,
+    task_y: str | None = None,
+) -> list[Path]:
+    """BoB Fig. 1: task z-score of one task against another; size = parameters, colour = method."""
+    pairs, x_name, y_name, note = _scatter_axes(ranking, task_x, task_y)
+    info = ranking.overall.set_index("backbone")
+    data = pairs.dropna().join(info[["backbone_name", "family", "method", "n_params"]])
+    with _style():
+        fig = Figure(figsize=(7.5, 5.5), layout="constrained")
+        ax = fig.add_subplot()
+        title = f"{y_name} vs {x_name} z-scores" if x_name else "Task z-score comparison"
+        if note:
+            title += f"\n({note})"
+        ax.set_title(title)
+        if data.empty:
+            _note(ax, "No backbone has z-scores on both axes." if x_name else note.capitalize() + ".")
+            ax.set_axis_off()
+            return _save(fig, path_stem)
+        largest = max(float(info["n_params"].max()), 1.0)
+        for _, row in data.iterrows():
+            ax.scatter(
+                row["x"], row["y"], s=20 + 280 * row["n_params"] / largest,
+                color=method_colour(row["method"]), marker=family_marker(row["family"]),
+                edgecolor="white", linewidth=0.5, alpha=0.85, zorder=3,
+            )
+            ax.annotate(row["backbone_name"], (row["x"], row["y"]), xytext=(4, 4),
+                        textcoords="offset points", fontsize=6, zorder=4, clip_on=True)
+        ax.axhline(0, color="grey", linewidth=0.6)
+        ax.axvline(0, color="grey", linewidth=0.6)
+        ax.set_xlabel(f"{x_name} z-score (SD)")
+        ax.set_ylabel(f"{y_name} z-score (SD)")
+        ax.text(0.02, 0.98, _rho_text(data["x"], data["y"]), transform=ax.transAxes, va="top",
+                fontsize=9, bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+        ax.margins(x=0.15, y=0.08)  # room for point labels inside the axes
+        _legend(ax, list(data["method"]), list(data["family"]))
+        return _save(fig, path_stem)
+
+
+def plot_zscore_vs_params(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
+    """Overall score against parameter count (log x), Spearman rho per family (BoB Observation 2).
+
+    Random-init baselines are drawn hollow and left out of rho: the trend BoB
+    reports is over pretrained backbones.
+    """
+    data = ranking.overall.dropna(subset=["score"])
+    data = data[data["n_params"] > 0]
+    with _style():
+        fig = Figure(figsize=(7.5, 5.0), layout="constrained")
+        ax = fig.add_subplot()
+        ax.set_title("Overall z-score vs model size")
+        if data.empty:
+            _note(ax, "No backbone has both a valid overall score and a parameter count.")
+            ax.set_axis_off()
+            return _save(fig, path_stem)
+        handles = []
+        for family in _ordered_families(list(data["family"])):
+            members = data[data["family"] == family]
+            colour = FAMILY_PALETTE.get(family, OTHER_COLOUR)
+            random = members["method"] == RANDOM_METHOD
+            ax.scatter(members.loc[~random, "n_params"], members.loc[~random, "score"], color=colour,
+                       marker=family_marker(family), s=40, edgecolor="white", linewidth=0.5, zorder=3)
+            ax.scatter(members.loc[random, "n_params"], members.loc[random, "score"], facecolor="none",
+                       edgecolor=colour, marker=family_marker(family), s=40, zorder=3)
+            pretrained = members[~random]
+            label = family
+            if len(pretrained) >= MIN_POINTS_FOR_RHO:
+                label += f": {_rho_text(pretrained['n_params'], pretrained['score'])}"
+            handles.append(Line2D([], [], marker=family_marker(family), linestyle="", markersize=7,
+                                  color=colour, label=label))
+        ax.set_xscale("log")
+        ax.axhline(0, color="grey", linewidth=0.6)
+        ax.set_xlabel("parameters (count, log scale)")
+        ax.set_ylabel("overall score (mean z-score, SD)")
+        if (data["method"] == RANDOM_METHOD).any():
+            handles.append(Line2D([], [], marker="o", linestyle="", markersize=7, markerfacecolor="none",
+                                  color="grey", label="random init (hollow; not in ρ)"))
+        ax.legend(handles=handles, title="family", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+        return _save(fig, path_stem)
+
+
+def _warn_if_stale(results: pd.DataFrame, ranking: Ranking) -> None:
+    """Figures are only meaningful if the ranking was computed from these results."""
+    in_results = set(results["backbone"])
+    in_ranking = set(ranking.overall["backbone"])
+    if in_results != in_ranking:
+        log.warning(
+            "ranking and results disagree on backbones (stale ranking?): only in results: %s; only in ranking: %s",
+            sorted(in_results - in_ranking) or "-", sorted(in_ranking - in_results) or "-",
+        )
+
+
+def draw_all(results: pd.DataFrame, ranking: Ranking, out_dir: str | os.PathLike) -> list[Path]:
+    """Draw the four BoB figures into ``out_dir`` (PNG + PDF each); returns the written paths."""
+    _warn_if_stale(results, ranking)
+    paths: list[Path] = []
+    for name, plot in FIGURES.items():
+        paths += plot(ranking, Path(out_dir) / name)
+        log.info("drew %s", name)
+    return paths
+
+
+# Fixed output names (stems) used by the workflow; each is written as .png and .pdf.
+FIGURES = {
+    "overall_ranking": plot_overall_ranking,
+    "zscore_heatmap": plot_zscore_heatmap,
+    "task_scatter": plot_task_scatter,
+    "zscore_vs_params": plot_zscore_vs_params,
+}

@@ -1,0 +1,58 @@
+"""Provenance recorded with every result: what ran, from which code, where."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+TRACKED_PACKAGES = ("bobench", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pandas", "snakemake")
+
+
+def canonical_hash(obj: Any) -> str:
+    """A stable short hash of a JSON-able object (key order does not matter)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    versions["python"] = platform.python_version()
+    return versions
+
+
+@lru_cache(maxsize=4)
+def git_commit(repo_dir: str = ".") -> str:
+    """HEAD commit, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_dir, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (subprocess.SubprocessError, OSError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def provenance_record(config_hash: str, seed: int, wall_time_s: float, repo_dir: str | Path = ".") -> dict[str, Any]:
+    return {
+        "config_hash": config_hash,
+        "git_commit": git_commit(str(repo_dir)),
+        "packages": json.dumps(package_versions(), sort_keys=True),
+        "seed": seed,
+        "wall_time_s": round(wall_time_s, 3),
+        "host": platform.node(),
+    }

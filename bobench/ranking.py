@@ -1,0 +1,361 @@
+"""BoB ranking: setting-wise z-scores aggregated into task and overall scores.
+
+The paper only states that backbones are compared through "setting-specific
+z-scores" that are then averaged; every unstated choice (std estimator, what
+to do with random-init baselines, how to weight tasks, how to collapse a
+learning-rate sweep) is a field of :class:`RankingOptions` so that the
+sensitivity of the ranking to it can be checked (spec digest, section 9).
+
+A *setting* is ``(task, dataset, protocol)`` measured by its one primary metric
+(``primary == True`` rows). Backbones missing from a setting or task are never
+imputed, so pools differ between tasks; that is a known weakness of the
+protocol, kept on purpose to match BoB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bobench.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+RANDOM_METHOD = "none"
+ALL_TASKS = "all tasks"
+SUBSET_ALL = "all"
+SETTING_KEYS = ["task", "dataset", "protocol"]
+META_COLUMNS = ["backbone_name", "family", "method", "n_params", "pretrain_size"]
+REQUIRED_COLUMNS = ["backbone", *META_COLUMNS, *SETTING_KEYS, "metric", "value", "primary"]
+
+# Row order of BoB Table 2; tasks not listed follow alphabetically.
+TASK_ORDER = [
+    "classification",
+    "detection",
+    "segmentation",
+    "retrieval",
+    "ood_classification",
+    "ood_detection",
+]
+
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "ddof": (0, 1),
+    "exclude_random_from_stats": (True, False),
+    "aggregate": ("task_mean", "setting_mean"),
+    "sweep_reduce": ("max", "mean"),
+}
+_POSITIVE_INTS = ("small_params_threshold", "top_k")
+
+
+@dataclass(frozen=True)
+class RankingOptions:
+    """Every unstated choice of the BoB ranking protocol, with the documented default."""
+
+    ddof: int = 0
+    exclude_random_from_stats: bool = True
+    aggregate: str = "task_mean"
+    sweep_reduce: str = "max"
+    small_params_threshold: int = 30_000_000
+    top_k: int = 3
+
+    def __post_init__(self) -> None:
+        for key, choices in _CHOICES.items():
+            value = getattr(self, key)
+            # bool is an int subclass: True must not pass as ddof=1, nor 1 as True.
+            if not any(type(value) is type(c) and value == c for c in choices):
+                raise ValueError(
+                    f"ranking option {key!r}: invalid value {value!r}; "
+                    f"valid choices: {', '.join(repr(c) for c in choices)}"
+                )
+        for key in _POSITIVE_INTS:
+            value = getattr(self, key)
+            if type(value) is not int or value < 1:
+                raise ValueError(
+                    f"ranking option {key!r}: invalid value {value!r}; "
+                    "valid choices: a positive integer"
+                )
+
+    @classmethod
+    def from_config(cls, d: dict[str, Any] | None) -> RankingOptions:
+        """Build options from a config mapping; unknown keys are errors, not silently ignored."""
+        d = dict(d or {})
+        valid = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in valid:
+                raise ValueError(
+                    f"unknown ranking option {key!r} (value {d[key]!r}); "
+                    f"valid keys: {', '.join(valid)}"
+                )
+        return cls(**d)
+
+
+@dataclass
+class Ranking:
+    """All tables of one ranking run; ``options`` records how they were made."""
+
+    settings: pd.DataFrame
+    tasks: pd.DataFrame
+    overall: pd.DataFrame
+    top: pd.DataFrame
+    options: RankingOptions
+
+
+def compute_ranking(
+    results: pd.DataFrame, options: RankingOptions = RankingOptions()
+) -> Ranking:
+    """Rank backbones from the tidy results table (see module docstring for the protocol)."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in results.columns]
+    if missing:
+        raise ValueError(f"results table lacks required columns: {', '.join(missing)}")
+    meta = _backbone_meta(results)
+    settings = _setting_zscores(_primary_values(results, options), meta, options)
+    tasks = _task_scores(settings)
+    overall = _overall(settings, tasks, meta, options)
+    top = _top_table(tasks, overall, options)
+    return Ranking(settings=settings, tasks=tasks, overall=overall, top=top, options=options)
+
+
+def _as_bool(column: pd.Series) -> pd.Series:
+    """``primary`` as bool, also when it came back from CSV as text."""
+    if column.dtype == bool:
+        return column
+    text = column.astype(str).str.strip().str.lower()
+    unknown = ~text.isin(["true", "false", "1", "0", "1.0", "0.0"])
+    if unknown.any():
+        raise ValueError(f"column 'primary' has non-boolean values: {sorted(set(column[unknown]))}")
+    return text.isin(["true", "1", "1.0"])
+
+
+def _backbone_meta(results: pd.DataFrame) -> pd.DataFrame:
+    """One metadata row per backbone; conflicting rows are reported, the first one wins."""
+    meta = results[["backbone", *META_COLUMNS]].drop_duplicates()
+    conflicting = meta.loc[meta["backbone"].duplicated(), "backbone"].unique()
+    if len(conflicting):
+        log.warning(
+            "backbones with conflicting metadata across rows (first row used): %s",
+            ", ".join(map(str, conflicting)),
+        )
+    return meta.drop_duplicates("backbone").set_index("backbone")
+
+
+def _primary_values(results: pd.DataFrame, options: RankingOptions) -> pd.DataFrame:
+    """Primary-metric value per (backbone, setting), collapsing sweeps per ``sweep_reduce``."""
+    rows = results.loc[_as_bool(results["primary"]), ["backbone", *SETTING_KEYS, "metric", "value"]]
+    rows = rows.assign(value=pd.to_numeric(rows["value"], errors="coerce"))
+    n_nan = int(rows["value"].isna().sum())
+    if n_nan:
+        log.warning("dropping %d primary rows with a missing value", n_nan)
+        rows = rows.dropna(subset=["value"])
+    metrics = rows.groupby(SETTING_KEYS)["metric"].nunique()
+    mixed = metrics[metrics > 1]
+    if len(mixed):
+        raise ValueError(
+            "settings with more than one primary metric (z-scores would mix units): "
+            + "; ".join(" / ".join(map(str, key)) for key in mixed.index)
+        )
+    keys = ["backbone", *SETTING_KEYS, "metric"]
+    n_rows = len(rows)
+    values = rows.groupby(keys, as_index=False, sort=True)["value"].agg(options.sweep_reduce)
+    if len(values) < n_rows:
+        log.info(
+            "reduced %d repeated (backbone, setting) rows with sweep_reduce=%r",
+            n_rows - len(values),
+            options.sweep_reduce,
+        )
+    return values
+
+
+def _setting_zscores(
+    values: pd.DataFrame, meta: pd.DataFrame, options: RankingOptions
+) -> pd.DataFrame:
+    """z of every backbone within each setting; undefined pools give NaN and a warning."""
+    is_random = values["backbone"].map(meta["method"]).eq(RANDOM_METHOD)
+    z = pd.Series(np.nan, index=values.index)
+    for key, group in values.groupby(SETTING_KEYS, sort=True):
+        pool = group["value"]
+        if options.exclude_random_from_stats:
+            pool = pool[~is_random[group.index]]
+        pool = pool.to_numpy(dtype=float)
+        label = " / ".join(map(str, key))
+        if len(pool) < 2:
+            log.warning(
+                "setting %s: only %d backbone(s) in the z-score pool; z = NaN, dropped from aggregation",
+                label,
+                len(pool),
+            )
+            continue
+        mean = pool.mean()
+        std = pool.std(ddof=options.ddof)
+        if not std > 1e-12 * max(1.0, abs(mean)):
+            log.warning(
+                "setting %s: all pool values equal (std = 0); z = NaN, dropped from aggregation",
+                label,
+            )
+            continue
+        z[group.index] = (group["value"] - mean) / std
+    return values.assign(z=z).reset_index(drop=True)
+
+
+def _task_scores(settings: pd.DataFrame) -> pd.DataFrame:
+    """Mean z per (backbone, task) over the settings the backbone was evaluated in."""
+    valid = settings.dropna(subset=["z"])
+    return (
+        valid.groupby(["backbone", "task"], as_index=False, sort=True)
+        .agg(z=("z", "mean"), n_settings=("z", "size"))
+        .astype({"n_settings": int})
+    )
+
+
+def _overall(
+    settings: pd.DataFrame, tasks: pd.DataFrame, meta: pd.DataFrame, options: RankingOptions
+) -> pd.DataFrame:
+    """Overall score and rank per backbone; backbones without any valid z keep a NaN score."""
+    valid = settings.dropna(subset=["z"])
+    source = tasks if options.aggregate == "task_mean" else valid
+    score = source.groupby("backbone")["z"].mean()
+    n_tasks = tasks.groupby("backbone")["task"].nunique()
+    n_settings = valid.groupby("backbone").size()
+    overall = meta[META_COLUMNS].reset_index()
+    overall["score"] = overall["backbone"].map(score).astype(float)
+    overall["rank"] = overall["score"].rank(ascending=False, method="min").astype("Int64")
+    overall["n_tasks"] = overall["backbone"].map(n_tasks).fillna(0).astype(int)
+    overall["n_settings"] = overall["backbone"].map(n_settings).fillna(0).astype(int)
+    unscored = overall.loc[overall["score"].isna(), "backbone"]
+    if len(unscored):
+        log.warning(
+            "backbones without any valid z-score (left unranked): %s", ", ".join(map(str, unscored))
+        )
+    overall = overall.sort_values(
+        ["score", "backbone"], ascending=[False, True], na_position="last"
+    )
+    return overall.reset_index(drop=True)
+
+
+def _ordered_tasks(tasks: pd.Series) -> list[str]:
+    present = set(tasks)
+    return [t for t in TASK_ORDER if t in present] + sorted(present.difference(TASK_ORDER))
+
+
+def _top_table(tasks: pd.DataFrame, overall: pd.DataFrame, options: RankingOptions) -> pd.DataFrame:
+    """BoB Table 2: top-k per task and overall, for all backbones and the small-model subset.
+
+    Random-init baselines are left out: the table answers "which backbone should I
+    choose?", and a baseline is never an answer (it stays in the other tables).
+    """
+    info = overall.set_index("backbone")
+    candidates = info.index[info["method"] != RANDOM_METHOD]
+    small = set(info.index[info["n_params"] < options.small_params_threshold])
+    subsets = {
+        SUBSET_ALL: set(candidates),
+        f"< {options.small_params_threshold / 1e6:g}M params": set(candidates) & small,
+    }
+    scores = {task: g.set_index("backbone")["z"] for task, g in tasks.groupby("task")}
+    scores[ALL_TASKS] = info["score"]
+    rows = []
+    for task in [*_ordered_tasks(tasks["task"]), ALL_TASKS]:
+        for subset, members in subsets.items():
+            score = scores[task].dropna()
+            best = (
+                pd.DataFrame({"backbone": score.index, "score": score.to_numpy()})
+                .loc[lambda df: df["backbone"].isin(members)]
+                .sort_values(["score", "backbone"], ascending=[False, True])
+                .head(options.top_k)
+            )
+            for position, (backbone, value) in enumerate(best.to_numpy(), start=1):
+                rows.append(
+                    {
+                        "task": task,
+                        "subset": subset,
+                        "position": position,
+                        "backbone": backbone,
+                        "backbone_name": info.at[backbone, "backbone_name"],
+                        "score": float(value),
+                    }
+                )
+    columns = ["task", "subset", "position", "backbone", "backbone_name", "score"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def write_ranking(ranking: Ranking, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write the four ranking CSVs and a readable ``ranking.md``; returns name -> path."""
+    out_dir = Path(out_dir)
+    tables = {
+        "overall": ranking.overall,
+        "tasks": ranking.tasks,
+        "settings": ranking.settings,
+        "top": ranking.top,
+    }
+    paths: dict[str, Path] = {}
+    for name, table in tables.items():
+        path = out_dir / f"ranking_{name}.csv"
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False)
+        paths[name] = path
+    path = out_dir / "ranking.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text(ranking_markdown(ranking))
+    paths["markdown"] = path
+    return paths
+
+
+def ranking_markdown(ranking: Ranking) -> str:
+    """Human-readable report: options, overall ranking, top-k table, task scores, dropped settings."""
+    opts = ", ".join(f"{f.name}={getattr(ranking.options, f.name)!r}" for f in dataclasses.fields(ranking.options))
+    names = ranking.overall.set_index("backbone")["backbone_name"]
+    task_table = ranking.tasks.pivot(index="backbone", columns="task", values="z")
+    task_table = task_table.reindex(
+        index=[b for b in ranking.overall["backbone"] if b in task_table.index],
+        columns=_ordered_tasks(ranking.tasks["task"]),
+    )
+    task_table.insert(0, "backbone_name", names.reindex(task_table.index))
+    dropped = ranking.settings.loc[ranking.settings["z"].isna(), SETTING_KEYS].drop_duplicates()
+    parts = [
+        "# Backbone ranking (BoB z-scores)",
+        "",
+        f"Options: {opts}.",
+        "",
+        "Scores are in standard deviations above the mean of the backbones evaluated in each "
+        "setting; pools differ between settings because not every backbone runs every task. "
+        f"Random-init baselines have method `{RANDOM_METHOD}`.",
+        "",
+        "## Overall",
+        "",
+        _markdown_table(ranking.overall),
+        "",
+        f"## Top {ranking.options.top_k} per task (random-init excluded)",
+        "",
+        _markdown_table(ranking.top),
+        "",
+        "## Task scores (mean z per task)",
+        "",
+        _markdown_table(task_table.reset_index()),
+        "",
+        "## Settings dropped from aggregation (pool < 2 backbones or std = 0)",
+        "",
+        _markdown_table(dropped) if len(dropped) else "None.",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    """Plain pipe table (avoids the optional ``tabulate`` dependency of ``DataFrame.to_markdown``)."""
+
+    def cell(value: Any) -> str:
+        if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+            return "–"
+        if isinstance(value, (float, np.floating)):
+            return f"{value:.3f}"
+        return str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *body])

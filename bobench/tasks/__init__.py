@@ -1,0 +1,1 @@
+"""Frozen-feature evaluation tasks: linear probe, kNN classification, retrieval."""

@@ -1,0 +1,49 @@
+# Stage 3a: classification on frozen features: linear probe and kNN.
+
+
+rule linear_probe:
+    input:
+        features=rules.extract_features.output.features,
+        info=rules.extract_features.output.info,
+        code=code("tasks", "stats", "cells", "gpu"),
+    output:
+        record=cell_record("linear_probe", "{backbone}", "{dataset}"),
+    params:
+        probe=options("linear_probe"),
+        bootstrap=options("bootstrap"),
+        seed=config["seed"],
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/linear_probe/{backbone}/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/linear_probe/{backbone}/{dataset}.tsv"
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/linear_probe.py"
+
+
+rule knn:
+    input:
+        features=rules.extract_features.output.features,
+        info=rules.extract_features.output.info,
+        code=code("tasks", "stats", "cells", "gpu"),
+    output:
+        record=cell_record("knn", "{backbone}", "{dataset}"),
+    params:
+        knn=options("knn"),
+        bootstrap=options("bootstrap"),
+        seed=config["seed"],
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/knn/{backbone}/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/knn/{backbone}/{dataset}.tsv"
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/knn.py"

@@ -1,0 +1,74 @@
+# Helpers shared by every stage: config checks, registries, paths, code dependencies.
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, workflow.basedir)  # import bobench from the checkout even when not installed
+
+from bobench import config as bobench_config
+from bobench.datasets import prepared_filenames
+
+SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
+
+# Structure and types first (fills defaults), then ids against the registries.
+bobench_config.validate_against_schema(config, SCHEMAS / "config.schema.yaml", "config")
+BACKBONES = bobench_config.load_registry(
+    bobench_config.resolve_path(config["registries"]["backbones"], workflow.basedir),
+    SCHEMAS / "backbones.schema.yaml",
+    "backbone registry",
+)
+DATASETS = bobench_config.load_registry(
+    bobench_config.resolve_path(config["registries"]["datasets"], workflow.basedir),
+    SCHEMAS / "datasets.schema.yaml",
+    "dataset registry",
+)
+bobench_config.check_config(config, BACKBONES, DATASETS)
+
+DATA = config["data_dir"]
+RESULTS = config["results_dir"]
+FIGURES = config["figures_dir"]
+CELLS = list(bobench_config.cells(config, DATASETS))
+FIGURE_NAMES = ["overall_ranking", "zscore_heatmap", "task_scatter", "zscore_vs_params"]
+
+
+wildcard_constraints:
+    backbone="|".join(config["backbones"]),
+    dataset="|".join(config["datasets"]),
+
+
+def code(*modules):
+    """Library files a rule depends on, so that editing them reruns the rule
+    (Snakemake only watches the script file itself)."""
+    files = []
+    for module in ("io", "provenance", "workflow", *modules):
+        path = Path(workflow.basedir) / "bobench" / module
+        if path.is_dir():
+            files += sorted(str(p) for p in path.glob("*.py"))
+        else:
+            files.append(str(path.with_suffix(".py")))
+    return files
+
+
+def prepared(dataset):
+    return [f"{DATA}/prepared/{dataset}/{name}" for name in prepared_filenames()]
+
+
+def cell_record(task, backbone, dataset):
+    return f"{RESULTS}/cells/{task}/{backbone}/{dataset}.json"
+
+
+def all_cell_records():
+    return [cell_record(*cell) for cell in CELLS]
+
+
+def options(section):
+    return dict(config[section])
+
+
+def final_targets():
+    return [
+        f"{RESULTS}/results.csv",
+        f"{RESULTS}/results.parquet",
+        f"{RESULTS}/ranking/ranking.md",
+        *expand(f"{FIGURES}/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=["png", "pdf"]),
+    ]

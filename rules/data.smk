@@ -1,0 +1,19 @@
+# Stage 1: one prepared, memory-mappable copy of each dataset.
+
+
+rule prepare_dataset:
+    input:
+        code=code("datasets"),
+    output:
+        prepared("{dataset}"),
+    params:
+        entry=lambda wc: bobench_config.dataset_entry(config, DATASETS, wc.dataset),
+        raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/prepare_dataset/{dataset}.tsv"
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/prepare_dataset.py"

@@ -1,0 +1,25 @@
+# Stage 2: pooled features of every split, once per backbone × dataset (the only GPU-heavy step here).
+
+
+rule extract_features:
+    input:
+        dataset=prepared("{dataset}"),
+        code=code("backbones", "features", "datasets", "gpu"),
+    output:
+        features=f"{RESULTS}/features/{{backbone}}/{{dataset}}.npz",
+        info=f"{RESULTS}/features/{{backbone}}/{{dataset}}.json",
+    params:
+        # Only the fields that change features: renaming a backbone reruns tables, not extraction.
+        backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
+        extraction=options("extraction"),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/extract_features/{backbone}/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/extract_features/{backbone}/{dataset}.tsv"
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/extract_features.py"

@@ -1,0 +1,40 @@
+# Stage 4: one tidy results table, then the BoB z-score ranking.
+
+
+rule collect:
+    input:
+        records=all_cell_records(),
+        code=code("results"),
+    output:
+        csv=f"{RESULTS}/results.csv",
+        parquet=f"{RESULTS}/results.parquet",
+    params:
+        # Display metadata comes from the registries here, so editing it reruns only the aggregates.
+        backbones=lambda wc: {b: bobench_config.display_spec(BACKBONES[b]) for b in config["backbones"]},
+        datasets=lambda wc: {d: {"name": DATASETS[d]["name"], "domain": DATASETS[d]["domain"]} for d in config["datasets"]},
+    log:
+        "logs/collect.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/collect.py"
+
+
+rule rank:
+    input:
+        results=rules.collect.output.parquet,
+        code=code("ranking"),
+    output:
+        overall=f"{RESULTS}/ranking/ranking_overall.csv",
+        tasks=f"{RESULTS}/ranking/ranking_tasks.csv",
+        settings=f"{RESULTS}/ranking/ranking_settings.csv",
+        top=f"{RESULTS}/ranking/ranking_top.csv",
+        markdown=f"{RESULTS}/ranking/ranking.md",
+    params:
+        ranking=options("ranking"),
+    log:
+        "logs/rank.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/rank.py"

@@ -1,0 +1,25 @@
+# Stage 3b: BoB's class-folder image retrieval on frozen features.
+
+
+rule retrieval:
+    input:
+        features=rules.extract_features.output.features,
+        info=rules.extract_features.output.info,
+        code=code("tasks", "stats", "cells", "gpu"),
+    output:
+        record=cell_record("retrieval", "{backbone}", "{dataset}"),
+    params:
+        retrieval=options("retrieval"),
+        bootstrap=options("bootstrap"),
+        seed=config["seed"],
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/retrieval/{backbone}/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/retrieval/{backbone}/{dataset}.tsv"
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/retrieval.py"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One-command set-up: a virtualenv in .venv with the pinned stack, the bobench
+# package (editable), and Debian's Fashion-MNIST files when apt is available.
+# Usage: bash setup.sh            (then: source .venv/bin/activate)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+# torch first, pinned: the local wheel store has exactly this build.
+.venv/bin/pip install --quiet --upgrade pip
+.venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
+.venv/bin/pip install --quiet -e ".[test,slurm]"
+
+# Fashion-MNIST from Debian (checked against pinned checksums at prepare time).
+# Without it the workflow downloads the official files instead.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+    if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
+        $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist \
+            || echo "note: could not install dataset-fashion-mnist; the workflow will download Fashion-MNIST"
+    fi
+fi
+echo "set-up done: source .venv/bin/activate"

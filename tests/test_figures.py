@@ -1,0 +1,118 @@
+"""Figures: every file is written (PNG + PDF), also for degenerate inputs, with no partial files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from bobench import figures
+from bobench.figures import FIGURES, draw_all, plot_overall_ranking, plot_task_scatter
+from bobench.ranking import compute_ranking
+
+FAMILIES = ["CNN", "ViT", "hierarchical ViT"]
+METHODS = ["supervised", "SSL", "vision-language", "generative", "depth", "none"]
+SETTINGS = [
+    ("classification", "in1k", "linear_probe", "top1"),
+    ("classification", "in1k", "knn", "top1"),
+    ("retrieval", "cub", "frozen", "map"),
+    ("detection", "coco", "finetune", "ap"),
+]
+
+
+@pytest.fixture(autouse=True)
+def low_dpi(monkeypatch):
+    """Rendering dominates test time; resolution is irrelevant to what is checked."""
+    monkeypatch.setattr(figures, "DPI", 40)
+
+
+def make_results(n_backbones: int, settings=SETTINGS, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_backbones):
+        method = METHODS[i % len(METHODS)]
+        n_params = int(rng.integers(5_000_000, 300_000_000))
+        for task, dataset, protocol, metric in settings:
+            rows.append({
+                "backbone": f"bb{i}", "backbone_name": f"net-{i}", "family": FAMILIES[i % 3],
+                "method": method, "pretrain_data": "x", "pretrain_size": 0 if method == "none" else 10**6,
+                "n_params": n_params, "task": task, "dataset": dataset, "domain": "natural",
+                "protocol": protocol, "metric": metric, "value": float(rng.random()),
+                "ci_low": np.nan, "ci_high": np.nan, "primary": True,
+            })
+    return pd.DataFrame(rows)
+
+
+def assert_figure_files(out_dir: Path, paths: list[Path]) -> None:
+    expected = {f"{name}.{fmt}" for name in FIGURES for fmt in ("png", "pdf")}
+    assert {p.name for p in paths} == expected
+    assert {p.name for p in out_dir.iterdir()} == expected  # nothing partial or stray
+    for path in paths:
+        head = path.read_bytes()[:8]
+        assert head.startswith(b"\x89PNG" if path.suffix == ".png" else b"%PDF"), path
+
+
+def test_draw_all_writes_every_figure(tmp_path):
+    results = make_results(8)
+    paths = draw_all(results, compute_ranking(results), tmp_path / "figs")
+    assert_figure_files(tmp_path / "figs", paths)
+
+
+@pytest.mark.parametrize(
+    "results",
+    [
+        pytest.param(make_results(1), id="single-backbone"),
+        pytest.param(make_results(5, SETTINGS[:2]), id="single-task-two-protocols"),
+        pytest.param(make_results(5, SETTINGS[:1]), id="single-setting"),
+        pytest.param(make_results(2, SETTINGS[2:3]), id="two-backbones"),
+    ],
+)
+def test_degenerate_inputs_still_write_files(tmp_path, results):
+    paths = draw_all(results, compute_ranking(results), tmp_path)
+    assert_figure_files(tmp_path, paths)
+
+
+def test_constant_setting_gives_nan_z_but_figures(tmp_path):
+    results = make_results(4, SETTINGS[:1]).assign(value=0.5)  # std 0 -> every z NaN
+    assert_figure_files(tmp_path, draw_all(results, compute_ranking(results), tmp_path))
+
+
+def test_single_task_scatter_compares_protocols(tmp_path, monkeypatch):
+    results = make_results(5, SETTINGS[:2])
+    titles = []
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: titles.append(fig.axes[0].get_title()) or [])
+    plot_task_scatter(compute_ranking(results), tmp_path / "scatter")
+    assert "protocols compared" in titles[0] and "linear_probe vs knn" in titles[0]
+
+
+def test_task_scatter_rejects_unknown_task(tmp_path):
+    results = make_results(5)
+    with pytest.raises(ValueError, match="segmentation"):
+        plot_task_scatter(compute_ranking(results), tmp_path / "s", task_x="segmentation")
+
+
+def test_optional_error_bars(tmp_path):
+    ranking = compute_ranking(make_results(5))
+    ranking.overall = ranking.overall.assign(
+        score_ci_low=ranking.overall["score"] - 0.1, score_ci_high=ranking.overall["score"] + 0.2
+    )
+    paths = plot_overall_ranking(ranking, tmp_path / "overall")
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
+    ranking = compute_ranking(make_results(5))
+    original = Figure.savefig
+
+    def fail_on_pdf(self, fname, *args, **kwargs):
+        if kwargs.get("format") == "pdf":
+            raise RuntimeError("disk full")
+        return original(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", fail_on_pdf)
+    with pytest.raises(RuntimeError):
+        plot_overall_ranking(ranking, tmp_path / "overall")
+    assert [p.name for p in tmp_path.iterdir()] == ["overall.png"]
