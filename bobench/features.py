@@ -74,7 +74,8 @@ def extract_split(
     features = np.empty((len(images), backbone.feature_dim), dtype=np.float32)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", mininterval=5):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device, non_blocking=True)
+        # np.array copies the (read-only, memory-mapped) slice into a writable buffer.
+        batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(device, non_blocking=True)
         x = backbone.transform(batch).contiguous(memory_format=memory_format)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             out = backbone.model(x)

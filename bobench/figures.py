@@ -39,6 +39,7 @@ logging.getLogger("fontTools").setLevel(logging.WARNING)
 DPI = 200
 FORMATS = ("png", "pdf")
 MIN_POINTS_FOR_RHO = 3
+NEED_POOL = "(each setting needs ≥ 2 backbones in its z-score pool, with distinct values)"
 
 # One palette for every figure (colour-blind-safe Okabe-Ito hues); grey = random init.
 METHOD_PALETTE: dict[str, str] = {
@@ -123,7 +124,12 @@ def _legend(ax: Axes, methods: list[str], families: list[str] | None = None) -> 
             Line2D([], [], marker=family_marker(f), linestyle="", markersize=7, color="grey", label=f)
             for f in _ordered_families(families)
         ]
-    ax.legend(handles=handles, title="pretraining", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    _outside_legend(ax, handles, "pretraining")
+
+
+def _outside_legend(ax: Axes, handles: list[Line2D], title: str) -> None:
+    """Legend right of the axes, so it never hides points however crowded the plot is."""
+    ax.legend(handles=handles, title=title, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
 
 
 def _ordered_methods(methods: list[str]) -> list[str]:
@@ -145,7 +151,7 @@ def plot_overall_ranking(ranking: Ranking, path_stem: str | os.PathLike) -> list
         ax = fig.add_subplot()
         title = f"Overall backbone ranking ({ranking.options.aggregate.replace('_', ' ')} of z-scores)"
         if data.empty:
-            _note(ax, "No backbone has a valid z-score\n(each setting needs ≥ 2 backbones with distinct values).")
+            _note(ax, f"No backbone has a valid z-score\n{NEED_POOL}.")
             ax.set_axis_off()
         else:
             y = np.arange(len(data))[::-1]
@@ -190,7 +196,7 @@ def plot_zscore_heatmap(ranking: Ranking, path_stem: str | os.PathLike) -> list[
         ax = fig.add_subplot()
         ax.set_title("z-score per backbone and setting (SD above the setting's pool mean)")
         if grid.empty or grid.isna().all().all():
-            _note(ax, "No defined z-score to show\n(each setting needs ≥ 2 backbones with distinct values).")
+            _note(ax, f"No defined z-score to show\n{NEED_POOL}.")
             ax.set_axis_off()
         else:
             limit = float(np.nanmax(np.abs(grid.to_numpy())))
@@ -236,7 +242,8 @@ def _scatter_axes(
             grid = valid.pivot_table(index="backbone", columns=level, values="z", aggfunc="mean")
             note = f"only one task ({available[0]}): {level}s compared"
             return grid[[x, y]].set_axis(["x", "y"], axis=1), x, y, note
-    return pd.DataFrame(columns=["x", "y"]), "", "", "fewer than two tasks, protocols or datasets with z-scores"
+    note = "fewer than two tasks, protocols or datasets with z-scores"
+    return pd.DataFrame(columns=["x", "y"]), "", "", note
 
 
 def plot_task_scatter(
@@ -289,7 +296,7 @@ def plot_zscore_vs_params(ranking: Ranking, path_stem: str | os.PathLike) -> lis
     data = ranking.overall.dropna(subset=["score"])
     data = data[data["n_params"] > 0]
     with _style():
-        fig = Figure(figsize=(7.5, 5.0), layout="constrained")
+        fig = Figure(figsize=(9.0, 5.0), layout="constrained")
         ax = fig.add_subplot()
         ax.set_title("Overall z-score vs model size")
         if data.empty:
@@ -318,7 +325,7 @@ def plot_zscore_vs_params(ranking: Ranking, path_stem: str | os.PathLike) -> lis
         if (data["method"] == RANDOM_METHOD).any():
             handles.append(Line2D([], [], marker="o", linestyle="", markersize=7, markerfacecolor="none",
                                   color="grey", label="random init (hollow; not in ρ)"))
-        ax.legend(handles=handles, title="family", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+        _outside_legend(ax, handles, "family")
         return _save(fig, path_stem)
 
 
@@ -328,7 +335,8 @@ def _warn_if_stale(results: pd.DataFrame, ranking: Ranking) -> None:
     in_ranking = set(ranking.overall["backbone"])
     if in_results != in_ranking:
         log.warning(
-            "ranking and results disagree on backbones (stale ranking?): only in results: %s; only in ranking: %s",
+            "ranking and results disagree on backbones (stale ranking?): "
+            "only in results: %s; only in ranking: %s",
             sorted(in_results - in_ranking) or "-", sorted(in_ranking - in_results) or "-",
         )
 

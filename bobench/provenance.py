@@ -47,10 +47,14 @@ def git_commit(repo_dir: str = ".") -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def provenance_record(config_hash: str, seed: int, wall_time_s: float, repo_dir: str | Path = ".") -> dict[str, Any]:
+# The checkout this code runs from (the run's working directory may be elsewhere).
+SOURCE_DIR = Path(__file__).resolve().parents[1]
+
+
+def provenance_record(config_hash: str, seed: int, wall_time_s: float) -> dict[str, Any]:
     return {
         "config_hash": config_hash,
-        "git_commit": git_commit(str(repo_dir)),
+        "git_commit": git_commit(str(SOURCE_DIR)),
         "packages": json.dumps(package_versions(), sort_keys=True),
         "seed": seed,
         "wall_time_s": round(wall_time_s, 3),

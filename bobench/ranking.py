@@ -307,7 +307,7 @@ def write_ranking(ranking: Ranking, out_dir: str | os.PathLike) -> dict[str, Pat
 
 def ranking_markdown(ranking: Ranking) -> str:
     """Human-readable report: options, overall ranking, top-k table, task scores, dropped settings."""
-    opts = ", ".join(f"{f.name}={getattr(ranking.options, f.name)!r}" for f in dataclasses.fields(ranking.options))
+    opts = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(ranking.options).items())
     names = ranking.overall.set_index("backbone")["backbone_name"]
     task_table = ranking.tasks.pivot(index="backbone", columns="task", values="z")
     task_table = task_table.reindex(

@@ -36,7 +36,7 @@ rule knn:
         knn=options("knn"),
         bootstrap=options("bootstrap"),
         seed=config["seed"],
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     log:

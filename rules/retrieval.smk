@@ -12,7 +12,7 @@ rule retrieval:
         retrieval=options("retrieval"),
         bootstrap=options("bootstrap"),
         seed=config["seed"],
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     log:

@@ -57,7 +57,9 @@ PRIMARY = [
 S = math.sqrt(1.5)  # 1.224745 = 10 / sqrt(200/3)
 
 
-def _row(backbone: str, task: str, dataset: str, protocol: str, metric: str, value: float, primary: bool) -> dict:
+def _row(
+    backbone: str, task: str, dataset: str, protocol: str, metric: str, value: float, primary: bool
+) -> dict:
     name, family, method, n_params, pretrain_size = META[backbone]
     return {
         "backbone": backbone, "backbone_name": name, "family": family, "method": method,
@@ -81,7 +83,8 @@ def results() -> pd.DataFrame:
 
 def _z(ranking, backbone: str, dataset: str, protocol: str) -> float:
     s = ranking.settings
-    return float(s.loc[(s.backbone == backbone) & (s.dataset == dataset) & (s.protocol == protocol), "z"].item())
+    row = (s.backbone == backbone) & (s.dataset == dataset) & (s.protocol == protocol)
+    return float(s.loc[row, "z"].item())
 
 
 def _score(table: pd.DataFrame, backbone: str, column: str = "score") -> float:
@@ -127,7 +130,8 @@ def test_random_init_is_scored_but_not_in_stats(results):
     r = compute_ranking(results)
     assert _z(r, "R", "in1k", "linear_probe") == pytest.approx(-70 / math.sqrt(200 / 3))  # -8.573214
     assert _z(r, "R", "cub", "frozen") == pytest.approx(-0.3 / math.sqrt(0.08 / 3))  # -1.837117
-    assert _score(r.overall, "R") == pytest.approx(((-70 / math.sqrt(200 / 3) - 3) / 2 - 1.837117) / 2, abs=1e-6)
+    z_r_class = (-70 / math.sqrt(200 / 3) - 3) / 2  # -5.786607
+    assert _score(r.overall, "R") == pytest.approx((z_r_class - 1.837117) / 2, abs=1e-6)
     assert r.overall.set_index("backbone").at["R", "method"] == "none"
     # Including R: S1 pool {70,80,90,10}: mean 62.5, population var 3875/4 = 968.75
     # zA = (70-62.5)/sqrt(968.75) = 0.240966

@@ -40,7 +40,7 @@ class Backbone:
             "feature_dim": self.feature_dim,
             "n_params": self.n_params,
             "transform": self.transform.as_dict(),
-            **self.provenance,
+            "weights": self.provenance,
         }
 
 

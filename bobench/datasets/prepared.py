@@ -93,6 +93,8 @@ def write_prepared(
     """
     out_dir = Path(out_dir)
     num_classes = len(class_names)
+    if len(set(class_names)) != num_classes:
+        raise ValueError(f"class names must be unique, got {list(class_names)}")
     _check_splits(splits, num_classes)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / META_FILENAME).unlink(missing_ok=True)

@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import yaml
@@ -81,7 +81,7 @@ def register_loader(name: str, *, source_keys: tuple[str, ...] = ()) -> Callable
 def validate_dataset_entry(dataset_id: str, entry: Any) -> None:
     """Semantic check of one registry entry; raises ValueError naming id, key, value and choices."""
 
-    def fail(key: str, value: Any, problem: str) -> None:
+    def fail(key: str, value: Any, problem: str) -> NoReturn:
         raise ValueError(f"dataset {dataset_id!r}: {key} = {value!r} {problem}")
 
     if not isinstance(entry, Mapping):
@@ -343,17 +343,9 @@ def parse_idx(data: bytes, what: str) -> np.ndarray:
 #: Label order of animal_mnist 0.4 (labels 0..9; checked by eye on the images:
 #: alphabetical, as in the package description).
 ANIMAL_CLASSES = [
-    "bear",
-    "bird",
-    "cat",
-    "cow",
-    "dog",
-    "elephant",
-    "giraffe",
-    "horse",
-    "sheep",
-    "zebra",
-]
+    "bear", "bird", "cat", "cow", "dog",
+    "elephant", "giraffe", "horse", "sheep", "zebra",
+]  # fmt: skip
 
 
 @register_loader("animal_mnist", source_keys=("package", "wheel_url", "wheel_sha256", "members"))

@@ -112,7 +112,8 @@ def _chunk_metrics(relevant: torch.Tensor, ks: tuple[int, ...]) -> dict[str, tor
     trapezoid = 0.5 * (precision_before + precision_at)
     out = {
         "map": (trapezoid * relevant).sum(dim=1) / n_pos,
-        "mrr": 1.0 / (relevant.to(torch.uint8).argmax(dim=1).to(torch.float64) + 1.0),
+        # Ranks before the first positive are exactly those with zero hits so far.
+        "mrr": 1.0 / ((hits == 0).sum(dim=1).to(torch.float64) + 1.0),
     }
     for k in ks:
         found = hits_f[:, min(k, n_db) - 1]

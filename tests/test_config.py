@@ -1,0 +1,113 @@
+"""Bad configs stop before any job runs, with one message naming key, value and choices."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bobench.config import ConfigError, check_config, load_registry, validate_against_schema
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS = ROOT / "config" / "schemas"
+
+
+def load_config(name: str = "config.yaml") -> dict:
+    config = yaml.safe_load((ROOT / "config" / name).read_text())
+    validate_against_schema(config, SCHEMAS / "config.schema.yaml", "config")
+    return config
+
+
+@pytest.fixture(scope="module")
+def registries():
+    backbones = load_registry(ROOT / "config/backbones.yaml", SCHEMAS / "backbones.schema.yaml", "backbone registry")
+    datasets = load_registry(ROOT / "config/datasets.yaml", SCHEMAS / "datasets.schema.yaml", "dataset registry")
+    return backbones, datasets
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(name, registries):
+    check_config(load_config(name), *registries)
+
+
+def test_schema_fills_defaults():
+    config = {"backbones": ["a"], "datasets": ["b"], "tasks": ["knn"]}
+    validate_against_schema(config, SCHEMAS / "config.schema.yaml", "config")
+    assert config["knn"] == {"k": 20, "temperature": 0.07}
+    assert config["ranking"]["aggregate"] == "task_mean"
+    assert config["registries"]["backbones"] == "config/backbones.yaml"
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["backbones"].append("resnet9000"), ["backbones[5]", "unknown backbone 'resnet9000'", "effnet_lite0_in1k"]),
+        (lambda c: c["backbones"].append("effnet_lite0_in1"), ["did you mean 'effnet_lite0_in1k'"]),
+        (lambda c: c["datasets"].append("imagenet"), ["datasets[3]", "unknown dataset 'imagenet'", "fashion_mnist"]),
+        (lambda c: c["backbones"].append("effnet_lite1_in1k"), ["'backbones'", "more than once", "effnet_lite1_in1k"]),
+        (lambda c: c.__setitem__("dataset_splits", {"cifar": {"train": 5}}), ["dataset_splits.cifar", "unknown dataset"]),
+    ],
+)
+def test_unknown_ids_name_key_value_and_choices(mutate, expected, registries):
+    config = load_config()
+    mutate(config)
+    with pytest.raises(ConfigError) as error:
+        check_config(config, *registries)
+    for text in expected:
+        assert text in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["tasks"].append("segmentation"), ["tasks[3]", "'segmentation' is not one of", "'retrieval'"]),
+        (lambda c: c["extraction"].__setitem__("batch_size", 0), ["extraction.batch_size", "0 is less than the minimum of 1"]),
+        (lambda c: c["extraction"].__setitem__("precision", "fp8"), ["extraction.precision", "'fp8' is not one of", "'bf16'"]),
+        (lambda c: c["knn"].__setitem__("k", "twenty"), ["knn.k", "'twenty' is not of type 'integer'"]),
+        (lambda c: c["ranking"].__setitem__("aggregate", "median"), ["ranking.aggregate", "'median' is not one of", "task_mean"]),
+        (lambda c: c.__setitem__("epochs", 3), ["'epochs' was unexpected"]),
+        (lambda c: c["linear_probe"].__setitem__("c_grid", [1.0, -1.0]), ["linear_probe.c_grid[1]", "-1.0"]),
+    ],
+)
+def test_malformed_values_name_key_and_value(mutate, expected):
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    mutate(config)
+    with pytest.raises(ConfigError) as error:
+        validate_against_schema(config, SCHEMAS / "config.schema.yaml", "config")
+    message = str(error.value)
+    assert "\n" not in message
+    for text in expected:
+        assert text in message
+
+
+def test_malformed_registry_entry_names_it(tmp_path):
+    registry = yaml.safe_load((ROOT / "config/backbones.yaml").read_text())
+    registry["effnet_lite0_in1k"]["family"] = "MLP"
+    path = tmp_path / "backbones.yaml"
+    path.write_text(yaml.safe_dump(registry))
+    with pytest.raises(ConfigError) as error:
+        load_registry(path, SCHEMAS / "backbones.schema.yaml", "backbone registry")
+    assert "effnet_lite0_in1k.family" in str(error.value)
+    assert "'MLP' is not one of ['CNN', 'ViT', 'hierarchical ViT']" in str(error.value)
+
+
+def test_snakemake_stops_before_any_job(tmp_path):
+    """End to end: a bad config makes `snakemake -n` fail at parse time with the message."""
+    config = yaml.safe_load((ROOT / "config/test.yaml").read_text())
+    config["backbones"] = ["effnet_lite0_in1k", "convnext_huge"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(path), "--cores", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode != 0
+    output = run.stdout + run.stderr
+    assert "config key 'backbones[1]': unknown backbone 'convnext_huge'" in output
+    assert "Building DAG" not in output
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,84 @@
+"""GPU claim: distinct devices per concurrent job, environment assignments win, CPU fallback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bobench import gpu
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("BOBENCH_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    return tmp_path
+
+
+def test_no_gpu_means_cpu(clean_env, monkeypatch):
+    monkeypatch.setenv("BOBENCH_NUM_GPUS", "0")
+    claim = gpu.claim_gpus(1)
+    assert claim.devices is None
+    assert "CPU" in claim.reason
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_existing_assignment_wins(clean_env, monkeypatch):
+    monkeypatch.setenv("BOBENCH_NUM_GPUS", "4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    claim = gpu.claim_gpus(1)
+    assert claim.devices is None
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+def test_concurrent_claims_get_distinct_devices(clean_env, monkeypatch):
+    monkeypatch.setenv("BOBENCH_NUM_GPUS", "3")
+    claims = []
+    for _ in range(3):  # each claim stands for a separate job process
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        claims.append(gpu.claim_gpus(1, poll_s=0.01, timeout_s=1))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert sorted(c.devices[0] for c in claims) == [0, 1, 2]
+    with pytest.raises(TimeoutError):
+        gpu.claim_gpus(1, poll_s=0.01, timeout_s=0.05)
+    claims[1].release()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert gpu.claim_gpus(1, poll_s=0.01, timeout_s=1).devices == [1]
+
+
+def test_multi_gpu_claim(clean_env, monkeypatch):
+    monkeypatch.setenv("BOBENCH_NUM_GPUS", "4")
+    first = gpu.claim_gpus(2)
+    assert first.devices == [0, 1]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    second = gpu.claim_gpus(2)
+    assert second.devices == [2, 3]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
+    with pytest.raises(RuntimeError, match="requests 5 GPUs but this machine has 4"):
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+        gpu.claim_gpus(5)
+
+
+def test_lock_is_released_when_a_job_is_killed(clean_env, monkeypatch):
+    """A killed job (kill -9) never leaks its GPU: the kernel drops the flock."""
+    monkeypatch.setenv("BOBENCH_NUM_GPUS", "1")
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys, time
+            from bobench.gpu import claim_gpus
+            claim = claim_gpus(1)
+            print(claim.devices, flush=True)
+            time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True, env=os.environ.copy(),
+    )
+    assert child.stdout.readline().strip() == "[0]"
+    with pytest.raises(TimeoutError):
+        gpu.claim_gpus(1, poll_s=0.01, timeout_s=0.05)
+    child.kill()
+    child.wait()
+    assert gpu.claim_gpus(1, poll_s=0.01, timeout_s=2).devices == [0]
