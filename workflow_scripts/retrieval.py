@@ -28,7 +28,7 @@ write_record(
     features_info=info,
     protocol_params={
         "split": params["split"], "query_fraction": params["query_fraction"],
-        "queries": "first floor(q * n_c) items of each class", "descriptor": "L2-normalised pooled features",
+        "queries": "first floor(q * n_c) items of each class, clipped to [1, n_c - 1]", "descriptor": "L2-normalised pooled features",
         "similarity": "dot product", "ap": "revisitop trapezoidal AP",
     },
     metrics=[
