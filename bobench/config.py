@@ -136,7 +136,7 @@ def dataset_entry(config: dict[str, Any], datasets: dict[str, Any], dataset: str
     override = (config.get("dataset_splits") or {}).get(dataset)
     if override:
         entry["splits"] = {**(entry.get("splits") or {}), **override}
-    return entry
+    return canonical(entry)
 
 
 # Registry fields that change the features; the others (name, method, …) only
@@ -144,9 +144,19 @@ def dataset_entry(config: dict[str, Any], datasets: dict[str, Any], dataset: str
 FEATURE_FIELDS = ("architecture", "weights", "input", "family")
 
 
+def canonical(value: Any) -> Any:
+    """Recursively key-sorted copy. Snakemake compares params by their text, so
+    reordering keys in a YAML file must not look like a change."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
 def feature_spec(entry: dict[str, Any]) -> dict[str, Any]:
-    return {key: entry[key] for key in FEATURE_FIELDS if key in entry}
+    return canonical({key: entry[key] for key in FEATURE_FIELDS if key in entry})
 
 
 def display_spec(entry: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in entry.items() if key not in ("architecture", "weights", "input")}
+    return canonical({key: value for key, value in entry.items() if key not in ("architecture", "weights", "input")})

@@ -62,7 +62,7 @@ def all_cell_records():
 
 
 def options(section):
-    return dict(config[section])
+    return bobench_config.canonical(config[section])
 
 
 def final_targets():

@@ -11,7 +11,9 @@ rule collect:
     params:
         # Display metadata comes from the registries here, so editing it reruns only the aggregates.
         backbones=lambda wc: {b: bobench_config.display_spec(BACKBONES[b]) for b in config["backbones"]},
-        datasets=lambda wc: {d: {"name": DATASETS[d]["name"], "domain": DATASETS[d]["domain"]} for d in config["datasets"]},
+        datasets=lambda wc: {
+            d: {"name": DATASETS[d]["name"], "domain": DATASETS[d]["domain"]} for d in config["datasets"]
+        },
     log:
         "logs/collect.log",
     conda:

@@ -1,0 +1,173 @@
+"""The whole pipe, end to end, on config/test.yaml: outputs, reruns, and a hard kill.
+
+These tests run real Snakemake in temporary working directories (a few minutes in all).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ["overall_ranking", "zscore_heatmap", "task_scatter", "zscore_vs_params"]
+pytestmark = pytest.mark.slow
+
+
+def make_workdir(path: Path) -> Path:
+    """A working directory with config/test.yaml pointing at its own copy of the backbone registry."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "config" / "backbones.yaml", path / "backbones.yaml")
+    config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    config["registries"] = {"backbones": str(path / "backbones.yaml"), "datasets": str(ROOT / "config" / "datasets.yaml")}
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args,
+    ]
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(workdir: Path) -> list[tuple[str, str | None]]:
+    """(rule, backbone wildcard) of every job a dry run would execute."""
+    run = snakemake(workdir, "-n")
+    assert run.returncode == 0, run.stdout + run.stderr
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", run.stdout):
+        match = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if match:
+            backbone = re.search(r"backbone=(\w+)", block)
+            jobs.append((match.group(1), backbone.group(1) if backbone else None))
+    return jobs
+
+
+def metric_table(workdir: Path) -> pd.DataFrame:
+    results = pd.read_csv(workdir / "results" / "results.csv")
+    keys = ["backbone", "task", "dataset", "protocol", "metric"]
+    return results[keys + ["value", "ci_low", "ci_high"]].sort_values(keys).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def battle(tmp_path_factory) -> Path:
+    workdir = make_workdir(tmp_path_factory.mktemp("battle"))
+    started = time.perf_counter()
+    run = snakemake(workdir)
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
+    print(f"config/test.yaml battle: {time.perf_counter() - started:.0f} s")
+    return workdir
+
+
+def test_battle_leaves_results_ranking_and_figures(battle):
+    results = pd.read_parquet(battle / "results" / "results.parquet")
+    config = yaml.safe_load((battle / "config.yaml").read_text())
+    n_cells = len(config["backbones"]) * len(config["datasets"]) * len(config["tasks"])
+    assert results.groupby(["backbone", "task", "dataset", "protocol"]).ngroups == n_cells
+    assert results["primary"].sum() == n_cells
+    assert set(results.loc[results.task == "retrieval", "metric"]) == {
+        "map", "mrr", "precision@1", "precision@5", "precision@10", "recall@1", "recall@5", "recall@10"
+    }
+    assert results["value"].between(0, 1).all()
+    assert (results["ci_low"] <= results["value"]).all() and (results["value"] <= results["ci_high"]).all()
+    for column in ("config_hash", "git_commit", "packages", "protocol_params", "n_params", "wall_time_s"):
+        assert results[column].notna().all(), column
+    assert (results["git_commit"] != "unknown").all()
+    assert (results["input_size"] == config["extraction"]["image_size"]).all()
+    assert pd.read_csv(battle / "results" / "results.csv").shape == results.shape
+    overall = pd.read_csv(battle / "results" / "ranking" / "ranking_overall.csv")
+    assert set(overall["backbone"]) == set(config["backbones"])
+    for name in FIGURES:
+        for ext in ("png", "pdf"):
+            assert (battle / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    # Every GPU-capable step logged its device choice; every heavy step wrote a benchmark file.
+    assert "running on the CPU" in next((battle / "logs" / "extract_features").rglob("*.log")).read_text()
+    assert len(list((battle / "logs" / "benchmarks" / "extract_features").rglob("*.tsv"))) == 6
+
+
+def test_second_run_has_nothing_to_do(battle):
+    assert planned_jobs(battle) == []
+
+
+def test_display_change_reruns_only_the_aggregates(battle):
+    registry_path = battle / "backbones.yaml"
+    original = registry_path.read_text()
+    registry = yaml.safe_load(original)
+    registry["random_vit_s16"]["name"] = "ViT-S/16 (untrained)"
+    registry_path.write_text(yaml.safe_dump(registry))
+    try:
+        assert sorted(rule for rule, _ in planned_jobs(battle)) == ["all", "collect", "figures", "rank"]
+    finally:
+        registry_path.write_text(original)
+
+
+def test_changed_backbone_reruns_only_its_jobs(battle):
+    registry_path = battle / "backbones.yaml"
+    original = registry_path.read_text()
+    registry = yaml.safe_load(original)
+    registry["random_vit_s16"]["weights"]["seed"] = 1
+    registry_path.write_text(yaml.safe_dump(registry))
+    try:
+        jobs = planned_jobs(battle)
+    finally:
+        registry_path.write_text(original)
+    per_backbone = sorted(job for job in jobs if job[1] is not None)
+    assert {backbone for _, backbone in per_backbone} == {"random_vit_s16"}
+    assert sorted(rule for rule, _ in per_backbone) == sorted(
+        ["extract_features", "knn", "linear_probe", "retrieval"] * 2
+    )
+    assert sorted(rule for rule, backbone in jobs if backbone is None) == ["all", "collect", "figures", "rank"]
+
+
+def test_kill_during_extraction_leaves_nothing_that_looks_complete(battle, tmp_path):
+    workdir = make_workdir(tmp_path / "killed")
+    process = subprocess.Popen(
+        snakemake_command(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    features_dir = workdir / "results" / "features"
+    deadline = time.monotonic() + 300
+    # Wait until one extraction finished and the next is running, then kill everything hard.
+    while time.monotonic() < deadline:
+        done = list(features_dir.rglob("*.json")) if features_dir.exists() else []
+        running = [p for p in (workdir / "logs" / "extract_features").rglob("*.log") if "train:" in p.read_text()] if (
+            workdir / "logs" / "extract_features"
+        ).exists() else []
+        if done and len(running) > len(done):
+            break
+        time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("extraction never started")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    assert not (workdir / "results" / "results.csv").exists()
+    for info in features_dir.rglob("*.json"):
+        with np.load(info.with_suffix(".npz")) as arrays:  # a json marks a complete pair
+            assert {"train_features", "val_features", "test_features"} <= set(arrays.files)
+    for path in (workdir / "results").rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            assert path.suffix in {".json", ".npz"}, path
+            if path.suffix == ".npz":
+                np.load(path).close()  # a complete-looking file must be readable
+
+    unlock = snakemake(workdir, "--unlock")
+    assert unlock.returncode == 0, unlock.stderr
+    rerun = snakemake(workdir)
+    assert rerun.returncode == 0, rerun.stdout[-5000:] + rerun.stderr[-5000:]
+    pd.testing.assert_frame_equal(metric_table(workdir), metric_table(battle), check_exact=False, atol=1e-6)
