@@ -22,8 +22,11 @@ include: "rules/results.smk"
 include: "rules/figures.smk"
 
 
+# Run on the submitting host under a cluster executor: `all` is a target only, and
+# dataset preparation downloads data, which compute nodes often cannot do.
 localrules:
     all,
+    prepare_dataset,
 
 
 rule all:

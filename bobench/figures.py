@@ -181,6 +181,9 @@ def _setting_labels(settings: pd.DataFrame) -> pd.Series:
     return settings[["task", "dataset", "protocol"]].astype(str).agg(" / ".join, axis=1)
 
 
+HEATMAP_LIMIT = 3.0
+
+
 def plot_zscore_heatmap(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
     """Backbone x setting grid of z (rows in overall-rank order); blank cells = not evaluated or undefined."""
     settings = ranking.settings.assign(setting=lambda df: _setting_labels(df))
@@ -199,11 +202,13 @@ def plot_zscore_heatmap(ranking: Ranking, path_stem: str | os.PathLike) -> list[
             _note(ax, f"No defined z-score to show\n{NEED_POOL}.")
             ax.set_axis_off()
         else:
-            limit = float(np.nanmax(np.abs(grid.to_numpy())))
+            # Colours saturate at ±3 SD so that one extreme baseline does not wash out
+            # the differences between the rest; the annotations keep the exact values.
+            limit = min(float(np.nanmax(np.abs(grid.to_numpy()))), HEATMAP_LIMIT)
             sns.heatmap(
                 grid.set_axis(names.reindex(grid.index), axis=0), ax=ax, cmap="RdBu_r", center=0,
                 vmin=-limit, vmax=limit, annot=True, fmt=".2f", annot_kws={"fontsize": 6},
-                linewidths=0.4, linecolor="white", cbar_kws={"label": "z-score (SD)"},
+                linewidths=0.4, linecolor="white", cbar_kws={"label": "z-score (SD), saturating at ±3", "extend": "both"},
             )
             ax.set_xlabel("setting (task / dataset / protocol)")
             ax.set_ylabel("backbone (best overall at top)")
@@ -246,6 +251,27 @@ def _scatter_axes(
     return pd.DataFrame(columns=["x", "y"]), "", "", note
 
 
+def _label_points(ax: Axes, xs: np.ndarray, ys: np.ndarray, labels: list[str]) -> None:
+    """Name each point; labels of points that sit close together are pushed apart
+    vertically (top to bottom) and tied to their point with a thin line."""
+    x_span = float(np.ptp(xs)) or 1.0
+    y_span = float(np.ptp(ys)) or 1.0
+    gap = 0.05 * y_span
+    placed: list[tuple[float, float]] = []
+    for i in np.argsort(-ys, kind="stable"):
+        label_y = float(ys[i])
+        for px, py in sorted(placed, key=lambda p: -p[1]):
+            if abs(px - xs[i]) < 0.3 * x_span and abs(py - label_y) < gap:
+                label_y = py - gap
+        placed.append((float(xs[i]), label_y))
+        moved = abs(label_y - ys[i]) > 1e-12
+        ax.annotate(
+            labels[i], (xs[i], ys[i]), xytext=(xs[i] + 0.03 * x_span, label_y), textcoords="data",
+            fontsize=6, va="center", zorder=4,
+            arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.4} if moved else None,
+        )
+
+
 def plot_task_scatter(
     ranking: Ranking,
     path_stem: str | os.PathLike,
@@ -274,15 +300,14 @@ def plot_task_scatter(
                 color=method_colour(row["method"]), marker=family_marker(row["family"]),
                 edgecolor="white", linewidth=0.5, alpha=0.85, zorder=3,
             )
-            ax.annotate(row["backbone_name"], (row["x"], row["y"]), xytext=(4, 4),
-                        textcoords="offset points", fontsize=6, zorder=4, clip_on=True)
         ax.axhline(0, color="grey", linewidth=0.6)
         ax.axvline(0, color="grey", linewidth=0.6)
         ax.set_xlabel(f"{x_name} z-score (SD)")
         ax.set_ylabel(f"{y_name} z-score (SD)")
         ax.text(0.02, 0.98, _rho_text(data["x"], data["y"]), transform=ax.transAxes, va="top",
                 fontsize=9, bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
-        ax.margins(x=0.15, y=0.08)  # room for point labels inside the axes
+        _label_points(ax, data["x"].to_numpy(float), data["y"].to_numpy(float), list(data["backbone_name"]))
+        ax.margins(x=0.25, y=0.1)  # room for point labels inside the axes
         _legend(ax, list(data["method"]), list(data["family"]))
         return _save(fig, path_stem)
 

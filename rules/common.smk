@@ -1,5 +1,6 @@
 # Helpers shared by every stage: config checks, registries, paths, code dependencies.
 
+import os
 import sys
 from pathlib import Path
 

@@ -7,10 +7,19 @@ rule figures:
         ranking=rules.rank.output.overall,
         code=code("ranking", "figures"),
     output:
-        expand(f"{FIGURES}/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=["png", "pdf"]),
+        [
+            report(
+                f"{FIGURES}/{name}.{ext}",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+                labels={"figure": name, "format": ext},
+            )
+            for name in FIGURE_NAMES
+            for ext in ("png", "pdf")
+        ],
     params:
         ranking=options("ranking"),
-        out_dir=FIGURES,
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
     log:
         "logs/figures.log",
     conda:
