@@ -30,7 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bobench.backbones import create_backbone  # noqa: E402
+from bobench.backbones.model import create_backbone  # noqa: E402
 from bobench.features import extract_split, resolve_channels_last, resolve_precision  # noqa: E402
 from bobench.io import atomic_path  # noqa: E402
 

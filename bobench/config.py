@@ -113,12 +113,31 @@ def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: di
         duplicates = sorted({x for x in config[key] if config[key].count(x) > 1})
         if duplicates:
             raise ConfigError(f"config key {key!r}: listed more than once: {', '.join(duplicates)}")
-    for dataset, override in (config.get("dataset_splits") or {}).items():
+    for dataset in config.get("dataset_splits") or {}:
         if dataset not in config["datasets"]:
             raise _unknown("dataset", f"dataset_splits.{dataset}", dataset, config["datasets"], "config key 'datasets'")
+    _check_registry_entries(config, backbones, datasets)
     # A dataset that does not support a task simply has no cell for it (see cells()).
     if not list(cells(config, datasets)):
         raise ConfigError("config: the chosen datasets support none of the chosen tasks; nothing to run")
+
+
+def _check_registry_entries(config: dict[str, Any], backbones: dict[str, Any], datasets: dict[str, Any]) -> None:
+    """What the schemas cannot know: converter and loader names exist in the code."""
+    from bobench.backbones.converters import CONVERTERS
+    from bobench.datasets import validate_dataset_entry
+
+    for backbone in config["backbones"]:
+        converter = backbones[backbone]["weights"].get("converter")
+        if converter is not None and converter not in CONVERTERS:
+            raise _unknown(
+                "converter", f"{backbone}.weights.converter", converter, CONVERTERS, config["registries"]["backbones"]
+            )
+    for dataset in config["datasets"]:
+        try:
+            validate_dataset_entry(dataset, dataset_entry(config, datasets, dataset))
+        except ValueError as error:
+            raise ConfigError(f"dataset registry {config['registries']['datasets']}: {error}") from None
 
 
 def cells(config: dict[str, Any], datasets: dict[str, Any]) -> Iterable[tuple[str, str, str]]:

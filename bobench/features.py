@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from bobench.backbones import Backbone
+from bobench.backbones.model import Backbone
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,3 @@ def extract_features(
     log.info("%s: %d images in %.1f s (%.1f img/s)", backbone.backbone_id, n_images, seconds, info["images_per_s"] or 0)
     return arrays, info
 
-
-def split_names(arrays: dict[str, np.ndarray]) -> Sequence[str]:
-    return [k[: -len("_features")] for k in arrays if k.endswith("_features")]

@@ -1,4 +1,4 @@
-"""Glue for the thin ``workflow_scripts``: logging to the rule's log, GPU claim."""
+"""Glue for the thin ``workflow_scripts``: logging to the rule's log, GPU claim, threads."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ import logging
 import sys
 from typing import Any
 
-from bobench.gpu import claim_gpus
+from bobench.gpu import GpuClaim, claim_gpus
+
+# Claims must live as long as the job: closing a lock file releases its GPU.
+_HELD_CLAIMS: list[GpuClaim] = []
 
 
 def start_job(snakemake: Any) -> logging.Logger:
-    """Send stdout, stderr (tqdm progress) and logging to the rule's ``log:`` file,
-    and claim the job's GPU(s) before torch is imported."""
+    """Send stdout, stderr (tqdm progress included) and logging to the rule's
+    ``log:`` file; for GPU rules, claim the device(s) before torch is imported
+    and give torch the rule's thread count."""
     if snakemake.log:
-        stream = open(snakemake.log[0], "w", buffering=1)
-        sys.stdout = sys.stderr = stream
+        sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -22,14 +25,13 @@ def start_job(snakemake: Any) -> logging.Logger:
         force=True,
     )
     logger = logging.getLogger(f"bobench.rule.{snakemake.rule}")
-    logger.info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
+    logger.info("rule %s, wildcards %s, threads %s", snakemake.rule, dict(snakemake.wildcards), snakemake.threads)
     gpus = int(getattr(snakemake.resources, "gpu", 0) or 0)
-    claim = claim_gpus(gpus)
-    logger.info("GPU: %s", claim.reason)
-    # Keep the lock files open for the life of the job.
-    logger.gpu_claim = claim  # type: ignore[attr-defined]
-    if "threads" in dir(snakemake) and snakemake.threads:
-        import torch
+    if gpus:
+        claim = claim_gpus(gpus)
+        _HELD_CLAIMS.append(claim)
+        logger.info("GPU: %s", claim.reason)
+        import torch  # only now: CUDA_VISIBLE_DEVICES must be set first
 
         torch.set_num_threads(int(snakemake.threads))
     return logger

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bobench.backbones import build_architecture, create_backbone
+from bobench.backbones.model import build_architecture, create_backbone
 from bobench.backbones.converters import get_converter, lukemelas_efficientnet
 from bobench.backbones.weights import WeightsError, load_strict
 

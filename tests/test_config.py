@@ -95,6 +95,22 @@ def test_malformed_registry_entry_names_it(tmp_path):
     assert "'MLP' is not one of ['CNN', 'ViT', 'hierarchical ViT']" in str(error.value)
 
 
+def test_unknown_converter_in_a_used_entry_is_caught(registries):
+    backbones, datasets = copy.deepcopy(registries[0]), registries[1]
+    backbones["effnet_lite0_in1k"]["weights"]["converter"] = "lukemelas_effnet"
+    with pytest.raises(ConfigError) as error:
+        check_config(load_config(), backbones, datasets)
+    assert "effnet_lite0_in1k.weights.converter" in str(error.value)
+    assert "did you mean 'lukemelas_efficientnet'" in str(error.value)
+
+
+def test_bad_split_override_is_caught(registries):
+    config = load_config()
+    config["dataset_splits"] = {"digits": {"train": 0.0}}
+    with pytest.raises(ConfigError, match="digits"):
+        check_config(config, *registries)
+
+
 def test_snakemake_stops_before_any_job(tmp_path):
     """End to end: a bad config makes `snakemake -n` fail at parse time with the message."""
     config = yaml.safe_load((ROOT / "config/test.yaml").read_text())

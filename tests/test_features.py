@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bobench.backbones import create_backbone
+from bobench.backbones.model import create_backbone
 from bobench.datasets import load_prepared, prepare_dataset
 from bobench.features import ExtractionOptions, extract_features, resolve_channels_last, resolve_precision
 from bobench.tasks.linear_probe import ProbeOptions, fit_logistic_regression, linear_probe

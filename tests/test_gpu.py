@@ -14,7 +14,9 @@ from bobench import gpu
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    # setenv (not delenv) so that pytest restores the variable's absence afterwards:
+    # claim_gpus sets it, and it must not leak into later tests. Empty means unset.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.setenv("BOBENCH_GPU_LOCK_DIR", str(tmp_path / "locks"))
     return tmp_path
 
@@ -24,7 +26,7 @@ def test_no_gpu_means_cpu(clean_env, monkeypatch):
     claim = gpu.claim_gpus(1)
     assert claim.devices is None
     assert "CPU" in claim.reason
-    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def test_existing_assignment_wins(clean_env, monkeypatch):

@@ -6,7 +6,7 @@ from bobench.workflow import start_job
 
 log = start_job(snakemake)  # noqa: F821 (injected by Snakemake); claims the GPU before torch loads
 
-from bobench.backbones import create_backbone  # noqa: E402
+from bobench.backbones.model import create_backbone  # noqa: E402
 from bobench.datasets import load_prepared  # noqa: E402
 from bobench.features import ExtractionOptions, extract_features  # noqa: E402
 from bobench.io import save_npz, write_json  # noqa: E402

@@ -9,13 +9,14 @@ key fails loudly instead of leaving part of the backbone at random init.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is not imported at runtime: the Snakefile checks converter names cheaply
+    import torch
+    from torch import nn
 
-StateDict = dict[str, torch.Tensor]
-Converter = Callable[[StateDict, nn.Module], StateDict]
+StateDict = dict[str, "torch.Tensor"]
+Converter = Callable[[StateDict, "nn.Module"], StateDict]
 
 CONVERTERS: dict[str, Converter] = {}
 
@@ -38,7 +39,7 @@ def get_converter(name: str) -> Converter:
 
 
 @register_converter("identity")
-def identity(state_dict: StateDict, model: nn.Module) -> StateDict:
+def identity(state_dict: StateDict, model: "nn.Module") -> StateDict:
     """The checkpoint already uses the model's own key names."""
     return dict(state_dict)
 
@@ -70,7 +71,7 @@ _LUKEMELAS_IR_BLOCK = {
 
 
 @register_converter("lukemelas_efficientnet")
-def lukemelas_efficientnet(state_dict: StateDict, model: nn.Module) -> StateDict:
+def lukemelas_efficientnet(state_dict: StateDict, model: "nn.Module") -> StateDict:
     """Map lukemelas-style EfficientNet(-Lite) keys into a timm EfficientNet.
 
     lukemelas numbers blocks flatly (``_blocks.7``); timm nests them by stage
