@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,17 @@ def test_snakemake_stops_before_any_job(tmp_path):
     assert "config key 'backbones[1]': unknown backbone 'convnext_huge'" in output
     assert "Building DAG" not in output
     assert not (tmp_path / "results").exists()
+
+
+def test_paper_config_builds_its_dag(tmp_path):
+    """`snakemake -n --configfile config/paper.yaml` plans the whole suite."""
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(ROOT / "config" / "paper.yaml"), "--cores", "16", "--resources", "gpu=4"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    n_cells = len(paper["backbones"]) * len(paper["datasets"])
+    for rule, count in (("extract_features", n_cells), ("linear_probe", n_cells), ("figures", 1)):
+        assert re.search(rf"^{rule}\s+{count}$", run.stdout, re.MULTILINE), rule
