@@ -8,19 +8,19 @@ rule linear_probe:
         code=code("tasks", "stats", "cells", "gpu"),
     output:
         record=cell_record("linear_probe", "{backbone}", "{dataset}"),
-    params:
-        probe=options("linear_probe"),
-        bootstrap=options("bootstrap"),
-        seed=config["seed"],
-    threads: 2
-    resources:
-        gpu=1,
     log:
         "logs/linear_probe/{backbone}/{dataset}.log",
     benchmark:
         "logs/benchmarks/linear_probe/{backbone}/{dataset}.tsv"
     conda:
         "../environment.yml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        probe=options("linear_probe"),
+        bootstrap=options("bootstrap"),
+        seed=config["seed"],
     script:
         "../workflow_scripts/linear_probe.py"
 
@@ -32,18 +32,18 @@ rule knn:
         code=code("tasks", "stats", "cells", "gpu"),
     output:
         record=cell_record("knn", "{backbone}", "{dataset}"),
-    params:
-        knn=options("knn"),
-        bootstrap=options("bootstrap"),
-        seed=config["seed"],
-    threads: 1
-    resources:
-        gpu=1,
     log:
         "logs/knn/{backbone}/{dataset}.log",
     benchmark:
         "logs/benchmarks/knn/{backbone}/{dataset}.tsv"
     conda:
         "../environment.yml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        knn=options("knn"),
+        bootstrap=options("bootstrap"),
+        seed=config["seed"],
     script:
         "../workflow_scripts/knn.py"

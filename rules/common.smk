@@ -4,7 +4,9 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, workflow.basedir)  # import bobench from the checkout even when not installed
+sys.path.insert(
+    0, workflow.basedir
+)  # import bobench from the checkout even when not installed
 
 from bobench import config as bobench_config
 from bobench.datasets import prepared_filenames

@@ -6,14 +6,14 @@ rule prepare_dataset:
         code=code("datasets"),
     output:
         prepared("{dataset}"),
-    params:
-        entry=lambda wc: bobench_config.dataset_entry(config, DATASETS, wc.dataset),
-        raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
         "logs/benchmarks/prepare_dataset/{dataset}.tsv"
     conda:
         "../environment.yml"
+    params:
+        entry=lambda wc: bobench_config.dataset_entry(config, DATASETS, wc.dataset),
+        raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
     script:
         "../workflow_scripts/prepare_dataset.py"

@@ -8,18 +8,18 @@ rule extract_features:
     output:
         features=f"{RESULTS}/features/{{backbone}}/{{dataset}}.npz",
         info=f"{RESULTS}/features/{{backbone}}/{{dataset}}.json",
-    params:
-        # Only the fields that change features: renaming a backbone reruns tables, not extraction.
-        backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
-        extraction=options("extraction"),
-    threads: 2
-    resources:
-        gpu=1,
     log:
         "logs/extract_features/{backbone}/{dataset}.log",
     benchmark:
         "logs/benchmarks/extract_features/{backbone}/{dataset}.tsv"
     conda:
         "../environment.yml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        # Only the fields that change features: renaming a backbone reruns tables, not extraction.
+        backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
+        extraction=options("extraction"),
     script:
         "../workflow_scripts/extract_features.py"

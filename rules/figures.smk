@@ -17,12 +17,12 @@ rule figures:
             for name in FIGURE_NAMES
             for ext in ("png", "pdf")
         ],
-    params:
-        ranking=options("ranking"),
-        out_dir=lambda wc, output: os.path.dirname(output[0]),
     log:
         "logs/figures.log",
     conda:
         "../environment.yml"
+    params:
+        ranking=options("ranking"),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
     script:
         "../workflow_scripts/figures.py"

@@ -8,16 +8,19 @@ rule collect:
     output:
         csv=f"{RESULTS}/results.csv",
         parquet=f"{RESULTS}/results.parquet",
-    params:
-        # Display metadata comes from the registries here, so editing it reruns only the aggregates.
-        backbones=lambda wc: {b: bobench_config.display_spec(BACKBONES[b]) for b in config["backbones"]},
-        datasets=lambda wc: {
-            d: {"name": DATASETS[d]["name"], "domain": DATASETS[d]["domain"]} for d in config["datasets"]
-        },
     log:
         "logs/collect.log",
     conda:
         "../environment.yml"
+    params:
+        # Display metadata comes from the registries here, so editing it reruns only the aggregates.
+        backbones=lambda wc: {
+            b: bobench_config.display_spec(BACKBONES[b]) for b in config["backbones"]
+        },
+        datasets=lambda wc: {
+            d: {"name": DATASETS[d]["name"], "domain": DATASETS[d]["domain"]}
+            for d in config["datasets"]
+        },
     script:
         "../workflow_scripts/collect.py"
 
@@ -32,11 +35,11 @@ rule rank:
         settings=f"{RESULTS}/ranking/ranking_settings.csv",
         top=f"{RESULTS}/ranking/ranking_top.csv",
         markdown=f"{RESULTS}/ranking/ranking.md",
-    params:
-        ranking=options("ranking"),
     log:
         "logs/rank.log",
     conda:
         "../environment.yml"
+    params:
+        ranking=options("ranking"),
     script:
         "../workflow_scripts/rank.py"

@@ -8,18 +8,18 @@ rule retrieval:
         code=code("tasks", "stats", "cells", "gpu"),
     output:
         record=cell_record("retrieval", "{backbone}", "{dataset}"),
-    params:
-        retrieval=options("retrieval"),
-        bootstrap=options("bootstrap"),
-        seed=config["seed"],
-    threads: 1
-    resources:
-        gpu=1,
     log:
         "logs/retrieval/{backbone}/{dataset}.log",
     benchmark:
         "logs/benchmarks/retrieval/{backbone}/{dataset}.tsv"
     conda:
         "../environment.yml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        retrieval=options("retrieval"),
+        bootstrap=options("bootstrap"),
+        seed=config["seed"],
     script:
         "../workflow_scripts/retrieval.py"

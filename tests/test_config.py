@@ -127,7 +127,7 @@ def test_snakemake_stops_before_any_job(tmp_path):
     output = run.stdout + run.stderr
     assert "config key 'backbones[1]': unknown backbone 'convnext_huge'" in output
     assert "Building DAG" not in output
-    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
 
 
 def test_paper_config_builds_its_dag(tmp_path):

@@ -47,7 +47,7 @@ def test_tiny_battle_runs_through_slurm(cluster, tmp_path):
         capture_output=True, text=True, timeout=1200,
     )
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
-    results = pd.read_csv(tmp_path / "results" / "results.csv")
+    results = pd.read_csv(tmp_path / config["results_dir"] / "results.csv")
     assert results["primary"].sum() == len(config["backbones"]) * len(config["tasks"])
     # Each GPU job went through sbatch --gpus=1 and kept SLURM's device assignment.
     log = (tmp_path / "logs" / "extract_features" / "effnet_lite0_in1k" / "digits.log").read_text()

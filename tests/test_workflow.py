@@ -58,8 +58,12 @@ def planned_jobs(workdir: Path) -> list[tuple[str, str | None]]:
     return jobs
 
 
+def output_dir(workdir: Path, key: str) -> Path:
+    return workdir / yaml.safe_load((workdir / "config.yaml").read_text())[key]
+
+
 def metric_table(workdir: Path) -> pd.DataFrame:
-    results = pd.read_csv(workdir / "results" / "results.csv")
+    results = pd.read_csv(output_dir(workdir, "results_dir") / "results.csv")
     keys = ["backbone", "task", "dataset", "protocol", "metric"]
     return results[keys + ["value", "ci_low", "ci_high"]].sort_values(keys).reset_index(drop=True)
 
@@ -75,7 +79,8 @@ def battle(tmp_path_factory) -> Path:
 
 
 def test_battle_leaves_results_ranking_and_figures(battle):
-    results = pd.read_parquet(battle / "results" / "results.parquet")
+    results_dir, figures_dir = output_dir(battle, "results_dir"), output_dir(battle, "figures_dir")
+    results = pd.read_parquet(results_dir / "results.parquet")
     config = yaml.safe_load((battle / "config.yaml").read_text())
     n_cells = len(config["backbones"]) * len(config["datasets"]) * len(config["tasks"])
     assert results.groupby(["backbone", "task", "dataset", "protocol"]).ngroups == n_cells
@@ -89,12 +94,12 @@ def test_battle_leaves_results_ranking_and_figures(battle):
         assert results[column].notna().all(), column
     assert (results["git_commit"] != "unknown").all()
     assert (results["input_size"] == config["extraction"]["image_size"]).all()
-    assert pd.read_csv(battle / "results" / "results.csv").shape == results.shape
-    overall = pd.read_csv(battle / "results" / "ranking" / "ranking_overall.csv")
+    assert pd.read_csv(results_dir / "results.csv").shape == results.shape
+    overall = pd.read_csv(results_dir / "ranking" / "ranking_overall.csv")
     assert set(overall["backbone"]) == set(config["backbones"])
     for name in FIGURES:
         for ext in ("png", "pdf"):
-            assert (battle / "figures" / f"{name}.{ext}").stat().st_size > 1000
+            assert (figures_dir / f"{name}.{ext}").stat().st_size > 1000
     # Every GPU-capable step logged its device choice; every heavy step wrote a benchmark file.
     assert "running on the CPU" in next((battle / "logs" / "extract_features").rglob("*.log")).read_text()
     assert len(list((battle / "logs" / "benchmarks" / "extract_features").rglob("*.tsv"))) == 6
@@ -139,7 +144,8 @@ def test_kill_during_extraction_leaves_nothing_that_looks_complete(battle, tmp_p
     process = subprocess.Popen(
         snakemake_command(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    features_dir = workdir / "results" / "features"
+    results_dir = output_dir(workdir, "results_dir")
+    features_dir = results_dir / "features"
     deadline = time.monotonic() + 300
     # Wait until one extraction finished and the next is running, then kill everything hard.
     while time.monotonic() < deadline:
@@ -156,11 +162,11 @@ def test_kill_during_extraction_leaves_nothing_that_looks_complete(battle, tmp_p
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
-    assert not (workdir / "results" / "results.csv").exists()
+    assert not (results_dir / "results.csv").exists()
     for info in features_dir.rglob("*.json"):
         with np.load(info.with_suffix(".npz")) as arrays:  # a json marks a complete pair
             assert {"train_features", "val_features", "test_features"} <= set(arrays.files)
-    for path in (workdir / "results").rglob("*"):
+    for path in results_dir.rglob("*"):
         if path.is_file() and not path.name.startswith("."):
             assert path.suffix in {".json", ".npz"}, path
             if path.suffix == ".npz":
