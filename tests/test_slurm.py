@@ -33,6 +33,7 @@ def cluster():
 def test_tiny_battle_runs_through_slurm(cluster, tmp_path):
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     config["datasets"] = ["digits"]
+    config.pop("dataset_splits")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = subprocess.run(
         [
