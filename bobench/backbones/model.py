@@ -9,7 +9,6 @@ parameter count (computed, never typed into the registry).
 from __future__ import annotations
 
 import copy
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +17,6 @@ from torch import nn
 
 from bobench.backbones.transforms import EvalTransform, resolve_transform
 from bobench.backbones.weights import load_checkpoint_into
-
-log = logging.getLogger(__name__)
-
-FAMILIES = ("CNN", "ViT", "hierarchical ViT")
-METHODS = ("supervised", "SSL", "vision-language", "generative", "depth", "none")
 
 
 @dataclass
@@ -79,11 +73,10 @@ def create_backbone(
         import timm
 
         arch = entry["architecture"]
-        model = timm.create_model(
-            arch["name"], pretrained=True, pretrained_cfg_overlay=weights.get("overlay"),
-            num_classes=head_classes, **arch.get("kwargs", {}),
-        )
-        provenance = {"weights": f"timm:{arch['name']}"}
+        # A pretrained tag is part of the name ("vit_small_patch16_224.augreg_in21k").
+        name = f"{arch['name']}.{weights['tag']}" if weights.get("tag") else arch["name"]
+        model = timm.create_model(name, pretrained=True, num_classes=head_classes, **arch.get("kwargs", {}))
+        provenance = {"weights": f"timm:{name}"}
     else:
         model = build_architecture(entry, num_classes=head_classes)
         provenance = load_checkpoint_into(model, weights, backbone_id)
