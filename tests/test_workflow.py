@@ -24,9 +24,28 @@ FIGURES = ["overall_ranking", "zscore_heatmap", "task_scatter", "zscore_vs_param
 pytestmark = pytest.mark.slow
 
 
+WORKFLOW_FILES = ["Snakefile", "rules", "workflow_scripts", "bobench", "config", "profiles", "report", "environment.yml"]
+
+
 def make_workdir(path: Path) -> Path:
-    """A working directory with config/test.yaml pointing at its own copy of the backbone registry."""
+    """A working directory with a private copy of the workflow (so tests may edit its code)
+    and config/test.yaml pointing at its own copy of the backbone registry.
+
+    Jobs import the copy's ``bobench`` (Snakemake puts the workflow folder on
+    their path), and its modules are what Snakemake watches as rule inputs. The
+    copy is committed to a throwaway git repository so provenance has a commit."""
     path.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        source, target = ROOT / name, path / "workflow" / name
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+    git = ["git", "-C", str(path / "workflow"), "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "workflow under test"], check=True)
     shutil.copy(ROOT / "config" / "backbones.yaml", path / "backbones.yaml")
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     config["registries"] = {"backbones": str(path / "backbones.yaml"), "datasets": str(ROOT / "config" / "datasets.yaml")}
@@ -36,7 +55,7 @@ def make_workdir(path: Path) -> Path:
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
     return [
-        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+        sys.executable, "-m", "snakemake", "-s", str(workdir / "workflow" / "Snakefile"), "--directory", str(workdir),
         "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args,
     ]
 
@@ -92,7 +111,8 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     assert (results["ci_low"] <= results["value"]).all() and (results["value"] <= results["ci_high"]).all()
     for column in ("config_hash", "git_commit", "packages", "protocol_params", "n_params", "wall_time_s"):
         assert results[column].notna().all(), column
-    assert (results["git_commit"] != "unknown").all()
+    head = subprocess.run(["git", "-C", str(battle / "workflow"), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert (results["git_commit"] == head.stdout.strip()).all()  # provenance names the code that ran
     assert (results["input_size"] == config["extraction"]["image_size"]).all()
     assert pd.read_csv(results_dir / "results.csv").shape == results.shape
     overall = pd.read_csv(results_dir / "ranking" / "ranking_overall.csv")
@@ -137,6 +157,20 @@ def test_changed_backbone_reruns_only_its_jobs(battle):
         ["extract_features", "knn", "linear_probe", "retrieval"] * 2
     )
     assert sorted(rule for rule, backbone in jobs if backbone is None) == ["all", "collect", "figures", "rank"]
+
+
+def test_edited_library_module_reruns_the_rules_that_import_it(battle):
+    """Snakemake cannot see imports; each rule declares the bobench modules it uses as inputs."""
+    module = battle / "workflow" / "bobench" / "tasks" / "knn.py"
+    original = module.read_text()
+    module.write_text(original + "\n# an edit\n")
+    try:
+        jobs = planned_jobs(battle)
+    finally:
+        module.write_text(original)
+    assert sorted(rule for rule, _ in jobs) == sorted(
+        ["knn"] * 6 + ["linear_probe"] * 6 + ["retrieval"] * 6 + ["all", "collect", "figures", "rank"]
+    )
 
 
 def test_kill_during_extraction_leaves_nothing_that_looks_complete(battle, tmp_path):
