@@ -128,7 +128,15 @@ def _check_registry_entries(config: dict[str, Any], backbones: dict[str, Any], d
     from bobench.datasets import validate_dataset_entry
 
     for backbone in config["backbones"]:
-        converter = backbones[backbone]["weights"].get("converter")
+        entry = backbones[backbone]
+        if entry["architecture"]["library"] == "python":
+            missing = [k for k in ("size", "mean", "std") if k not in (entry.get("input") or {})]
+            if missing:
+                raise ConfigError(
+                    f"backbone registry: key '{backbone}.input' needs {', '.join(missing)}: an entry-point "
+                    "architecture has no default eval transform to take them from"
+                )
+        converter = entry["weights"].get("converter")
         if converter is not None and converter not in CONVERTERS:
             raise _unknown(
                 "converter", f"{backbone}.weights.converter", converter, CONVERTERS, config["registries"]["backbones"]

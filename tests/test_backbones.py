@@ -174,3 +174,103 @@ def test_transform_matches_timm_eval_pipeline(backbone_registry):
     # PIL and torch bicubic differ slightly at the pixel level; the images agree closely.
     assert float((ours - theirs).abs().mean()) < 0.02
     assert np.corrcoef(ours.flatten(), theirs.flatten())[0, 1] > 0.995
+
+
+@pytest.mark.parametrize(
+    "converter, wrap",
+    [
+        # DDP: every key under module.
+        ("strip_module", lambda sd: {f"module.{k}": v for k, v in sd.items()}),
+        # MoCo v3: query encoder under module.base_encoder., plus a momentum encoder
+        # and the projection head, which are not part of the backbone.
+        (
+            "moco_v3",
+            lambda sd: {
+                **{f"module.base_encoder.{k}": v for k, v in sd.items()},
+                **{f"module.momentum_encoder.{k}": v.clone() for k, v in sd.items()},
+                "module.base_encoder.head.0.weight": torch.zeros(4, 4),
+                "module.predictor.0.weight": torch.zeros(4, 4),
+            },
+        ),
+        # MMDetection: backbone., next to neck. and heads.
+        ("mmdet_backbone", lambda sd: {**{f"backbone.{k}": v for k, v in sd.items()}, "neck.conv.weight": torch.zeros(1)}),
+    ],
+)
+def test_prefix_converters_reproduce_the_source_model(converter, wrap):
+    from bobench.backbones.converters import get_converter
+
+    source = build_architecture({"architecture": {"library": "timm", "name": "vit_tiny_patch16_224"}}, num_classes=0).eval()
+    target = build_architecture({"architecture": {"library": "timm", "name": "vit_tiny_patch16_224"}}, num_classes=0).eval()
+    native = wrap(source.state_dict())
+    load_strict(target, get_converter(converter)(native, target), origin=converter)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        assert torch.equal(source(x), target(x))
+    # One renamed key in the native layout fails, naming it.
+    renamed = dict(native)
+    key = next(k for k in renamed if k.endswith("blocks.0.attn.qkv.weight"))
+    renamed[key.replace("qkv", "qkv_renamed")] = renamed.pop(key)
+    with pytest.raises(WeightsError, match=r"missing keys: blocks.0.attn.qkv.weight"):
+        load_strict(target, get_converter(converter)(renamed, target), origin=converter)
+
+
+def test_prefix_converter_with_nothing_under_the_prefix_says_so():
+    from bobench.backbones.converters import moco_v3
+
+    with pytest.raises(KeyError, match="no checkpoint key starts with 'module.base_encoder.'"):
+        moco_v3({"encoder.weight": torch.zeros(1)}, None)
+
+
+def test_torchvision_resnet_layout_is_timm_layout():
+    """torchvision ResNet checkpoints (and VICReg's, which use its layout) load into timm as they are."""
+    import torchvision
+
+    source = torchvision.models.resnet50().eval()
+    target = build_architecture({"architecture": {"library": "timm", "name": "resnet50"}}, num_classes=1000).eval()
+    load_strict(target, get_converter("identity")(source.state_dict(), target), origin="torchvision resnet50")
+    x = torch.randn(1, 3, 96, 96)
+    with torch.inference_mode():
+        assert torch.allclose(source(x), target(x), atol=1e-5)
+
+
+def test_url_weights_resolve_to_the_cache_and_download_once(monkeypatch, tmp_path):
+    """The download path up to the network call: URL, cache location, hash check."""
+    from bobench.backbones import weights as weights_module
+
+    monkeypatch.setenv("BOBENCH_WEIGHTS_DIR", str(tmp_path))
+    payload = b"not really a checkpoint"
+    calls = []
+
+    def fake_download(url, path, backbone_id):
+        calls.append((url, path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+
+    monkeypatch.setattr(weights_module, "_download", fake_download)
+    import hashlib
+
+    entry = {"source": "url", "url": "https://example.org/models/vicreg_resnet50.pth",
+             "sha256": hashlib.sha256(payload).hexdigest()}
+    path = weights_module.resolve_checkpoint_path(entry, "my_backbone")
+    assert path == tmp_path / "my_backbone" / "vicreg_resnet50.pth"
+    assert calls == [(entry["url"], path)]
+    assert weights_module.resolve_checkpoint_path(entry, "my_backbone") == path
+    assert len(calls) == 1  # cached
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        weights_module.resolve_checkpoint_path({**entry, "sha256": "0" * 64}, "my_backbone")
+
+
+def test_entry_point_route_builds_and_errors_clearly():
+    from bobench.backbones.model import load_entry_point
+
+    entry = {"architecture": {"library": "python", "entry_point": "torch.nn:Identity"}, "weights": {"source": "builtin"},
+             "input": {"size": 32, "mean": [0, 0, 0], "std": [1, 1, 1]}}
+    with pytest.raises(ValueError, match=r"returns shape \(1, 3, 32, 32\)"):
+        create_backbone("identity", entry)
+    with pytest.raises(ValueError, match="cannot import 'no_such_module'"):
+        load_entry_point("no_such_module:build")
+    with pytest.raises(ValueError, match="has no 'build'"):
+        load_entry_point("torch.nn:build")
+    with pytest.raises(ValueError, match="needs input.mean, input.std"):
+        create_backbone("x", {**entry, "architecture": {"library": "python", "entry_point": "torch.nn:Flatten"},
+                              "input": {"size": 32}})

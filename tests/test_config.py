@@ -105,6 +105,19 @@ def test_unknown_converter_in_a_used_entry_is_caught(registries):
     assert "did you mean 'lukemelas_efficientnet'" in str(error.value)
 
 
+def test_entry_point_backbone_without_input_is_caught(registries):
+    backbones, datasets = copy.deepcopy(registries[0]), registries[1]
+    backbones["mine"] = {
+        "name": "mine", "family": "CNN", "method": "none", "pretrain_data": "none", "pretrain_size": 0,
+        "architecture": {"library": "python", "entry_point": "my.models:build"}, "weights": {"source": "builtin"},
+        "input": {"size": 224},
+    }
+    config = load_config()
+    config["backbones"] = ["mine"]
+    with pytest.raises(ConfigError, match="'mine.input' needs mean, std"):
+        check_config(config, backbones, datasets)
+
+
 def test_bad_split_override_is_caught(registries):
     config = load_config()
     config["dataset_splits"] = {"digits": {"train": 0.0}}

@@ -159,6 +159,28 @@ def test_changed_backbone_reruns_only_its_jobs(battle):
     assert sorted(rule for rule, backbone in jobs if backbone is None) == ["all", "collect", "figures", "rank"]
 
 
+def test_added_backbone_runs_only_its_jobs_and_the_aggregates(battle):
+    registry_path, config_path = battle / "backbones.yaml", battle / "config.yaml"
+    originals = registry_path.read_text(), config_path.read_text()
+    registry, config = yaml.safe_load(originals[0]), yaml.safe_load(originals[1])
+    registry["my_resnet18"] = {
+        "name": "ResNet-18 (random init)", "family": "CNN", "method": "none", "pretrain_data": "none",
+        "pretrain_size": 0, "architecture": {"library": "timm", "name": "resnet18"}, "weights": {"source": "random"},
+    }
+    config["backbones"].append("my_resnet18")
+    registry_path.write_text(yaml.safe_dump(registry))
+    config_path.write_text(yaml.safe_dump(config))
+    try:
+        jobs = planned_jobs(battle)
+    finally:
+        registry_path.write_text(originals[0])
+        config_path.write_text(originals[1])
+    assert {backbone for _, backbone in jobs if backbone is not None} == {"my_resnet18"}
+    assert sorted(rule for rule, _ in jobs) == sorted(
+        ["extract_features", "knn", "linear_probe", "retrieval"] * 2 + ["all", "collect", "figures", "rank"]
+    )
+
+
 def test_edited_library_module_reruns_the_rules_that_import_it(battle):
     """Snakemake cannot see imports; each rule declares the bobench modules it uses as inputs."""
     module = battle / "workflow" / "bobench" / "tasks" / "knn.py"

@@ -44,6 +44,43 @@ def identity(state_dict: StateDict, model: "nn.Module") -> StateDict:
     return dict(state_dict)
 
 
+def select_prefix(state_dict: StateDict, prefix: str, drop: tuple[str, ...] = ()) -> StateDict:
+    """Keep the tensors under ``prefix`` (without it), except those starting with ``drop``.
+
+    Training checkpoints hold more than the backbone (momentum encoders,
+    projection heads, optimiser-free wrappers); which part is the backbone is
+    knowledge about the source layout, stated here once per layout.
+    """
+    selected = {
+        key[len(prefix):]: tensor
+        for key, tensor in state_dict.items()
+        if key.startswith(prefix) and not key[len(prefix):].startswith(drop)
+    }
+    if not selected:
+        sample = ", ".join(sorted(state_dict)[:5])
+        raise KeyError(f"no checkpoint key starts with {prefix!r} (keys look like: {sample}, …)")
+    return selected
+
+
+@register_converter("strip_module")
+def strip_module(state_dict: StateDict, model: "nn.Module") -> StateDict:
+    """DistributedDataParallel checkpoints: every key under ``module.``."""
+    return select_prefix(state_dict, "module.")
+
+
+@register_converter("moco_v3")
+def moco_v3(state_dict: StateDict, model: "nn.Module") -> StateDict:
+    """MoCo v3 training checkpoints (``state_dict`` entry): the query encoder under
+    ``module.base_encoder.``; its projection MLP (``head.``) is not part of the backbone."""
+    return select_prefix(state_dict, "module.base_encoder.", drop=("head.",))
+
+
+@register_converter("mmdet_backbone")
+def mmdet_backbone(state_dict: StateDict, model: "nn.Module") -> StateDict:
+    """MMDetection / MMPretrain checkpoints: the backbone under ``backbone.``."""
+    return select_prefix(state_dict, "backbone.")
+
+
 # lukemelas/EfficientNet-PyTorch names → timm EfficientNet names.
 _LUKEMELAS_TOP = {
     "_conv_stem": "conv_stem",

@@ -52,14 +52,28 @@ class EvalTransform:
 
 
 def resolve_transform(model_cfg: dict[str, Any], entry_input: dict[str, Any] | None, size_override: int | None) -> EvalTransform:
-    """Registry ``input`` values win over the architecture's default config;
-    ``size_override`` (the run's ``extraction.image_size``) wins over both for the size."""
+    """Registry ``input`` values win over the architecture's default config
+    (timm's ``pretrained_cfg``); ``size_override`` (the run's
+    ``extraction.image_size``) wins over both for the size."""
     entry_input = entry_input or {}
-    default_size = model_cfg["input_size"][-1]
+    merged = {
+        "size": model_cfg["input_size"][-1] if model_cfg.get("input_size") else None,
+        "crop_pct": model_cfg.get("crop_pct", 0.875),
+        "interpolation": model_cfg.get("interpolation") or "bicubic",
+        "mean": model_cfg.get("mean"),
+        "std": model_cfg.get("std"),
+        **entry_input,
+    }
+    missing = [key for key in ("size", "mean", "std") if merged[key] is None]
+    if missing:
+        raise ValueError(
+            f"the backbone's eval transform needs input.{', input.'.join(missing)} in its registry entry "
+            "(the architecture has no default config to take them from)"
+        )
     return EvalTransform(
-        size=int(size_override or entry_input.get("size", default_size)),
-        crop_pct=float(entry_input.get("crop_pct", model_cfg.get("crop_pct", 0.875))),
-        interpolation=str(entry_input.get("interpolation", model_cfg.get("interpolation", "bicubic"))),
-        mean=tuple(float(v) for v in entry_input.get("mean", model_cfg["mean"])),
-        std=tuple(float(v) for v in entry_input.get("std", model_cfg["std"])),
+        size=int(size_override or merged["size"]),
+        crop_pct=float(merged["crop_pct"]),
+        interpolation=str(merged["interpolation"]),
+        mean=tuple(float(v) for v in merged["mean"]),
+        std=tuple(float(v) for v in merged["std"]),
     )
