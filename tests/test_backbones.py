@@ -46,28 +46,6 @@ def test_every_lite_checkpoint_loads_and_differs_from_random(backbone_id, backbo
     assert pretrained.describe()["weights"]["converter"] == "lukemelas_efficientnet"
 
 
-# Reference parameter counts of the feature extractors (classifier excluded), from timm.
-REFERENCE_PARAMS = {
-    "effnet_lite0_in1k": 3_371_008,
-    "effnet_lite1_in1k": 4_135_680,
-    "effnet_lite2_in1k": 4_811_072,
-    "random_effnet_lite0": 3_371_008,
-    "random_vit_s16": 21_665_664,
-}
-
-
-@pytest.mark.parametrize("backbone_id", sorted(REFERENCE_PARAMS))
-def test_registry_entries_build_with_documented_shapes(backbone_id, backbone_registry):
-    entry = copy.deepcopy(backbone_registry[backbone_id])
-    entry["weights"] = {"source": "random", "seed": 0}  # architecture only
-    backbone = create_backbone(backbone_id, entry, image_size=64)
-    images = torch.randint(0, 256, (2, 28, 28, 1), dtype=torch.uint8)
-    with torch.inference_mode():
-        features = backbone.model(backbone.transform(images))
-    assert features.shape == (2, backbone.feature_dim)
-    assert abs(backbone.n_params - REFERENCE_PARAMS[backbone_id]) <= 0.01 * REFERENCE_PARAMS[backbone_id]
-
-
 def test_random_init_is_reproducible(backbone_registry):
     entry = backbone_registry["random_vit_s16"]
     a = create_backbone("random_vit_s16", entry).model.state_dict()

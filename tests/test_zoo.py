@@ -1,0 +1,86 @@
+"""Every registry entry: builds, produces pooled features of the documented size, has the
+reference parameter count, and resolves its weights download up to the network call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from bobench.backbones.model import create_backbone
+
+ROOT = Path(__file__).resolve().parents[1]
+REGISTRY = yaml.safe_load((ROOT / "config" / "backbones.yaml").read_text())
+
+# Feature extractor parameters (classifier / projection removed) and pooled feature size per
+# architecture. Counts in millions from ../shared/spec/bob_digest.md §2.2 (computed there with an
+# older timm), or, marked "timm", from timm itself where the digest gives no reference.
+REFERENCE = {
+    "resnet50": (23.5, 2048), "resnet101": (42.5, 2048),
+    "convnext_tiny": (27.8, 768), "convnext_small": (49.5, 768), "convnext_base": (87.6, 1024),
+    "convnext_xlarge": (348.1, 2048),
+    "swinv2_tiny_window8_256": (27.6, 768), "swinv2_base_window8_256": (86.9, 1024),
+    "swinv2_base_window12to16_192to256": (86.9, 1024), "swinv2_base_window12to24_192to384": (86.9, 1024),
+    "swinv2_large_window12to16_192to256": (195.2, 1536), "swinv2_large_window12to24_192to384": (195.2, 1536),
+    "vit_small_patch16_224": (21.7, 384), "vit_base_patch16_224": (85.8, 768), "vit_large_patch16_224": (303.3, 1024),
+    "vit_base_patch16_clip_224": (85.8, 768), "vit_large_patch14_clip_224": (303.2, 1024),
+    # timm: CLIP ResNets keep their attention pool (BoB's wrapper does too), without the final projection.
+    "resnet50_clip": (36.22, 2048), "resnet101_clip": (55.21, 2048), "resnet50x64_clip": (416.19, 4096),
+    # timm: SAM's image encoder with its neck.
+    "samvit_base_patch16": (89.67, 256),
+    "tf_efficientnet_lite0": (3.37, 1280), "tf_efficientnet_lite1": (4.14, 1280), "tf_efficientnet_lite2": (4.81, 1280),
+}
+
+
+def random_twin(entry: dict) -> dict:
+    return {**entry, "weights": {"source": "random", "seed": 0}}
+
+
+@pytest.mark.parametrize("backbone_id", sorted(REGISTRY))
+def test_entry_builds_with_documented_features_and_size(backbone_id):
+    entry = REGISTRY[backbone_id]
+    expected_params, expected_dim = REFERENCE[entry["architecture"]["name"]]
+    backbone = create_backbone(backbone_id, random_twin(entry))
+    assert abs(backbone.n_params / 1e6 - expected_params) <= 0.01 * expected_params, backbone.n_params
+    assert backbone.feature_dim == expected_dim
+    assert backbone.transform.size == entry["input"]["size"]
+    image = torch.randint(0, 256, (1, 32, 32, 3), dtype=torch.uint8)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        features = backbone.model(backbone.transform(image))
+    assert features.shape == (1, expected_dim)
+    assert torch.isfinite(features.float()).all()
+
+
+class NetworkCall(Exception):
+    """Raised where the download would start."""
+
+
+HUB_ENTRIES = sorted(b for b, e in REGISTRY.items() if e["weights"]["source"] == "timm")
+
+
+@pytest.mark.parametrize("backbone_id", HUB_ENTRIES)
+def test_hub_entry_reaches_the_download_of_its_pinned_tag(backbone_id, monkeypatch):
+    import timm.models._hub as timm_hub
+
+    calls = []
+
+    def fake_download(repo_id, filename, **kwargs):
+        calls.append((repo_id, filename, kwargs.get("revision")))
+        raise NetworkCall(repo_id)
+
+    monkeypatch.setattr(timm_hub, "hf_hub_download", fake_download)
+    entry = REGISTRY[backbone_id]
+    with pytest.raises(NetworkCall):
+        create_backbone(backbone_id, entry)
+    arch, tag = entry["architecture"]["name"], entry["weights"]["tag"]
+    assert calls[0][0] == f"timm/{arch}.{tag}"
+    assert calls[0][1] in ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin")
+
+
+def test_every_entry_records_what_table_1_needs():
+    for backbone_id, entry in REGISTRY.items():
+        assert entry["family"] in ("CNN", "ViT", "hierarchical ViT"), backbone_id
+        assert (entry["pretrain_size"] == 0) == (entry["method"] == "none"), backbone_id
+        assert "size" in entry.get("input", {}), backbone_id
