@@ -20,6 +20,7 @@ include: "rules/classification.smk"
 include: "rules/retrieval.smk"
 include: "rules/results.smk"
 include: "rules/figures.smk"
+include: "rules/tables.smk"
 
 
 # Run on the submitting host under a cluster executor: `all` is a target only, and

@@ -29,6 +29,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Leftovers of an earlier writer of this same file that was killed hard.
+    for stale in path.parent.glob(f".{path.stem}{PARTIAL_SUFFIX}-*{path.suffix}"):
+        stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{path.stem}{PARTIAL_SUFFIX}-", suffix=path.suffix, dir=path.parent
     )

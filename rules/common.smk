@@ -73,5 +73,6 @@ def final_targets():
         f"{RESULTS}/results.csv",
         f"{RESULTS}/results.parquet",
         f"{RESULTS}/ranking/ranking.md",
+        f"{RESULTS}/tables/table1.md",
         *expand(f"{FIGURES}/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=["png", "pdf"]),
     ]

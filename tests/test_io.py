@@ -48,3 +48,13 @@ def test_json_and_npz_roundtrip(tmp_path):
     with np.load(tmp_path / "f.npz") as data:
         assert data["a"].sum() == 3
     assert len(sha256_file(tmp_path / "f.npz")) == 64
+
+
+def test_stale_partial_files_of_the_same_output_are_removed(tmp_path):
+    stale = tmp_path / ".out.partial-abc123.npz"
+    other = tmp_path / ".other.partial-abc123.npz"
+    stale.write_text("killed mid-write")
+    other.write_text("another output's")
+    with atomic_path(tmp_path / "out.npz") as tmp:
+        tmp.write_text("done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.partial-abc123.npz", "out.npz"]

@@ -5,6 +5,7 @@ These tests run real Snakemake in temporary working directories (a few minutes i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -117,6 +118,7 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     assert pd.read_csv(results_dir / "results.csv").shape == results.shape
     overall = pd.read_csv(results_dir / "ranking" / "ranking_overall.csv")
     assert set(overall["backbone"]) == set(config["backbones"])
+    assert "EfficientNet-Lite0 (3.4M)" in (results_dir / "tables" / "table1.md").read_text()
     for name in FIGURES:
         for ext in ("png", "pdf"):
             assert (figures_dir / f"{name}.{ext}").stat().st_size > 1000
@@ -136,7 +138,7 @@ def test_display_change_reruns_only_the_aggregates(battle):
     registry["random_vit_s16"]["name"] = "ViT-S/16 (untrained)"
     registry_path.write_text(yaml.safe_dump(registry))
     try:
-        assert sorted(rule for rule, _ in planned_jobs(battle)) == ["all", "collect", "figures", "rank"]
+        assert sorted(rule for rule, _ in planned_jobs(battle)) == ["all", "backbone_tables", "collect", "figures", "rank"]
     finally:
         registry_path.write_text(original)
 
@@ -156,7 +158,9 @@ def test_changed_backbone_reruns_only_its_jobs(battle):
     assert sorted(rule for rule, _ in per_backbone) == sorted(
         ["extract_features", "knn", "linear_probe", "retrieval"] * 2
     )
-    assert sorted(rule for rule, backbone in jobs if backbone is None) == ["all", "collect", "figures", "rank"]
+    assert sorted(rule for rule, backbone in jobs if backbone is None) == [
+        "all", "backbone_tables", "collect", "figures", "rank"
+    ]
 
 
 def test_added_backbone_runs_only_its_jobs_and_the_aggregates(battle):
@@ -177,7 +181,8 @@ def test_added_backbone_runs_only_its_jobs_and_the_aggregates(battle):
         config_path.write_text(originals[1])
     assert {backbone for _, backbone in jobs if backbone is not None} == {"my_resnet18"}
     assert sorted(rule for rule, _ in jobs) == sorted(
-        ["extract_features", "knn", "linear_probe", "retrieval"] * 2 + ["all", "collect", "figures", "rank"]
+        ["extract_features", "knn", "linear_probe", "retrieval"] * 2
+        + ["all", "backbone_tables", "collect", "figures", "rank"]
     )
 
 
@@ -223,13 +228,19 @@ def test_kill_during_extraction_leaves_nothing_that_looks_complete(battle, tmp_p
         with np.load(info.with_suffix(".npz")) as arrays:  # a json marks a complete pair
             assert {"train_features", "val_features", "test_features"} <= set(arrays.files)
     for path in results_dir.rglob("*"):
-        if path.is_file() and not path.name.startswith("."):
-            assert path.suffix in {".json", ".npz"}, path
+        if path.is_file() and not path.name.startswith("."):  # a complete-looking file must be complete
             if path.suffix == ".npz":
-                np.load(path).close()  # a complete-looking file must be readable
+                np.load(path).close()
+            elif path.suffix == ".json":
+                json.loads(path.read_text())
+            elif path.suffix == ".csv":
+                pd.read_csv(path)
+            else:
+                assert path.stat().st_size > 0, path
 
     unlock = snakemake(workdir, "--unlock")
     assert unlock.returncode == 0, unlock.stderr
     rerun = snakemake(workdir)
     assert rerun.returncode == 0, rerun.stdout[-5000:] + rerun.stderr[-5000:]
     pd.testing.assert_frame_equal(metric_table(workdir), metric_table(battle), check_exact=False, atol=1e-6)
+    assert not [p for p in results_dir.rglob("*") if ".partial-" in p.name]  # the rerun cleaned up
