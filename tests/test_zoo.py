@@ -3,6 +3,7 @@ reference parameter count, and resolves its weights download up to the network c
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,10 @@ REFERENCE = {
 }
 
 
+# Blocks of the plain ViTs that are not ViT-B sized (BoB's frozen_stages for ViTDet = depth).
+REFERENCE_DEPTH = {"vit_large_patch16_224": 24, "vit_large_patch14_clip_224": 24}
+
+
 def random_twin(entry: dict) -> dict:
     return {**entry, "weights": {"source": "random", "seed": 0}}
 
@@ -51,6 +56,27 @@ def test_entry_builds_with_documented_features_and_size(backbone_id):
         features = backbone.model(backbone.transform(image))
     assert features.shape == (1, expected_dim)
     assert torch.isfinite(features.float()).all()
+
+    # Multi-scale maps for detection: four stride-4…32 maps for CNNs and hierarchical ViTs,
+    # the last block (stride = patch size) for plain ViTs.
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        maps = backbone.feature_maps(backbone.transform(image))
+    expected_maps = backbone.feature_map_info()
+    size = entry["input"]["size"]
+    if entry["family"] == "ViT":
+        assert len(maps) == 1 and expected_maps[0]["stride"] in (14, 16)
+    else:
+        assert [m["stride"] for m in expected_maps] == [4, 8, 16, 32]
+    for feature_map, info in zip(maps, expected_maps, strict=True):
+        assert feature_map.shape == (1, info["channels"], math.ceil(size / info["stride"]), math.ceil(size / info["stride"]))
+
+    # BoB's frozen_stages: 4 for CNNs and Swin, one per block for plain ViTs; all of them freeze everything.
+    n_stages = len(backbone.stage_indices())
+    assert n_stages == (REFERENCE_DEPTH.get(entry["architecture"]["name"], 12) if entry["family"] == "ViT" else 4)
+    all_names = [name for name, _ in backbone.model.named_parameters()]
+    assert backbone.frozen_parameter_names(n_stages) == all_names
+    first_stage = backbone.frozen_parameter_names(1)
+    assert all_names[0] in first_stage and 0 < len(first_stage) < len(all_names)
 
 
 class NetworkCall(Exception):

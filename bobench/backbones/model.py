@@ -29,6 +29,63 @@ class Backbone:
     n_params: int  # parameters of the feature extractor, classifier head excluded
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    # --- Multi-scale interface (detection), from timm's feature_info. -------------------------
+
+    def stage_indices(self) -> list[int]:
+        """Indices into ``feature_info`` of the backbone's stages.
+
+        Hierarchical models (CNNs, Swin): the levels at stride 4 and coarser, i.e.
+        the four stages an FPN takes. Plain ViTs (one stride throughout): every
+        block. So ``len(stage_indices())`` is BoB's ``frozen_stages`` for a fully
+        frozen backbone: 4 for ResNet/ConvNeXt/Swin, 12 for ViT-B, 24 for ViT-L.
+        """
+        info = getattr(self.model, "feature_info", None)
+        if info is None:
+            raise NotImplementedError(f"{self.backbone_id}: the model exposes no feature_info (stages)")
+        reductions = [level["reduction"] for level in info]
+        if len(set(reductions)) == 1:
+            return list(range(len(info)))
+        return [i for i, reduction in enumerate(reductions) if reduction >= 4]
+
+    def is_plain(self) -> bool:
+        return len({level["reduction"] for level in self.model.feature_info}) == 1
+
+    def feature_map_info(self) -> list[dict[str, Any]]:
+        """Channels and stride of each map :meth:`feature_maps` returns."""
+        indices = self.stage_indices()[-1:] if self.is_plain() else self.stage_indices()
+        return [{"channels": self.model.feature_info[i]["num_chs"], "stride": self.model.feature_info[i]["reduction"]} for i in indices]
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """NCHW maps of the stages (hierarchical), or of the last block (plain ViTs,
+        from which ViTDet builds its simple pyramid)."""
+        indices = self.stage_indices()[-1:] if self.is_plain() else self.stage_indices()
+        return self.model.forward_intermediates(x, indices=indices, intermediates_only=True)
+
+    def parameter_stages(self) -> dict[str, int | None]:
+        """Stage of every parameter: the stage whose module contains it, else the next
+        stage in module order (so the stem goes with stage 0). Parameters after the
+        last stage (a final norm) belong to none."""
+        stage_modules = [self.model.feature_info[i]["module"] for i in self.stage_indices()]
+        order = {name: i for i, (name, _) in enumerate(self.model.named_modules())}
+        stages: dict[str, int | None] = {}
+        for name, _ in self.model.named_parameters():
+            inside = [j for j, module in enumerate(stage_modules) if name.startswith(module + ".")]
+            owner = order[name.rsplit(".", 1)[0]] if "." in name else 0
+            later = [j for j, module in enumerate(stage_modules) if order[module] > owner]
+            stages[name] = inside[0] if inside else (later[0] if later else None)
+        return stages
+
+    def frozen_parameter_names(self, frozen_stages: int) -> list[str]:
+        """Parameters that ``frozen_stages`` frozen stages freeze; freezing every stage
+        freezes the whole backbone (BoB's "frozen" setting)."""
+        n_stages = len(self.stage_indices())
+        if not 0 <= frozen_stages <= n_stages:
+            raise ValueError(f"{self.backbone_id}: frozen_stages must be in [0, {n_stages}], got {frozen_stages}")
+        return [
+            name for name, stage in self.parameter_stages().items()
+            if frozen_stages == n_stages or (stage is not None and stage < frozen_stages)
+        ]
+
     def describe(self) -> dict[str, Any]:
         return {
             "backbone": self.backbone_id,
