@@ -1,0 +1,19 @@
+"""Benchmarks are scripts, not timed tests; here only: the GPU one skips cleanly without a GPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the benchmark would run for real")
+def test_gpu_zoo_benchmark_skips_without_a_gpu():
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_zoo_gpu.py")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "no CUDA device: skipping" in run.stdout
