@@ -88,7 +88,9 @@ def _save(fig: Figure, path_stem: str | os.PathLike) -> list[Path]:
     for fmt in FORMATS:
         path = Path(f"{os.fspath(path_stem)}.{fmt}")
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight")
+            # No creation date in the file: the same results redraw byte-identical figures.
+            metadata = {"CreationDate": None} if fmt == "pdf" else {}
+            fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     return paths
 

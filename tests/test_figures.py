@@ -116,3 +116,11 @@ def test_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         plot_overall_ranking(ranking, tmp_path / "overall")
     assert [p.name for p in tmp_path.iterdir()] == ["overall.png"]
+
+
+def test_redrawing_gives_byte_identical_files(tmp_path):
+    results = make_results(4)
+    ranking = compute_ranking(results)
+    first = {p.name: p.read_bytes() for p in draw_all(results, ranking, tmp_path / "a")}
+    second = {p.name: p.read_bytes() for p in draw_all(results, ranking, tmp_path / "b")}
+    assert first == second
