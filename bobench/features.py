@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from bobench.backbones.model import Backbone
+if TYPE_CHECKING:  # a type only: the probe rules import this module and need not depend on backbones/
+    from bobench.backbones.model import Backbone
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bobench.io import atomic_path
+from bobench.markdown import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +306,14 @@ def write_ranking(ranking: Ranking, out_dir: str | os.PathLike) -> dict[str, Pat
     return paths
 
 
+def read_ranking(out_dir: str | os.PathLike, options: RankingOptions) -> Ranking:
+    """The ranking :func:`write_ranking` wrote, for steps downstream of it (figures)."""
+    out_dir = Path(out_dir)
+    tables = {name: pd.read_csv(out_dir / f"ranking_{name}.csv") for name in ("overall", "tasks", "settings", "top")}
+    tables["overall"]["rank"] = tables["overall"]["rank"].astype("Int64")
+    return Ranking(**tables, options=options)
+
+
 def ranking_markdown(ranking: Ranking) -> str:
     """Human-readable report: options, overall ranking, top-k table, task scores, dropped settings."""
     opts = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(ranking.options).items())
@@ -327,35 +336,19 @@ def ranking_markdown(ranking: Ranking) -> str:
         "",
         "## Overall",
         "",
-        _markdown_table(ranking.overall),
+        markdown_table(ranking.overall),
         "",
         f"## Top {ranking.options.top_k} per task (random-init excluded)",
         "",
-        _markdown_table(ranking.top),
+        markdown_table(ranking.top),
         "",
         "## Task scores (mean z per task)",
         "",
-        _markdown_table(task_table.reset_index()),
+        markdown_table(task_table.reset_index()),
         "",
         "## Settings dropped from aggregation (pool < 2 backbones or std = 0)",
         "",
-        _markdown_table(dropped) if len(dropped) else "None.",
+        markdown_table(dropped) if len(dropped) else "None.",
         "",
     ]
     return "\n".join(parts)
-
-
-def _markdown_table(df: pd.DataFrame) -> str:
-    """Plain pipe table (avoids the optional ``tabulate`` dependency of ``DataFrame.to_markdown``)."""
-
-    def cell(value: Any) -> str:
-        if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-            return "–"
-        if isinstance(value, (float, np.floating)):
-            return f"{value:.3f}"
-        return str(value).replace("|", "\\|")
-
-    header = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([header, rule, *body])

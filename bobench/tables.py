@@ -15,6 +15,7 @@ import torch
 
 from bobench.backbones.model import build_architecture, count_parameters
 from bobench.io import atomic_path
+from bobench.markdown import markdown_table
 
 # Row order of Table 1: supervised first, random init last (as in the paper).
 METHOD_ORDER = ["supervised", "SSL", "vision-language", "generative", "depth", "none"]
@@ -64,17 +65,8 @@ def table1(rows: pd.DataFrame) -> pd.DataFrame:
     return grouped
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    lines = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *lines])
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, (int,)) and value >= 1_000_000:
-        return f"{value / 1e6:,.1f}M"
-    return str(value)
+def _millions(value: int) -> str:
+    return f"{value / 1e6:,.1f}M" if value >= 1_000_000 else str(value)
 
 
 def write_backbone_tables(backbones: dict[str, dict[str, Any]], csv_path: str | Path, table1_csv: str | Path, table1_md: str | Path) -> None:
@@ -89,7 +81,7 @@ def write_backbone_tables(backbones: dict[str, dict[str, Any]], csv_path: str | 
         "Pretraining method and algorithm, pretraining data and its size (images), and the architectures "
         "with their parameter counts (feature extractor, classifier excluded). Regenerated from "
         "`config/backbones.yaml`; one row per backbone is in `backbones.csv`.\n\n"
-        + _markdown(grouped.rename(columns={"pretrain_size": "images"}))
+        + markdown_table(grouped.assign(pretrain_size=grouped["pretrain_size"].map(_millions)).rename(columns={"pretrain_size": "images"}))
         + "\n"
     )
     with atomic_path(table1_md) as tmp:

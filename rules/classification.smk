@@ -5,7 +5,7 @@ rule linear_probe:
     input:
         features=rules.extract_features.output.features,
         info=rules.extract_features.output.info,
-        code=code("tasks", "stats", "cells", "gpu"),
+        code=code("tasks", "stats", "cells", "config", "features", "gpu"),
     output:
         record=cell_record("linear_probe", "{backbone}", "{dataset}"),
     log:
@@ -29,7 +29,7 @@ rule knn:
     input:
         features=rules.extract_features.output.features,
         info=rules.extract_features.output.info,
-        code=code("tasks", "stats", "cells", "gpu"),
+        code=code("tasks", "stats", "cells", "config", "features", "gpu"),
     output:
         record=cell_record("knn", "{backbone}", "{dataset}"),
     log:

@@ -4,8 +4,11 @@
 rule figures:
     input:
         results=rules.collect.output.parquet,
-        ranking=rules.rank.output.overall,
-        code=code("ranking", "figures"),
+        overall=rules.rank.output.overall,
+        tasks=rules.rank.output.tasks,
+        settings=rules.rank.output.settings,
+        top=rules.rank.output.top,
+        code=code("ranking", "markdown", "figures", "results"),
     output:
         [
             report(

@@ -28,7 +28,7 @@ rule collect:
 rule rank:
     input:
         results=rules.collect.output.parquet,
-        code=code("ranking"),
+        code=code("ranking", "markdown", "results"),
     output:
         overall=f"{RESULTS}/ranking/ranking_overall.csv",
         tasks=f"{RESULTS}/ranking/ranking_tasks.csv",

@@ -5,7 +5,7 @@ rule retrieval:
     input:
         features=rules.extract_features.output.features,
         info=rules.extract_features.output.info,
-        code=code("tasks", "stats", "cells", "gpu"),
+        code=code("tasks", "stats", "cells", "config", "features", "gpu"),
     output:
         record=cell_record("retrieval", "{backbone}", "{dataset}"),
     log:

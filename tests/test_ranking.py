@@ -271,3 +271,13 @@ def test_write_ranking_files(results, tmp_path):
     assert list(overall["backbone"]) == ["C", "B", "A", "R"]
     text = paths["markdown"].read_text()
     assert "| C | Net-C |" in text and "retrieval | inat | frozen" in text and "ddof=0" in text
+
+
+def test_read_ranking_returns_what_write_ranking_wrote(results, tmp_path):
+    from bobench.ranking import read_ranking
+
+    ranking = compute_ranking(results)
+    write_ranking(ranking, tmp_path)
+    again = read_ranking(tmp_path, ranking.options)
+    for name in ("overall", "tasks", "settings", "top"):
+        pd.testing.assert_frame_equal(getattr(again, name), getattr(ranking, name), check_dtype=False)

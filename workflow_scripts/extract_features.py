@@ -20,8 +20,7 @@ options = ExtractionOptions(
     batch_size=extraction["batch_size"],
     precision=extraction["precision"],
     channels_last=extraction["channels_last"],
-    num_threads=sm.threads,
-)
+)  # torch's thread count is the rule's `threads`, set by start_job
 splits = {name: dataset.split(name) for name in ("train", "val", "test")}
 arrays, info = extract_features(backbone, splits, family=spec["family"], options=options)
 info.update(
