@@ -6,7 +6,10 @@ output), runs warm-up and timed batches at the backbone's native resolution in
 bf16 autocast (channels-last for CNNs, as the extraction rule does), and prints
 a markdown table. Skips cleanly on a machine without a GPU.
 
-    python benchmarks/bench_zoo_gpu.py [--batch-size 64] [--backbones a,b] [--out path.md]
+    HF_HUB_OFFLINE=1 python benchmarks/bench_zoo_gpu.py [--batch-size 64] [--backbones a,b] [--out path.md]
+
+On a machine without internet set HF_HUB_OFFLINE=1, or each hub download is
+retried for about 45 s before the random-weights fallback.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from bobench.io import atomic_path  # noqa: E402
 
 
 def build(backbone_id: str, entry: dict) -> tuple[object, str]:
+    """The backbone with its registry weights, or random weights of the same architecture
+    when those cannot be fetched; the second value says which (the weight source's name)."""
+    source = entry["weights"]["source"]
     try:
-        return create_backbone(backbone_id, entry), "real"
+        return create_backbone(backbone_id, entry), source
     except Exception as error:  # no network, no cache: measure the architecture instead
-        print(f"{backbone_id}: real weights unavailable ({type(error).__name__}); using random weights", file=sys.stderr)
-        return create_backbone(backbone_id, {**entry, "weights": {"source": "random", "seed": 0}}), "random"
+        print(f"{backbone_id}: {source} weights unavailable ({type(error).__name__}); using random weights", file=sys.stderr)
+        return create_backbone(backbone_id, {**entry, "weights": {"source": "random", "seed": 0}}), f"random ({source} unavailable)"
 
 
 @torch.inference_mode()
@@ -43,7 +49,7 @@ def measure(backbone, family: str, batch_size: int, steps: int) -> tuple[float, 
     x = torch.randn(batch_size, 3, size, size, device=device).contiguous(memory_format=layout)
     torch.cuda.reset_peak_memory_stats()
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        for _ in range(3):
+        for _ in range(5):
             model(x)
         torch.cuda.synchronize()
         started = time.perf_counter()
@@ -60,7 +66,7 @@ def measure(backbone, family: str, batch_size: int, steps: int) -> tuple[float, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--backbones", default="", help="comma-separated ids (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "zoo_gpu.md")
     args = parser.parse_args()
@@ -70,17 +76,30 @@ def main() -> None:
     registry = yaml.safe_load((ROOT / "config" / "backbones.yaml").read_text())
     ids = args.backbones.split(",") if args.backbones else list(registry)
     lines = [
-        f"# Backbone zoo on {torch.cuda.get_device_name()} (bf16, batch {args.batch_size}, torch {torch.__version__})",
+        f"# Backbone zoo on {torch.cuda.get_device_name()} (bf16, torch {torch.__version__})",
         "",
-        "| backbone | weights | resolution | params (M) | images/s | peak memory (GiB) |",
-        "|---|---|---:|---:|---:|---:|",
+        f"Batch {args.batch_size} (halved until it fits), {args.steps} timed steps after 5 warm-up steps.",
+        "",
+        "| backbone | weights | resolution | batch | params (M) | images/s | peak memory (GiB) |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for backbone_id in ids:
         entry = registry[backbone_id]
         backbone, weights = build(backbone_id, entry)
-        rate, peak = measure(backbone, entry["family"], args.batch_size, args.steps)
+        batch_size = args.batch_size
+        while True:
+            try:
+                rate, peak = measure(backbone, entry["family"], batch_size, args.steps)
+                break
+            except torch.OutOfMemoryError:  # e.g. SAM's global attention at 1024 px: halve the batch
+                backbone.model = backbone.model.cpu()
+                torch.cuda.empty_cache()
+                if batch_size == 1:
+                    raise
+                batch_size //= 2
         lines.append(
-            f"| {backbone_id} | {weights} | {backbone.transform.size} | {backbone.n_params / 1e6:.1f} | {rate:,.0f} | {peak:.2f} |"
+            f"| {backbone_id} | {weights} | {backbone.transform.size} | {batch_size} | {backbone.n_params / 1e6:.1f} "
+            f"| {rate:,.0f} | {peak:.2f} |"
         )
         print(lines[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

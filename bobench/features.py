@@ -70,17 +70,29 @@ def extract_split(
     autocast_dtype: torch.dtype | None,
     channels_last: bool,
     desc: str = "",
+    pad_last_batch: bool = True,
 ) -> np.ndarray:
-    """Pooled float32 features ``(N, D)`` for uint8 images ``(N, H, W, C)`` (may be a memmap)."""
+    """Pooled float32 features ``(N, D)`` for uint8 images ``(N, H, W, C)`` (may be a memmap).
+
+    With ``pad_last_batch`` a short last batch is padded with blank images to the
+    full batch size, so that the model only ever sees one input shape: on CUDA each
+    new shape costs seconds of cuDNN kernel selection and compilation (measured in
+    benchmarks/bench_first_pass.py). Eval-mode backbones treat samples
+    independently, so the padding does not change the real images' features.
+    """
     features = np.empty((len(images), backbone.feature_dim), dtype=np.float32)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", mininterval=5):
         # np.array copies the (read-only, memory-mapped) slice into a writable buffer.
-        batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(device, non_blocking=True)
+        chunk = np.array(images[start : start + batch_size])
+        n_real = len(chunk)
+        if pad_last_batch and n_real < batch_size:
+            chunk = np.concatenate([chunk, np.zeros((batch_size - n_real, *chunk.shape[1:]), chunk.dtype)])
+        batch = torch.from_numpy(chunk).to(device, non_blocking=True)
         x = backbone.transform(batch).contiguous(memory_format=memory_format)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             out = backbone.model(x)
-        features[start : start + len(batch)] = out.float().cpu().numpy()
+        features[start : start + n_real] = out[:n_real].float().cpu().numpy()
     return features
 
 

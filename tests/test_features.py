@@ -89,3 +89,18 @@ def test_precision_and_layout_choices():
         resolve_precision("fp8", torch.device("cpu"))
     assert resolve_channels_last("auto", "CNN") is True
     assert resolve_channels_last("auto", "ViT") is False
+
+
+def test_padding_the_last_batch_leaves_features_unchanged(backbone_registry):
+    """The padded last batch (one input shape for cuDNN) gives the real images the same features."""
+    from bobench.features import extract_split
+
+    backbone = create_backbone("effnet_lite0_in1k", backbone_registry["effnet_lite0_in1k"], image_size=64)
+    images = np.random.default_rng(0).integers(0, 256, (50, 28, 28, 1), dtype=np.uint8)
+    device = torch.device("cpu")
+    padded = extract_split(backbone, images, device, 32, None, False, pad_last_batch=True)
+    ragged = extract_split(backbone, images, device, 32, None, False, pad_last_batch=False)
+    one_by_one = np.concatenate([extract_split(backbone, images[i : i + 1], device, 1, None, False) for i in range(50)])
+    assert padded.shape == ragged.shape == (50, 1280)
+    np.testing.assert_allclose(padded, ragged, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(padded, one_by_one, rtol=1e-4, atol=1e-5)
