@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from bobench.backbones.model import build_architecture, create_backbone
 from bobench.backbones.converters import get_converter, lukemelas_efficientnet
@@ -199,12 +200,18 @@ def test_prefix_converter_with_nothing_under_the_prefix_says_so():
         moco_v3({"encoder.weight": torch.zeros(1)}, None)
 
 
-def test_torchvision_resnet_layout_is_timm_layout():
-    """torchvision ResNet checkpoints (and VICReg's, which use its layout) load into timm as they are."""
+@pytest.mark.parametrize("with_classifier", [True, False])
+def test_torchvision_resnet_layout_is_timm_layout(with_classifier):
+    """torchvision ResNet checkpoints load into timm as they are; so do DINO's and VICReg's
+    ResNet-50 releases, saved without the classifier (fc = Identity)."""
     import torchvision
 
     source = torchvision.models.resnet50().eval()
-    target = build_architecture({"architecture": {"library": "timm", "name": "resnet50"}}, num_classes=1000).eval()
+    if not with_classifier:
+        source.fc = torch.nn.Identity()
+    target = build_architecture(
+        {"architecture": {"library": "timm", "name": "resnet50"}}, num_classes=1000 if with_classifier else 0
+    ).eval()
     load_strict(target, get_converter("identity")(source.state_dict(), target), origin="torchvision resnet50")
     x = torch.randn(1, 3, 96, 96)
     with torch.inference_mode():
@@ -252,3 +259,85 @@ def test_entry_point_route_builds_and_errors_clearly():
     with pytest.raises(ValueError, match="needs input.mean, input.std"):
         create_backbone("x", {**entry, "architecture": {"library": "python", "entry_point": "torch.nn:Flatten"},
                               "input": {"size": 32}})
+
+
+def _timm06_swinv2_layout(state_dict: dict) -> dict:
+    """A current timm Swin-V2 state dict written back in timm 0.6's layout, the one MiDaS v3.1 saved:
+    patch merging at the end of the previous stage, index buffers persisted, an ImageNet head."""
+    import re
+
+    old = {}
+    for key, tensor in state_dict.items():
+        old[re.sub(r"layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) - 1}.downsample", key)] = tensor
+        if key.endswith("attn.logit_scale"):
+            block = key[: -len("logit_scale")]
+            old[block + "relative_position_index"] = torch.zeros(64, 64, dtype=torch.long)
+            old[block + "relative_coords_table"] = torch.zeros(1, 15, 15, 2)
+    old["head.weight"], old["head.bias"] = torch.zeros(1000, 768), torch.zeros(1000)
+    return old
+
+
+def test_midas_converter_reproduces_the_dpt_encoder():
+    """MiDaS v3.1's dpt_swin2_tiny_256.pt layout: encoder under pretrained.model. (timm 0.6), decoder under scratch."""
+    from bobench.backbones.converters import get_converter
+
+    spec = {"architecture": {"library": "timm", "name": "swinv2_tiny_window16_256"}}
+    source = build_architecture(spec, num_classes=0).eval()
+    target = build_architecture(spec, num_classes=0).eval()
+    native = {
+        **{f"pretrained.model.{k}": v for k, v in _timm06_swinv2_layout(source.state_dict()).items()},
+        "pretrained.act_postprocess1.3.weight": torch.zeros(96, 96, 1, 1),
+        "scratch.refinenet1.out_conv.weight": torch.zeros(256, 256, 1, 1),
+        "scratch.output_conv.0.weight": torch.zeros(128, 256, 3, 3),
+    }
+    assert "pretrained.model.layers.0.downsample.reduction.weight" in native
+    load_strict(target, get_converter("midas_swinv2")(native, target), origin="midas_swinv2")
+    x = torch.randn(1, 3, 256, 256)
+    with torch.inference_mode():
+        assert torch.equal(source(x), target(x))
+    renamed = dict(native)
+    renamed["pretrained.model.layers.1.blocks.0.mlp.fc1.weight_renamed"] = renamed.pop("pretrained.model.layers.1.blocks.0.mlp.fc1.weight")
+    with pytest.raises(WeightsError, match=r"missing keys: layers.1.blocks.0.mlp.fc1.weight"):
+        load_strict(target, get_converter("midas_swinv2")(renamed, target), origin="midas_swinv2")
+
+
+def test_pin_downloads_hashes_and_writes_only_that_entry(monkeypatch, tmp_path, capsys):
+    import hashlib
+
+    from bobench.backbones import pin
+    from bobench.backbones import weights as weights_module
+
+    registry = tmp_path / "backbones.yaml"
+    registry.write_text(
+        "a:\n  # a comment that stays\n  weights:\n    source: url\n    url: https://example.org/a.pth\n    sha256: unpinned\n\n"
+        "b:\n  weights: {source: url, url: https://example.org/b.pth, sha256: unpinned}\n"
+    )
+    monkeypatch.setenv("BOBENCH_WEIGHTS_DIR", str(tmp_path / "cache"))
+
+    def fake_download(url, path, backbone_id):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(url.encode())
+
+    monkeypatch.setattr(weights_module, "_download", fake_download)
+    pin.main(["a", "--registry", str(registry), "--write"])
+    expected = hashlib.sha256(b"https://example.org/a.pth").hexdigest()
+    assert f"a: sha256 {expected}" in capsys.readouterr().out
+    text = registry.read_text()
+    assert f"    sha256: {expected}\n" in text and "# a comment that stays" in text
+    assert "b.pth, sha256: unpinned}" in text
+    assert pin.unpinned_ids(yaml.safe_load(text)) == ["b"]
+
+
+def test_unpinned_checkpoint_loads_and_records_its_actual_hash(monkeypatch, tmp_path):
+    import hashlib
+
+    from bobench.backbones.weights import load_checkpoint_into
+
+    spec = {"architecture": {"library": "timm", "name": "resnet18"}}
+    source = build_architecture(spec, num_classes=0)
+    path = tmp_path / "r18.pth"
+    torch.save(source.state_dict(), path)
+    target = build_architecture(spec, num_classes=0)
+    provenance = load_checkpoint_into(target, {"source": "file", "path": str(path), "sha256": "unpinned"}, "r18")
+    assert provenance["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert provenance["pinned"] is False

@@ -22,7 +22,7 @@ REFERENCE = {
     "resnet50": (23.5, 2048), "resnet101": (42.5, 2048),
     "convnext_tiny": (27.8, 768), "convnext_small": (49.5, 768), "convnext_base": (87.6, 1024),
     "convnext_xlarge": (348.1, 2048),
-    "swinv2_tiny_window8_256": (27.6, 768), "swinv2_base_window8_256": (86.9, 1024),
+    "swinv2_tiny_window8_256": (27.6, 768), "swinv2_tiny_window16_256": (27.6, 768), "swinv2_base_window8_256": (86.9, 1024),
     "swinv2_base_window12to16_192to256": (86.9, 1024), "swinv2_base_window12to24_192to384": (86.9, 1024),
     "swinv2_large_window12to16_192to256": (195.2, 1536), "swinv2_large_window12to24_192to384": (195.2, 1536),
     "vit_small_patch16_224": (21.7, 384), "vit_base_patch16_224": (85.8, 768), "vit_large_patch16_224": (303.3, 1024),
@@ -103,6 +103,29 @@ def test_hub_entry_reaches_the_download_of_its_pinned_tag(backbone_id, monkeypat
     arch, tag = entry["architecture"]["name"], entry["weights"]["tag"]
     assert calls[0][0] == f"timm/{arch}.{tag}"
     assert calls[0][1] in ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin")
+
+
+URL_ENTRIES = sorted(b for b, e in REGISTRY.items() if e["weights"]["source"] == "url")
+
+
+@pytest.mark.parametrize("backbone_id", URL_ENTRIES)
+def test_url_entry_reaches_the_download_of_its_release_file(backbone_id, monkeypatch, tmp_path):
+    from bobench.backbones import weights as weights_module
+
+    calls = []
+
+    def fake_download(url, path, backbone_id):
+        calls.append((url, path))
+        raise NetworkCall(url)
+
+    monkeypatch.setenv("BOBENCH_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setattr(weights_module, "_download", fake_download)
+    entry = REGISTRY[backbone_id]
+    with pytest.raises(NetworkCall):
+        create_backbone(backbone_id, entry)
+    url = entry["weights"]["url"]
+    assert url.startswith("https://")
+    assert calls == [(url, tmp_path / backbone_id / url.rsplit("/", 1)[1])]
 
 
 def test_every_entry_records_what_table_1_needs():

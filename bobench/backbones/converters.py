@@ -141,3 +141,19 @@ def lukemelas_efficientnet(state_dict: StateDict, model: "nn.Module") -> StateDi
             new_key = ".".join([_LUKEMELAS_TOP[parts[0]], *parts[1:]])
         converted[new_key] = tensor
     return converted
+
+
+@register_converter("midas_swinv2")
+def midas_swinv2(state_dict: StateDict, model: "nn.Module") -> StateDict:
+    """MiDaS v3.1 DPT checkpoints (``dpt_swin2_*.pt``) → the Swin-V2 encoder alone.
+
+    The encoder is the timm model under ``pretrained.model.``, saved by timm 0.6
+    (downsampling at the end of a stage, position-index buffers persisted); timm's
+    own checkpoint filter maps that layout to the current one. The depth decoder
+    (``scratch.``, DPT's reassemble layers elsewhere under ``pretrained.``) and the
+    encoder's unused ImageNet classifier (``head.``) are not part of the backbone.
+    """
+    from timm.models.swin_transformer_v2 import checkpoint_filter_fn
+
+    encoder = select_prefix(state_dict, "pretrained.model.", drop=("head.",))
+    return checkpoint_filter_fn(encoder, model)

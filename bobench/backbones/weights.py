@@ -7,7 +7,9 @@ Weight sources (``weights.source`` in ``config/backbones.yaml``):
                   (located with importlib, never imported), pinned by sha256.
 ``file``          a local checkpoint path, pinned by sha256.
 ``url``           a direct download, cached under ``$BOBENCH_WEIGHTS_DIR`` (default
-                  ``~/.cache/bobench/weights``), pinned by sha256.
+                  ``~/.cache/bobench/weights``), pinned by sha256 — or ``sha256: unpinned``
+                  for a release whose hash the registry does not know yet: the file's
+                  actual hash is then logged and recorded with every result.
 ``timm``          a timm pretrained tag (downloaded from the Hugging Face hub by timm).
 
 Checkpoints are read with ``safetensors`` or ``torch.load(weights_only=True)``:
@@ -16,6 +18,7 @@ nothing inside a checkpoint is ever executed.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -62,7 +65,7 @@ def resolve_checkpoint_path(weights: dict[str, Any], backbone_id: str) -> Path:
         raise ValueError(f"weights source {source!r} has no checkpoint file")
     if not path.is_file():
         raise WeightsError(f"backbone {backbone_id!r}: checkpoint file {path} does not exist")
-    _verify_sha256(path, weights.get("sha256"), backbone_id)
+    verify_sha256(path, weights.get("sha256"), backbone_id)
     return path
 
 
@@ -81,10 +84,31 @@ def _download(url: str, path: Path, backbone_id: str) -> None:
         ) from error
 
 
-def _verify_sha256(path: Path, expected: str | None, backbone_id: str) -> None:
+UNPINNED = "unpinned"
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, computed once per version of it (multi-GB checkpoints take seconds)."""
+    stat = path.stat()
+    return _cached_sha256(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_sha256(path: str, mtime_ns: int, size: int) -> str:
+    return sha256_file(Path(path))
+
+
+def verify_sha256(path: Path, expected: str | None, backbone_id: str) -> str:
+    """Check a checkpoint against its pinned sha256; return the file's actual sha256."""
     if expected is None:
         raise WeightsError(f"backbone {backbone_id!r}: weights.sha256 is required for {path}")
-    actual = sha256_file(path)
+    actual = file_sha256(path)
+    if expected == UNPINNED:
+        log.warning(
+            "backbone %r: %s is not pinned in the registry; its sha256 is %s "
+            "(check it against the release, then set weights.sha256 to it)", backbone_id, path, actual,
+        )
+        return actual
     if actual != expected.lower():
         raise WeightsError(
             f"backbone {backbone_id!r}: checksum mismatch for {path}: "
@@ -139,4 +163,11 @@ def load_checkpoint_into(model: nn.Module, weights: dict[str, Any], backbone_id:
     raw = read_state_dict(path, weights.get("state_dict_key"))
     converted = get_converter(weights.get("converter", "identity"))(raw, model)
     load_strict(model, converted, origin=f"backbone {backbone_id!r} ({path.name})")
-    return {"checkpoint": path.name, "sha256": weights["sha256"], "converter": weights.get("converter", "identity")}
+    pinned = weights["sha256"] != UNPINNED
+    return {
+        "checkpoint": path.name,
+        # The hash of the bytes actually loaded: pinned ones were just verified.
+        "sha256": weights["sha256"] if pinned else file_sha256(path),
+        "pinned": pinned,
+        "converter": weights.get("converter", "identity"),
+    }
