@@ -93,7 +93,7 @@ def test_malformed_registry_entry_names_it(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_registry(path, SCHEMAS / "backbones.schema.yaml", "backbone registry")
     assert "effnet_lite0_in1k.family" in str(error.value)
-    assert "'MLP' is not one of ['CNN', 'ViT', 'hierarchical ViT']" in str(error.value)
+    assert "'MLP' is not one of ['CNN', 'ViT', 'hierarchical ViT', 'UNet']" in str(error.value)
 
 
 def test_unknown_converter_in_a_used_entry_is_caught(registries):

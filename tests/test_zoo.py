@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from bobench.backbones.model import create_backbone
+from bobench.backbones.weights import WeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = yaml.safe_load((ROOT / "config" / "backbones.yaml").read_text())
@@ -32,7 +33,26 @@ REFERENCE = {
     # timm: SAM's image encoder with its neck.
     "samvit_base_patch16": (89.67, 256),
     "tf_efficientnet_lite0": (3.37, 1280), "tf_efficientnet_lite1": (4.14, 1280), "tf_efficientnet_lite2": (4.81, 1280),
+    # Counted from diffusers' own SD v1 models below: VAE encoder + quant_conv + UNet without its decoder half.
+    "bobench.backbones.stable_diffusion:stable_diffusion_encoder": (None, 1280),
 }
+
+
+def architecture_key(entry: dict) -> str:
+    arch = entry["architecture"]
+    return arch["name"] if arch["library"] == "timm" else arch["entry_point"]
+
+
+def sd_encoder_reference_params() -> float:
+    """Millions of parameters of SD v1's encoder half, counted on diffusers' full models."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from bobench.backbones.stable_diffusion import UNET_CONFIG, VAE_CONFIG
+
+    with torch.device("meta"):
+        vae, unet = AutoencoderKL(**VAE_CONFIG), UNet2DConditionModel(**UNET_CONFIG)
+    count = lambda modules: sum(p.numel() for m in modules for p in m.parameters())  # noqa: E731
+    return (count([vae.encoder, vae.quant_conv, unet]) - count([unet.up_blocks, unet.conv_norm_out, unet.conv_out])) / 1e6
 
 
 # Blocks of the plain ViTs that are not ViT-B sized (BoB's frozen_stages for ViTDet = depth).
@@ -46,7 +66,9 @@ def random_twin(entry: dict) -> dict:
 @pytest.mark.parametrize("backbone_id", sorted(REGISTRY))
 def test_entry_builds_with_documented_features_and_size(backbone_id):
     entry = REGISTRY[backbone_id]
-    expected_params, expected_dim = REFERENCE[entry["architecture"]["name"]]
+    expected_params, expected_dim = REFERENCE[architecture_key(entry)]
+    if expected_params is None:
+        expected_params = sd_encoder_reference_params()
     backbone = create_backbone(backbone_id, random_twin(entry))
     assert abs(backbone.n_params / 1e6 - expected_params) <= 0.01 * expected_params, backbone.n_params
     assert backbone.feature_dim == expected_dim
@@ -58,13 +80,15 @@ def test_entry_builds_with_documented_features_and_size(backbone_id):
     assert torch.isfinite(features.float()).all()
 
     # Multi-scale maps for detection: four stride-4…32 maps for CNNs and hierarchical ViTs,
-    # the last block (stride = patch size) for plain ViTs.
+    # the last block (stride = patch size) for plain ViTs, five (4…64) for SD's VAE + UNet encoder.
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         maps = backbone.feature_maps(backbone.transform(image))
     expected_maps = backbone.feature_map_info()
     size = entry["input"]["size"]
     if entry["family"] == "ViT":
         assert len(maps) == 1 and expected_maps[0]["stride"] in (14, 16)
+    elif entry["family"] == "UNet":
+        assert [m["stride"] for m in expected_maps] == [4, 8, 16, 32, 64]
     else:
         assert [m["stride"] for m in expected_maps] == [4, 8, 16, 32]
     for feature_map, info in zip(maps, expected_maps, strict=True):
@@ -72,7 +96,8 @@ def test_entry_builds_with_documented_features_and_size(backbone_id):
 
     # BoB's frozen_stages: 4 for CNNs and Swin, one per block for plain ViTs; all of them freeze everything.
     n_stages = len(backbone.stage_indices())
-    assert n_stages == (REFERENCE_DEPTH.get(entry["architecture"]["name"], 12) if entry["family"] == "ViT" else 4)
+    expected_stages = {"ViT": REFERENCE_DEPTH.get(architecture_key(entry), 12), "UNet": 5}.get(entry["family"], 4)
+    assert n_stages == expected_stages
     all_names = [name for name, _ in backbone.model.named_parameters()]
     assert backbone.frozen_parameter_names(n_stages) == all_names
     first_stage = backbone.frozen_parameter_names(1)
@@ -128,8 +153,29 @@ def test_url_entry_reaches_the_download_of_its_release_file(backbone_id, monkeyp
     assert calls == [(url, tmp_path / backbone_id / url.rsplit("/", 1)[1])]
 
 
+HF_HUB_ENTRIES = sorted(b for b, e in REGISTRY.items() if e["weights"]["source"] == "hf_hub")
+
+
+@pytest.mark.parametrize("backbone_id", HF_HUB_ENTRIES)
+def test_hf_hub_entry_reaches_the_download_at_its_pinned_revision(backbone_id, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    def fake_download(repo_id, filename, **kwargs):
+        calls.append((repo_id, filename, kwargs.get("revision")))
+        raise NetworkCall(repo_id)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    weights = REGISTRY[backbone_id]["weights"]
+    with pytest.raises(WeightsError, match=f"could not fetch .* of {weights['repo']} at revision {weights['revision']}"):
+        create_backbone(backbone_id, REGISTRY[backbone_id])
+    first_file = next(iter(weights["files"].values()))
+    assert calls == [(weights["repo"], first_file, weights["revision"])]
+
+
 def test_every_entry_records_what_table_1_needs():
     for backbone_id, entry in REGISTRY.items():
-        assert entry["family"] in ("CNN", "ViT", "hierarchical ViT"), backbone_id
+        assert entry["family"] in ("CNN", "ViT", "hierarchical ViT", "UNet"), backbone_id
         assert (entry["pretrain_size"] == 0) == (entry["method"] == "none"), backbone_id
         assert "size" in entry.get("input", {}), backbone_id

