@@ -34,6 +34,23 @@ def metric_entry(
     return {"metric": name, "value": float(per_sample.mean()), "ci_low": low, "ci_high": high, "primary": primary}
 
 
+def calibration_entries(probs: np.ndarray, labels: np.ndarray, bootstrap: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """NLL (a mean of per-sample scores) and ECE (a binned statistic), each with a bootstrap CI."""
+    from bobench.calibration import expected_calibration_error, per_sample_nll
+    from bobench.stats import bootstrap_statistic_ci
+
+    labels = np.asarray(labels)
+    ece = expected_calibration_error(probs, labels)
+    low, high = bootstrap_statistic_ci(
+        lambda idx: expected_calibration_error(probs[idx], labels[idx]), len(labels),
+        n_boot=bootstrap["n_boot"], level=bootstrap["level"], seed=seed,
+    )
+    return [
+        metric_entry("nll", per_sample_nll(probs, labels), bootstrap, seed, primary=False),
+        {"metric": "ece", "value": ece, "ci_low": low, "ci_high": high, "primary": False},
+    ]
+
+
 def write_record(
     path: str,
     *,

@@ -37,6 +37,7 @@ TASKS: dict[str, TaskSpec] = {
     for spec in (
         TaskSpec("linear_probe", "classification", "linear_probe", "top1", "classification"),
         TaskSpec("knn", "classification", "knn", "top1", "classification"),
+        TaskSpec("finetune", "classification", "finetune", "top1", "classification"),
         TaskSpec("retrieval", "retrieval", "frozen", "map", "retrieval"),
     )
 }
@@ -113,6 +114,15 @@ def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: di
         duplicates = sorted({x for x in config[key] if config[key].count(x) > 1})
         if duplicates:
             raise ConfigError(f"config key {key!r}: listed more than once: {', '.join(duplicates)}")
+    for backbone in (config.get("finetune") or {}).get("overrides") or {}:
+        if backbone not in backbones:
+            raise _unknown("backbone", f"finetune.overrides.{backbone}", backbone, backbones, config["registries"]["backbones"])
+    for task, chosen in (config.get("task_datasets") or {}).items():
+        if task not in config["tasks"]:
+            raise _unknown("task", f"task_datasets.{task}", task, config["tasks"], "config key 'tasks'")
+        for i, dataset in enumerate(chosen):
+            if dataset not in config["datasets"]:
+                raise _unknown("dataset", f"task_datasets.{task}[{i}]", dataset, config["datasets"], "config key 'datasets'")
     for dataset in config.get("dataset_splits") or {}:
         if dataset not in config["datasets"]:
             raise _unknown("dataset", f"dataset_splits.{dataset}", dataset, config["datasets"], "config key 'datasets'")
@@ -149,10 +159,12 @@ def _check_registry_entries(config: dict[str, Any], backbones: dict[str, Any], d
 
 
 def cells(config: dict[str, Any], datasets: dict[str, Any]) -> Iterable[tuple[str, str, str]]:
-    """Every (task, backbone, dataset) the run evaluates."""
+    """Every (task, backbone, dataset) the run evaluates: each task on the datasets that support
+    it, narrowed by ``task_datasets`` where the config names a subset for the task."""
     for task in config["tasks"]:
+        chosen = (config.get("task_datasets") or {}).get(task, config["datasets"])
         for dataset in config["datasets"]:
-            if TASKS[task].dataset_capability in datasets[dataset].get("tasks", []):
+            if dataset in chosen and TASKS[task].dataset_capability in datasets[dataset].get("tasks", []):
                 for backbone in config["backbones"]:
                     yield task, backbone, dataset
 

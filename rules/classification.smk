@@ -47,3 +47,40 @@ rule knn:
         seed=config["seed"],
     script:
         "../workflow_scripts/knn.py"
+
+
+rule finetune:
+    input:
+        dataset=prepared("{dataset}"),
+        code=code(
+            "backbones",
+            "tasks",
+            "calibration",
+            "stats",
+            "cells",
+            "config",
+            "features",
+            "datasets",
+            "gpu",
+        ),
+    output:
+        record=cell_record("finetune", "{backbone}", "{dataset}"),
+    log:
+        "logs/finetune/{backbone}/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/finetune/{backbone}/{dataset}.tsv"
+    conda:
+        "../environment.yml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
+        finetune=lambda wc: finetune_options(wc.backbone),
+        bootstrap=options("bootstrap"),
+        seed=config["seed"],
+        # Not an output: Snakemake deletes the outputs of a failed job, and this
+        # epoch checkpoint is what a rerun resumes from.
+        checkpoint=lambda wc: f"{RESULTS}/checkpoints/finetune/{wc.backbone}/{wc.dataset}.pt",
+    script:
+        "../workflow_scripts/finetune.py"

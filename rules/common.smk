@@ -68,6 +68,14 @@ def options(section):
     return bobench_config.canonical(config[section])
 
 
+def finetune_options(backbone):
+    """The fine-tuning recipe with this backbone's overrides (BoB's per-model batch, epochs, lr)."""
+    recipe = {k: v for k, v in config["finetune"].items() if k != "overrides"}
+    return bobench_config.canonical(
+        {**recipe, **config["finetune"].get("overrides", {}).get(backbone, {})}
+    )
+
+
 def final_targets():
     return [
         f"{RESULTS}/results.csv",

@@ -65,7 +65,10 @@ def test_unknown_ids_name_key_value_and_choices(mutate, expected, registries):
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda c: c["tasks"].append("segmentation"), ["tasks[3]", "'segmentation' is not one of", "'retrieval'"]),
+        (lambda c: c["tasks"].append("segmentation"), ["tasks[4]", "'segmentation' is not one of", "'retrieval'"]),
+        (lambda c: c["finetune"].__setitem__("overrides", {"effnet_lite0_in1k": {"lr_max": 1}}),
+         ["finetune.overrides.effnet_lite0_in1k", "'lr_max' is not one of"]),
+        (lambda c: c.__setitem__("task_datasets", {"finetune": []}), ["task_datasets.finetune", "should be non-empty"]),
         (lambda c: c["extraction"].__setitem__("batch_size", 0), ["extraction.batch_size", "0 is less than the minimum of 1"]),
         (lambda c: c["extraction"].__setitem__("precision", "fp8"), ["extraction.precision", "'fp8' is not one of", "'bf16'"]),
         (lambda c: c["knn"].__setitem__("k", "twenty"), ["knn.k", "'twenty' is not of type 'integer'"]),
@@ -155,3 +158,15 @@ def test_paper_config_builds_its_dag(tmp_path):
     n_cells = len(paper["backbones"]) * len(paper["datasets"])
     for rule, count in (("extract_features", n_cells), ("linear_probe", n_cells), ("figures", 1)):
         assert re.search(rf"^{rule}\s+{count}$", run.stdout, re.MULTILINE), rule
+
+
+def test_task_datasets_and_overrides_name_unknown_ids(registries):
+    backbones, datasets = registries
+    config = load_config()
+    config["task_datasets"] = {"finetune": ["fashion_mnst"]}
+    with pytest.raises(ConfigError, match=r"task_datasets.finetune\[0\].*did you mean 'fashion_mnist'"):
+        check_config(config, backbones, datasets)
+    config = load_config()
+    config["finetune"]["overrides"] = {"effnet_lite9_in1k": {"lr": 1e-4}}
+    with pytest.raises(ConfigError, match=r"finetune.overrides.effnet_lite9_in1k.*unknown backbone"):
+        check_config(config, backbones, datasets)

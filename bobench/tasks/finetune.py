@@ -1,0 +1,320 @@
+"""End-to-end fine-tuning, BoB's recipe (digest §3.2), as a job that survives.
+
+The recipe is timm's own machinery, as BoB's ``train.py`` used it: AdamW with
+layer-wise lr decay (``create_optimizer_v2``), cosine schedule with warm-up
+(``CosineLRScheduler``, stepped per epoch), RandAugment / random-resized crop /
+colour jitter / random erasing (``create_transform``), mixup + cutmix with label
+smoothing (``Mixup``), drop path, a fresh classifier head (xavier-normal weights,
+zero bias), bf16 autocast. The effective batch is reached by gradient
+accumulation over micro-batches.
+
+What makes it survive:
+
+* every epoch ends with an atomic checkpoint (model, optimiser, history, best
+  epoch so far); a rerun resumes after the last completed epoch. All randomness
+  of an epoch (shuffling, augmentation, mixup, drop path) is seeded from
+  ``(seed, epoch)``, so a resumed run computes the same weights as one that was
+  never interrupted;
+* a non-finite loss, or an epoch whose mean loss exceeds ``divergence_factor``
+  times chance-level cross-entropy (ln C), stops the job with a message saying
+  where and what to change;
+* an out-of-memory error halves the micro-batch and redoes the step on the same
+  samples, so the effective batch (and the maths) stay the same.
+
+Model selection follows BoB: evaluate every epoch, keep the epoch with the best
+validation top-1; the test set's class probabilities of that epoch are the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from bobench.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    epochs: int = 100
+    warmup_epochs: int = 5
+    lr: float = 1e-3
+    warmup_lr: float = 1e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    layer_decay: float | None = 0.75  # None: one lr for every layer
+    drop_path: float = 0.1
+    label_smoothing: float = 0.1
+    mixup: float = 0.8  # mixup alpha (0: off)
+    cutmix: float = 1.0  # cutmix alpha (0: off)
+    randaugment: str | None = "rand-m9-mstd0.5-inc1"
+    color_jitter: float = 0.4
+    random_erasing: float = 0.25
+    batch_size: int = 1024  # effective batch per optimiser step
+    micro_batch: int = 128  # samples per forward/backward; halved on out-of-memory
+    eval_batch_size: int = 256
+    precision: str = "auto"  # auto: bf16 where fast (CUDA, CPUs with native bf16), else fp32
+    divergence_factor: float = 10.0
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became non-finite or ran away."""
+
+
+@dataclass
+class FinetuneResult:
+    test_probs: np.ndarray  # (N, C) class probabilities of the selected epoch
+    test_labels: np.ndarray
+    best_epoch: int  # 0-based
+    best_val_top1: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    micro_batch: int = 0  # what it ended at (smaller than asked after an out-of-memory back-off)
+    resumed_from_epoch: int = 0
+
+
+class FeatureClassifier(nn.Module):
+    """A linear head on a backbone without timm's ``reset_classifier``."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int):
+        super().__init__()
+        self.backbone, self.head = backbone, nn.Linear(feature_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def attach_head(model: nn.Module, feature_dim: int, num_classes: int, seed: int) -> nn.Module:
+    """The backbone with a freshly initialised classifier (BoB: xavier-normal weights, zero bias)."""
+    if hasattr(model, "reset_classifier"):
+        model.reset_classifier(num_classes)
+        head = model.get_classifier()
+    else:
+        model = FeatureClassifier(model, feature_dim, num_classes)
+        head = model.head
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for layer in [head] if isinstance(head, nn.Linear) else [m for m in head.modules() if isinstance(m, nn.Linear)]:
+            nn.init.xavier_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return model
+
+
+class AugmentedImages(torch.utils.data.Dataset):
+    """uint8 NHWC arrays (grey or RGB) → the training transform of each image as RGB PIL."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = np.asarray(self.images[index])
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).convert("RGB")
+        return self.transform(pil), int(self.labels[index])
+
+
+def train_transform(options: FinetuneOptions, size: int, mean: tuple, std: tuple) -> Callable:
+    from timm.data import create_transform
+
+    return create_transform(
+        input_size=size, is_training=True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5,
+        color_jitter=options.color_jitter, auto_augment=options.randaugment, interpolation="random",
+        mean=mean, std=std, re_prob=options.random_erasing, re_mode="pixel", re_count=1,
+    )
+
+
+def seed_epoch(seed: int, epoch: int) -> torch.Generator:
+    """Seed every random source of one epoch from (seed, epoch); the shuffling generator."""
+    value = seed * 100_003 + epoch
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
+    return torch.Generator().manual_seed(value)
+
+
+@torch.inference_mode()
+def predict_probs(model: nn.Module, images: np.ndarray, transform: Callable, batch_size: int,
+                  device: torch.device, autocast_dtype: torch.dtype | None, memory_format: torch.memory_format) -> np.ndarray:
+    """Class probabilities for uint8 NHWC images with the backbone's eval transform."""
+    model.eval()
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
+        x = transform(batch).contiguous(memory_format=memory_format)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            chunks.append(model(x).float().softmax(dim=1).cpu().numpy())
+    return np.concatenate(chunks)
+
+
+def _train_step(model, optimizer, x, targets, loss_fn, micro_batch, device, autocast_dtype, memory_format):
+    """One optimiser step over the batch in micro-batches; halve them on out-of-memory."""
+    while True:
+        try:
+            optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            for start in range(0, len(x), micro_batch):
+                xb = x[start : start + micro_batch].to(device).contiguous(memory_format=memory_format)
+                yb = targets[start : start + micro_batch].to(device)
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    logits = model(xb)
+                loss = loss_fn(logits.float(), yb) * (len(xb) / len(x))
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged("non-finite loss")
+                loss.backward()
+                total += float(loss.detach())
+            optimizer.step()
+            return total, micro_batch
+        except torch.OutOfMemoryError:
+            optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if micro_batch == 1:
+                raise
+            micro_batch //= 2
+            log.warning("out of memory: micro-batch halved to %d (effective batch unchanged)", micro_batch)
+
+
+def finetune(
+    model: nn.Module,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    num_classes: int,
+    eval_transform: Callable,
+    options: FinetuneOptions,
+    checkpoint_path: str | Path,
+    seed: int = 0,
+    device: torch.device | None = None,
+    channels_last: bool = False,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> FinetuneResult:
+    """Fine-tune ``model`` (a classifier with ``num_classes`` outputs) on ``splits['train']``,
+    select the epoch on ``splits['val']``, return ``splits['test']`` probabilities.
+
+    ``eval_transform`` is the backbone's :class:`~bobench.backbones.transforms.EvalTransform`
+    (its size, mean and std also shape the training transform). ``on_epoch_end``
+    is called after each epoch's checkpoint is written.
+    """
+    from timm.data import Mixup
+    from timm.loss import SoftTargetCrossEntropy
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import CosineLRScheduler
+
+    from bobench.features import pick_device, resolve_precision
+
+    device = device or pick_device()
+    autocast_dtype = resolve_precision(options.precision, device) if options.precision != "fp16" else None
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+    layer_decay = options.layer_decay if hasattr(model, "group_matcher") else None
+    if options.layer_decay is not None and layer_decay is None:
+        log.info("the model has no timm layer groups: layer-wise lr decay is off")
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=options.lr, weight_decay=options.weight_decay, layer_decay=layer_decay)
+    scheduler = CosineLRScheduler(
+        optimizer, t_initial=options.epochs, lr_min=options.min_lr,
+        warmup_t=options.warmup_epochs, warmup_lr_init=options.warmup_lr,
+    )
+    mixing = options.mixup > 0 or options.cutmix > 0
+    mixup = Mixup(
+        mixup_alpha=options.mixup, cutmix_alpha=options.cutmix, prob=1.0, switch_prob=0.5, mode="batch",
+        label_smoothing=options.label_smoothing, num_classes=num_classes,
+    ) if mixing else None
+    loss_fn = SoftTargetCrossEntropy() if mixing else nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
+
+    checkpoint_path = Path(checkpoint_path)
+    state = _load_checkpoint(checkpoint_path, options, seed)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        log.info("resuming after epoch %d from %s", state["epoch"], checkpoint_path)
+    else:
+        state = {"epoch": 0, "history": [], "best": None, "micro_batch": options.micro_batch}
+    resumed_from = state["epoch"]
+
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = splits["train"], splits["val"], splits["test"]
+    train_set = AugmentedImages(
+        train_x, train_y, train_transform(options, eval_transform.size, eval_transform.mean, eval_transform.std)
+    )
+    batch = min(options.batch_size, len(train_set) - len(train_set) % 2)  # mixup pairs need an even batch
+    max_loss = options.divergence_factor * math.log(num_classes)
+    micro_batch = state["micro_batch"]
+
+    for epoch in range(state["epoch"], options.epochs):
+        started = time.perf_counter()
+        generator = seed_epoch(seed, epoch)
+        scheduler.step(epoch)
+        loader = torch.utils.data.DataLoader(train_set, batch_size=batch, shuffle=True, drop_last=True, generator=generator)
+        model.train()
+        losses = []
+        for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", unit="step", mininterval=5):
+            targets = y
+            if mixup is not None:
+                x, targets = mixup(x, y)
+            try:
+                loss, micro_batch = _train_step(model, optimizer, x, targets, loss_fn, micro_batch, device, autocast_dtype, memory_format)
+            except TrainingDiverged:
+                raise TrainingDiverged(
+                    f"non-finite loss in epoch {epoch + 1}, step {len(losses) + 1} (lr {optimizer.param_groups[0]['lr']:.3g}); "
+                    f"lower finetune.lr or use precision fp32"
+                ) from None
+            losses.append(loss)
+        train_loss = float(np.mean(losses))
+        if train_loss > max_loss:
+            raise TrainingDiverged(
+                f"training diverged in epoch {epoch + 1}: mean loss {train_loss:.3g} > {options.divergence_factor:g} × ln({num_classes}) "
+                f"(chance level); lower finetune.lr"
+            )
+        val_probs = predict_probs(model, val_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format)
+        val_top1 = float((val_probs.argmax(1) == val_y).mean())
+        record = {"epoch": epoch, "train_loss": train_loss, "val_top1": val_top1,
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+        state["history"].append(record)
+        if state["best"] is None or val_top1 > state["best"]["val_top1"]:
+            test_probs = predict_probs(model, test_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format)
+            state["best"] = {"epoch": epoch, "val_top1": val_top1, "test_probs": torch.from_numpy(test_probs)}
+        log.info("epoch %d/%d: train loss %.4f, val top-1 %.4f (best %.4f at epoch %d)", epoch + 1, options.epochs,
+                 train_loss, val_top1, state["best"]["val_top1"], state["best"]["epoch"] + 1)
+        state.update(epoch=epoch + 1, micro_batch=micro_batch)
+        _save_checkpoint(checkpoint_path, state, model, optimizer, options, seed)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+
+    best = state["best"]
+    return FinetuneResult(
+        test_probs=best["test_probs"].numpy(), test_labels=np.asarray(test_y), best_epoch=best["epoch"],
+        best_val_top1=best["val_top1"], history=state["history"], micro_batch=micro_batch, resumed_from_epoch=resumed_from,
+    )
+
+
+def _protocol(options: FinetuneOptions, seed: int) -> dict[str, Any]:
+    return {**dataclasses.asdict(options), "seed": seed}
+
+
+def _save_checkpoint(path: Path, state: dict, model: nn.Module, optimizer, options: FinetuneOptions, seed: int) -> None:
+    payload = {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "protocol": _protocol(options, seed)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _load_checkpoint(path: Path, options: FinetuneOptions, seed: int) -> dict | None:
+    """The checkpoint to resume from, or None (none yet, or made under another protocol)."""
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("protocol") != _protocol(options, seed):
+        log.warning("%s was made with other fine-tuning options: starting over", path)
+        return None
+    return state

@@ -1,0 +1,70 @@
+"""Rule finetune: one backbone fine-tuned end to end on one dataset (BoB §3.2), resumable."""
+
+import dataclasses
+import time
+from pathlib import Path
+
+from bobench.workflow import start_job
+
+log = start_job(snakemake)  # noqa: F821 (injected by Snakemake); claims the GPU before torch loads
+
+import numpy as np  # noqa: E402
+
+from bobench.backbones.model import create_backbone  # noqa: E402
+from bobench.cells import calibration_entries, metric_entry, write_record  # noqa: E402
+from bobench.datasets import load_prepared  # noqa: E402
+from bobench.features import pick_device, resolve_channels_last, resolve_precision  # noqa: E402
+from bobench.provenance import canonical_hash  # noqa: E402
+from bobench.tasks.finetune import FinetuneOptions, attach_head, finetune  # noqa: E402
+
+sm = snakemake  # noqa: F821
+started = time.perf_counter()
+spec, params = dict(sm.params.backbone), dict(sm.params.finetune)
+image_size = params.pop("image_size")
+options = FinetuneOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+dataset = load_prepared(Path(sm.input.dataset[0]).parent, verify=True)
+splits = {name: dataset.split(name) for name in ("train", "val", "test")}
+
+# BoB's drop path applies to timm architectures that take it.
+if spec["architecture"]["library"] == "timm" and options.drop_path:
+    spec["architecture"] = {**spec["architecture"], "kwargs": {**spec["architecture"].get("kwargs", {}), "drop_path_rate": options.drop_path}}
+backbone = create_backbone(sm.wildcards.backbone, spec, image_size=image_size)
+model = attach_head(backbone.model, backbone.feature_dim, dataset.num_classes, seed=sm.params.seed)
+device = pick_device()
+channels_last = resolve_channels_last("auto", spec["family"])
+result = finetune(
+    model, splits, dataset.num_classes, backbone.transform, options, sm.params.checkpoint,
+    seed=sm.params.seed, device=device, channels_last=channels_last,
+)
+correct = (result.test_probs.argmax(axis=1) == result.test_labels).astype(np.float64)
+log.info("test top-1 %.4f at epoch %d (best val top-1 %.4f)", correct.mean(), result.best_epoch + 1, result.best_val_top1)
+info = {
+    **backbone.describe(),
+    "device": str(device),
+    "precision": str(resolve_precision(options.precision, device)),
+    "channels_last": channels_last,
+    "fingerprint": canonical_hash({"backbone": spec, "image_size": image_size, "dataset": dataset.meta["manifest"]}),
+}
+write_record(
+    sm.output.record,
+    task_name="finetune",
+    backbone=sm.wildcards.backbone,
+    dataset=sm.wildcards.dataset,
+    features_info=info,
+    protocol_params={
+        **dataclasses.asdict(options),
+        "image_size": backbone.transform.size,
+        "selection": "val top-1 over epochs",
+        "best_epoch": result.best_epoch,
+        "micro_batch_used": result.micro_batch,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "history": result.history,
+    },
+    metrics=[
+        metric_entry("top1", correct, sm.params.bootstrap, sm.params.seed, primary=True),
+        *calibration_entries(result.test_probs, result.test_labels, sm.params.bootstrap, sm.params.seed),
+    ],
+    sizes={split: int(len(labels)) for split, (_, labels) in splits.items()},
+    seed=sm.params.seed,
+    started=started,
+)
