@@ -127,6 +127,7 @@ def test_hub_entry_reaches_the_download_of_its_pinned_tag(backbone_id, monkeypat
         create_backbone(backbone_id, entry)
     arch, tag = entry["architecture"]["name"], entry["weights"]["tag"]
     assert calls[0][0] == f"timm/{arch}.{tag}"
+    assert calls[0][2] == entry["weights"].get("revision")  # the pinned commit, where there is one
     assert calls[0][1] in ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin")
 
 

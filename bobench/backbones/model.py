@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from bobench.backbones.transforms import EvalTransform, resolve_transform
-from bobench.backbones.weights import load_checkpoint_into
+from bobench.backbones.weights import load_converted, read_checkpoint
 
 
 @dataclass
@@ -139,7 +139,14 @@ def _from_timm_hub(entry: dict[str, Any]) -> nn.Module:
 
     arch, weights = entry["architecture"], entry["weights"]
     name = f"{arch['name']}.{weights['tag']}" if weights.get("tag") else arch["name"]
-    return timm.create_model(name, pretrained=True, **arch.get("kwargs", {}))
+    kwargs = dict(arch.get("kwargs", {}))
+    if weights.get("revision"):  # a commit of the hub repository, which timm reads after an @
+        if name.startswith("hf-hub:"):
+            name = f"{name}@{weights['revision']}"
+        else:
+            hub_id = timm.models.get_pretrained_cfg(name).hf_hub_id
+            kwargs["pretrained_cfg_overlay"] = {"hf_hub_id": f"{hub_id}@{weights['revision']}"}
+    return timm.create_model(name, pretrained=True, **kwargs)
 
 
 def create_backbone(
@@ -161,12 +168,15 @@ def create_backbone(
     elif source == "timm":
         model = _from_timm_hub(entry)
         provenance = {"weights": f"timm:{model.pretrained_cfg.get('hf_hub_id') or entry['architecture']['name']}"}
+        if weights.get("revision"):
+            provenance["revision"] = weights["revision"]
     elif source == "builtin":
         model = build_architecture(entry)  # the entry point loads its own weights
         provenance = {"weights": f"builtin:{entry['architecture']['entry_point']}"}
     else:
+        raw, provenance = read_checkpoint(weights, backbone_id)  # fetched first: fail before building
         model = build_architecture(entry, num_classes=int(weights.get("num_classes", 0)))
-        provenance = load_checkpoint_into(model, weights, backbone_id)
+        load_converted(model, raw, provenance, backbone_id)
     model.eval()
     feature_model = model
     if hasattr(model, "reset_classifier"):

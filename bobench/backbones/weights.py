@@ -181,22 +181,34 @@ def read_hub_files(weights: dict[str, Any], backbone_id: str) -> tuple[dict[str,
     return state, hashes
 
 
-def load_checkpoint_into(model: nn.Module, weights: dict[str, Any], backbone_id: str) -> dict[str, Any]:
-    """Fill ``model`` with the weights an entry points at; return provenance."""
+def read_checkpoint(weights: dict[str, Any], backbone_id: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Fetch (download if needed, verify) and read the checkpoint an entry points at, in its
+    native layout; return it with its provenance. Called before the model is built, so a
+    missing or corrupt file fails before minutes go into building a large architecture."""
     converter = weights.get("converter", "identity")
     if weights["source"] == "hf_hub":
         raw, hashes = read_hub_files(weights, backbone_id)
-        load_strict(model, get_converter(converter)(raw, model), origin=f"backbone {backbone_id!r} ({weights['repo']})")
-        return {"repo": weights["repo"], "revision": weights["revision"], "sha256": hashes, "converter": converter}
+        return raw, {"repo": weights["repo"], "revision": weights["revision"], "sha256": hashes, "converter": converter}
     path = resolve_checkpoint_path(weights, backbone_id)
     raw = read_state_dict(path, weights.get("state_dict_key"))
-    converted = get_converter(weights.get("converter", "identity"))(raw, model)
-    load_strict(model, converted, origin=f"backbone {backbone_id!r} ({path.name})")
     pinned = weights["sha256"] != UNPINNED
-    return {
+    return raw, {
         "checkpoint": path.name,
         # The hash of the bytes actually loaded: pinned ones were just verified.
         "sha256": weights["sha256"] if pinned else file_sha256(path),
         "pinned": pinned,
-        "converter": weights.get("converter", "identity"),
+        "converter": converter,
     }
+
+
+def load_converted(model: nn.Module, raw: dict[str, torch.Tensor], provenance: dict[str, Any], backbone_id: str) -> None:
+    """Convert a native-layout state dict with the entry's converter and load it strictly."""
+    origin = provenance.get("checkpoint") or provenance.get("repo")
+    load_strict(model, get_converter(provenance["converter"])(raw, model), origin=f"backbone {backbone_id!r} ({origin})")
+
+
+def load_checkpoint_into(model: nn.Module, weights: dict[str, Any], backbone_id: str) -> dict[str, Any]:
+    """Fill ``model`` with the weights an entry points at; return provenance."""
+    raw, provenance = read_checkpoint(weights, backbone_id)
+    load_converted(model, raw, provenance, backbone_id)
+    return provenance
