@@ -38,6 +38,7 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("linear_probe", "classification", "linear_probe", "top1", "classification"),
         TaskSpec("knn", "classification", "knn", "top1", "classification"),
         TaskSpec("finetune", "classification", "finetune", "top1", "classification"),
+        TaskSpec("frozen_probe", "classification", "frozen_probe", "top1", "classification"),
         TaskSpec("retrieval", "retrieval", "frozen", "map", "retrieval"),
     )
 }

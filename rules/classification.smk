@@ -75,6 +75,7 @@ rule finetune:
     resources:
         gpu=1,
     params:
+        task="finetune",
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
         finetune=lambda wc: finetune_options(wc.backbone),
         bootstrap=options("bootstrap"),
@@ -82,5 +83,41 @@ rule finetune:
         # Not an output: Snakemake deletes the outputs of a failed job, and this
         # epoch checkpoint is what a rerun resumes from.
         checkpoint=lambda wc: f"{RESULTS}/checkpoints/finetune/{wc.backbone}/{wc.dataset}.pt",
+    script:
+        "../workflow_scripts/finetune.py"
+
+
+rule frozen_probe:
+    input:
+        dataset=prepared("{dataset}"),
+        code=code(
+            "backbones",
+            "tasks",
+            "calibration",
+            "stats",
+            "cells",
+            "config",
+            "features",
+            "datasets",
+            "gpu",
+        ),
+    output:
+        record=cell_record("frozen_probe", "{backbone}", "{dataset}"),
+    log:
+        "logs/frozen_probe/{backbone}/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/frozen_probe/{backbone}/{dataset}.tsv"
+    conda:
+        "../environment.yml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        task="frozen_probe",
+        backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
+        finetune=options("frozen_probe"),
+        bootstrap=options("bootstrap"),
+        seed=config["seed"],
+        checkpoint=lambda wc: f"{RESULTS}/checkpoints/frozen_probe/{wc.backbone}/{wc.dataset}.pt",
     script:
         "../workflow_scripts/finetune.py"

@@ -129,3 +129,24 @@ def test_ece_and_nll_by_hand():
     assert expected_calibration_error(probs, labels, n_bins=2) == pytest.approx(0.0)
     assert expected_calibration_error(probs, labels, n_bins=10) == pytest.approx(0.3)
     np.testing.assert_allclose(per_sample_nll(probs, labels), -np.log([0.9, 0.4, 0.7, 0.8]))
+
+
+def test_frozen_probe_trains_only_its_head(tmp_path):
+    """BoB's linear probe: LARS on a BatchNorm + linear head; the backbone, statistics included, stays put."""
+    import dataclasses
+
+    from bobench.tasks.finetune import FROZEN_PROBE_RECIPE, attach_probe_head
+
+    entry = {"architecture": {"library": "timm", "name": "test_resnet"}, "weights": {"source": "random", "seed": 0},
+             "input": {"size": 32, "crop_pct": 1.0, "mean": [0.5] * 3, "std": [0.5] * 3}}
+    backbone = create_backbone("tiny", entry)
+    model = attach_probe_head(backbone.model, backbone.feature_dim, NUM_CLASSES, seed=0)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    head_before = model.head[1].weight.clone()
+    options = dataclasses.replace(OPTIONS, **FROZEN_PROBE_RECIPE, lr=0.1 * 16 / 256)
+    result = finetune(model, tiny_data(), NUM_CLASSES, backbone.transform, options, tmp_path / "lp.pt", seed=1)
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert not torch.equal(model.head[1].weight, head_before)
+    assert model.head[0].running_mean.abs().sum() > 0  # the probe's own BatchNorm learnt the feature statistics
+    assert result.test_probs.shape == (30, NUM_CLASSES)

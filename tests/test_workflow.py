@@ -102,7 +102,8 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     results_dir, figures_dir = output_dir(battle, "results_dir"), output_dir(battle, "figures_dir")
     results = pd.read_parquet(results_dir / "results.parquet")
     config = yaml.safe_load((battle / "config.yaml").read_text())
-    n_cells = len(config["backbones"]) * (len(config["datasets"]) * len(config["tasks"]) - 1)  # finetune: fashion only
+    # finetune and frozen_probe: Fashion-MNIST only.
+    n_cells = len(config["backbones"]) * (len(config["datasets"]) * len(config["tasks"]) - 2)
     assert results.groupby(["backbone", "task", "dataset", "protocol"]).ngroups == n_cells
     assert results["primary"].sum() == n_cells
     assert set(results.loc[results.task == "retrieval", "metric"]) == {
@@ -110,8 +111,9 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     }
     assert results.loc[results.metric != "nll", "value"].between(0, 1).all()
     assert (results.loc[results.metric == "nll", "value"] > 0).all()
-    finetune = results[results.protocol == "finetune"]
-    assert set(finetune["metric"]) == {"top1", "nll", "ece"} and set(finetune["dataset"]) == {"fashion_mnist"}
+    for protocol in ("finetune", "frozen_probe"):
+        trained = results[results.protocol == protocol]
+        assert set(trained["metric"]) == {"top1", "nll", "ece"} and set(trained["dataset"]) == {"fashion_mnist"}
     assert (results["ci_low"] <= results["value"]).all() and (results["value"] <= results["ci_high"]).all()
     for column in ("config_hash", "git_commit", "packages", "protocol_params", "n_params", "wall_time_s"):
         assert results[column].notna().all(), column
@@ -159,7 +161,7 @@ def test_changed_backbone_reruns_only_its_jobs(battle):
     per_backbone = sorted(job for job in jobs if job[1] is not None)
     assert {backbone for _, backbone in per_backbone} == {"random_vit_s16"}
     assert sorted(rule for rule, _ in per_backbone) == sorted(
-        ["extract_features", "knn", "linear_probe", "retrieval"] * 2 + ["finetune"]
+        ["extract_features", "knn", "linear_probe", "retrieval"] * 2 + ["finetune", "frozen_probe"]
     )
     assert sorted(rule for rule, backbone in jobs if backbone is None) == [
         "all", "backbone_tables", "collect", "figures", "rank"
@@ -184,7 +186,7 @@ def test_added_backbone_runs_only_its_jobs_and_the_aggregates(battle):
         config_path.write_text(originals[1])
     assert {backbone for _, backbone in jobs if backbone is not None} == {"my_resnet18"}
     assert sorted(rule for rule, _ in jobs) == sorted(
-        ["extract_features", "knn", "linear_probe", "retrieval"] * 2 + ["finetune"]
+        ["extract_features", "knn", "linear_probe", "retrieval"] * 2 + ["finetune", "frozen_probe"]
         + ["all", "backbone_tables", "collect", "figures", "rank"]
     )
 
@@ -199,7 +201,8 @@ def test_edited_library_module_reruns_the_rules_that_import_it(battle):
     finally:
         module.write_text(original)
     assert sorted(rule for rule, _ in jobs) == sorted(
-        ["knn"] * 6 + ["linear_probe"] * 6 + ["retrieval"] * 6 + ["finetune"] * 3 + ["all", "collect", "figures", "rank"]
+        ["knn"] * 6 + ["linear_probe"] * 6 + ["retrieval"] * 6 + ["finetune"] * 3 + ["frozen_probe"] * 3
+        + ["all", "collect", "figures", "rank"]
     )
 
 

@@ -1,4 +1,8 @@
-"""Rule finetune: one backbone fine-tuned end to end on one dataset (BoB §3.2), resumable."""
+"""Rules finetune and frozen_probe: one backbone trained on one dataset, resumable.
+
+finetune: end to end, BoB's recipe (§3.2). frozen_probe: BatchNorm + linear head on the frozen
+backbone, LARS (§3.3). Same engine, same survival (bobench.tasks.finetune).
+"""
 
 import dataclasses
 import time
@@ -15,12 +19,21 @@ from bobench.cells import calibration_entries, metric_entry, write_record  # noq
 from bobench.datasets import load_prepared  # noqa: E402
 from bobench.features import pick_device, resolve_channels_last, resolve_precision  # noqa: E402
 from bobench.provenance import canonical_hash  # noqa: E402
-from bobench.tasks.finetune import FinetuneOptions, attach_head, finetune  # noqa: E402
+from bobench.tasks.finetune import (  # noqa: E402
+    FROZEN_PROBE_RECIPE,
+    FinetuneOptions,
+    attach_head,
+    attach_probe_head,
+    finetune,
+)
 
 sm = snakemake  # noqa: F821
 started = time.perf_counter()
 spec, params = dict(sm.params.backbone), dict(sm.params.finetune)
 image_size = params.pop("image_size")
+frozen = sm.params.task == "frozen_probe"
+if frozen:
+    params.update(FROZEN_PROBE_RECIPE)
 options = FinetuneOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
 dataset = load_prepared(Path(sm.input.dataset[0]).parent, verify=True)
 splits = {name: dataset.split(name) for name in ("train", "val", "test")}
@@ -29,7 +42,8 @@ splits = {name: dataset.split(name) for name in ("train", "val", "test")}
 if spec["architecture"]["library"] == "timm" and options.drop_path:
     spec["architecture"] = {**spec["architecture"], "kwargs": {**spec["architecture"].get("kwargs", {}), "drop_path_rate": options.drop_path}}
 backbone = create_backbone(sm.wildcards.backbone, spec, image_size=image_size)
-model = attach_head(backbone.model, backbone.feature_dim, dataset.num_classes, seed=sm.params.seed)
+attach = attach_probe_head if frozen else attach_head
+model = attach(backbone.model, backbone.feature_dim, dataset.num_classes, seed=sm.params.seed)
 device = pick_device()
 channels_last = resolve_channels_last("auto", spec["family"])
 result = finetune(
@@ -47,7 +61,7 @@ info = {
 }
 write_record(
     sm.output.record,
-    task_name="finetune",
+    task_name=sm.params.task,
     backbone=sm.wildcards.backbone,
     dataset=sm.wildcards.dataset,
     features_info=info,

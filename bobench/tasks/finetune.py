@@ -69,6 +69,18 @@ class FinetuneOptions:
     num_workers: int = 0  # data-loading processes for the training augmentation (GPU runs want several)
     precision: str = "auto"  # auto: bf16 where fast (CUDA, CPUs with native bf16), else fp32
     divergence_factor: float = 10.0
+    optimizer: str = "adamw"  # adamw (with layer decay) | lars (momentum 0.9: BoB's linear probe)
+    freeze_backbone: bool = False  # train the head only; the backbone stays in eval mode
+
+
+# BoB's frozen-backbone linear probe (digest §3.3, MAE's recipe): BatchNorm (no affine) + linear head on a
+# frozen backbone, LARS, 90 epochs with 10 warm-up, no weight decay, weak augmentation (random-resized
+# crop + flip), plain cross-entropy, lr = 0.1 × batch / 256. Epochs, lr and batch stay configurable.
+FROZEN_PROBE_RECIPE = {
+    "optimizer": "lars", "freeze_backbone": True, "weight_decay": 0.0, "layer_decay": None, "drop_path": 0.0,
+    "label_smoothing": 0.0, "mixup": 0.0, "cutmix": 0.0, "randaugment": None, "color_jitter": 0.0,
+    "random_erasing": 0.0, "warmup_lr": 1e-6, "min_lr": 0.0,
+}
 
 
 class TrainingDiverged(RuntimeError):
@@ -87,11 +99,13 @@ class FinetuneResult:
 
 
 class FeatureClassifier(nn.Module):
-    """A linear head on a backbone without timm's ``reset_classifier``."""
+    """A head on a backbone's pooled features: linear, or BatchNorm (no affine) + linear (BoB's probe)."""
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int):
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, norm: bool = False):
         super().__init__()
-        self.backbone, self.head = backbone, nn.Linear(feature_dim, num_classes)
+        linear = nn.Linear(feature_dim, num_classes)
+        self.backbone = backbone
+        self.head = nn.Sequential(nn.BatchNorm1d(feature_dim, affine=False, eps=1e-6), linear) if norm else linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
@@ -99,7 +113,7 @@ class FeatureClassifier(nn.Module):
 
 def attach_head(model: nn.Module, feature_dim: int, num_classes: int, seed: int) -> nn.Module:
     """The backbone with a freshly initialised classifier (BoB: xavier-normal weights, zero bias)."""
-    if hasattr(model, "reset_classifier"):
+    if hasattr(model, "reset_classifier") and hasattr(model, "get_classifier"):
         model.reset_classifier(num_classes)
         head = model.get_classifier()
     else:
@@ -111,6 +125,16 @@ def attach_head(model: nn.Module, feature_dim: int, num_classes: int, seed: int)
             nn.init.xavier_normal_(layer.weight)
             nn.init.zeros_(layer.bias)
     return model
+
+
+def attach_probe_head(model: nn.Module, feature_dim: int, num_classes: int, seed: int) -> FeatureClassifier:
+    """BoB's linear-probe head (MAE's): BatchNorm1d(affine=False) + linear, weights trunc-normal (std 0.01)."""
+    classifier = FeatureClassifier(model, feature_dim, num_classes, norm=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        nn.init.trunc_normal_(classifier.head[1].weight, std=0.01)
+        nn.init.zeros_(classifier.head[1].bias)
+    return classifier
 
 
 class AugmentedImages(torch.utils.data.Dataset):
@@ -224,10 +248,17 @@ def finetune(
     autocast_dtype = resolve_precision(options.precision, device) if options.precision != "fp16" else None
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
+    if options.freeze_backbone:
+        if not isinstance(model, FeatureClassifier):
+            raise TypeError("freeze_backbone needs a FeatureClassifier (see attach_probe_head)")
+        model.backbone.requires_grad_(False)
     layer_decay = options.layer_decay if hasattr(model, "group_matcher") else None
     if options.layer_decay is not None and layer_decay is None:
         log.info("the model has no timm layer groups: layer-wise lr decay is off")
-    optimizer = create_optimizer_v2(model, opt="adamw", lr=options.lr, weight_decay=options.weight_decay, layer_decay=layer_decay)
+    if options.optimizer == "lars":
+        optimizer = create_optimizer_v2(model, opt="lars", lr=options.lr, weight_decay=options.weight_decay, momentum=0.9)
+    else:
+        optimizer = create_optimizer_v2(model, opt="adamw", lr=options.lr, weight_decay=options.weight_decay, layer_decay=layer_decay)
     scheduler = CosineLRScheduler(
         optimizer, t_initial=options.epochs, lr_min=options.min_lr,
         warmup_t=options.warmup_epochs, warmup_lr_init=options.warmup_lr,
@@ -267,6 +298,8 @@ def finetune(
             pin_memory=device.type == "cuda",
         )
         model.train()
+        if options.freeze_backbone:
+            model.backbone.eval()  # frozen means frozen: no BatchNorm statistics move either
         losses = []
         for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", unit="step", mininterval=5):
             targets = y
