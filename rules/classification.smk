@@ -65,6 +65,7 @@ rule finetune:
         ),
     output:
         record=cell_record("finetune", "{backbone}", "{dataset}"),
+        weights=f"{RESULTS}/models/finetune/{{backbone}}/{{dataset}}.pt",
     log:
         "logs/finetune/{backbone}/{dataset}.log",
     benchmark:
@@ -103,6 +104,7 @@ rule frozen_probe:
         ),
     output:
         record=cell_record("frozen_probe", "{backbone}", "{dataset}"),
+        weights=f"{RESULTS}/models/frozen_probe/{{backbone}}/{{dataset}}.pt",
     log:
         "logs/frozen_probe/{backbone}/{dataset}.log",
     benchmark:

@@ -65,6 +65,14 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path):
     assert [h["val_top1"] for h in resumed.history] == [h["val_top1"] for h in uninterrupted.history]
     assert resumed.test_probs.shape == (30, NUM_CLASSES)
 
+    # The selected epoch's weights reproduce its test predictions.
+    from bobench.tasks.finetune import predict_probs
+
+    fresh, transform = tiny_classifier()
+    fresh.load_state_dict(uninterrupted.best_state)
+    probs = predict_probs(fresh, data["test"][0], transform, 32, torch.device("cpu"), None, torch.contiguous_format)
+    np.testing.assert_allclose(probs, uninterrupted.test_probs, rtol=1e-5, atol=1e-6)
+
 
 def test_other_options_do_not_resume_a_stale_checkpoint(tmp_path):
     data = tiny_data()
@@ -115,7 +123,7 @@ class NonFinite(nn.Module):
 
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     model, transform = tiny_classifier()
-    with pytest.raises(TrainingDiverged, match=r"non-finite loss in epoch 1, step 1 .*lower finetune.lr"):
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss in epoch 1, step 1 .*lower the lr"):
         finetune(NonFinite(model), tiny_data(), NUM_CLASSES, transform, OPTIONS, tmp_path / "nan.pt", seed=1)
     assert not (tmp_path / "nan.pt").exists()  # nothing that looks like progress
 

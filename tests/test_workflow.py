@@ -114,6 +114,9 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     for protocol in ("finetune", "frozen_probe"):
         trained = results[results.protocol == protocol]
         assert set(trained["metric"]) == {"top1", "nll", "ece"} and set(trained["dataset"]) == {"fashion_mnist"}
+        # The selected classifiers are kept; the resume checkpoints are gone once their job succeeded.
+        assert len(list((results_dir / "models" / protocol).rglob("*.pt"))) == len(config["backbones"])
+    assert not list((results_dir / "checkpoints").rglob("*.pt"))
     assert (results["ci_low"] <= results["value"]).all() and (results["value"] <= results["ci_high"]).all()
     for column in ("config_hash", "git_commit", "packages", "protocol_params", "n_params", "wall_time_s"):
         assert results[column].notna().all(), column

@@ -13,11 +13,13 @@ from bobench.workflow import start_job
 log = start_job(snakemake)  # noqa: F821 (injected by Snakemake); claims the GPU before torch loads
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from bobench.backbones.model import create_backbone  # noqa: E402
 from bobench.cells import calibration_entries, metric_entry, write_record  # noqa: E402
 from bobench.datasets import load_prepared  # noqa: E402
 from bobench.features import pick_device, resolve_channels_last, resolve_precision  # noqa: E402
+from bobench.io import atomic_path  # noqa: E402
 from bobench.provenance import canonical_hash  # noqa: E402
 from bobench.tasks.finetune import (  # noqa: E402
     FROZEN_PROBE_RECIPE,
@@ -50,6 +52,10 @@ result = finetune(
     model, splits, dataset.num_classes, backbone.transform, options, sm.params.checkpoint,
     seed=sm.params.seed, device=device, channels_last=channels_last,
 )
+# The selected epoch's classifier is the job's product (for OOD evaluation); the resume
+# checkpoint, with its optimiser state, has served its purpose once the record is written.
+with atomic_path(sm.output.weights) as tmp:
+    torch.save(result.best_state, tmp)
 correct = (result.test_probs.argmax(axis=1) == result.test_labels).astype(np.float64)
 log.info("test top-1 %.4f at epoch %d (best val top-1 %.4f)", correct.mean(), result.best_epoch + 1, result.best_val_top1)
 info = {
@@ -82,3 +88,4 @@ write_record(
     seed=sm.params.seed,
     started=started,
 )
+Path(sm.params.checkpoint).unlink(missing_ok=True)

@@ -154,13 +154,13 @@ class StableDiffusionEncoder(nn.Module):
         self, x: torch.Tensor, indices: list[int] | None = None, intermediates_only: bool = True
     ) -> list[torch.Tensor]:
         """The maps of ``feature_info`` (all, or those at ``indices``), as timm's method returns them."""
+        if not intermediates_only:
+            raise NotImplementedError("only intermediates are returned")
         maps: list[torch.Tensor] = []
         latent = self._latent(x, maps)
         unet_maps: list[torch.Tensor] = []
         mid = self._unet_encoder(latent, unet_maps)
         maps += unet_maps[: len(self.feature_info) - 2] + [mid]
-        if not intermediates_only:
-            raise NotImplementedError("only intermediates are returned")
         return maps if indices is None else [maps[i] for i in indices]
 
 

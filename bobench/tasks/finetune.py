@@ -95,6 +95,7 @@ class FinetuneResult:
     best_val_top1: float
     history: list[dict[str, float]] = field(default_factory=list)
     micro_batch: int = 0  # what it ended at (smaller than asked after an out-of-memory back-off)
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)  # the selected epoch's weights (CPU)
     resumed_from_epoch: int = 0
 
 
@@ -245,7 +246,10 @@ def finetune(
     from bobench.features import pick_device, resolve_precision
 
     device = device or pick_device()
-    autocast_dtype = resolve_precision(options.precision, device) if options.precision != "fp16" else None
+    autocast_dtype = resolve_precision(options.precision, device)
+    if autocast_dtype == torch.float16:  # a GPU without bf16: fp16 training would need loss scaling
+        log.info("no bf16 on this device: training in fp32")
+        autocast_dtype = None
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     if options.freeze_backbone:
@@ -310,7 +314,7 @@ def finetune(
             except TrainingDiverged:
                 raise TrainingDiverged(
                     f"non-finite loss in epoch {epoch + 1}, step {len(losses) + 1} (lr {optimizer.param_groups[0]['lr']:.3g}); "
-                    f"lower finetune.lr or use precision fp32"
+                    f"lower the lr or use precision fp32"
                 ) from None
             losses.append(loss)
         train_seconds = time.perf_counter() - started
@@ -318,7 +322,7 @@ def finetune(
         if train_loss > max_loss:
             raise TrainingDiverged(
                 f"training diverged in epoch {epoch + 1}: mean loss {train_loss:.3g} > {options.divergence_factor:g} × ln({num_classes}) "
-                f"(chance level); lower finetune.lr"
+                f"(chance level); lower the lr"
             )
         val_probs = predict_probs(model, val_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format)
         val_top1 = float((val_probs.argmax(1) == val_y).mean())
@@ -328,7 +332,10 @@ def finetune(
         state["history"].append(record)
         if state["best"] is None or val_top1 > state["best"]["val_top1"]:
             test_probs = predict_probs(model, test_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format)
-            state["best"] = {"epoch": epoch, "val_top1": val_top1, "test_probs": torch.from_numpy(test_probs)}
+            state["best"] = {
+                "epoch": epoch, "val_top1": val_top1, "test_probs": torch.from_numpy(test_probs),
+                "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+            }
         log.info("epoch %d/%d: train loss %.4f, val top-1 %.4f (best %.4f at epoch %d)", epoch + 1, options.epochs,
                  train_loss, val_top1, state["best"]["val_top1"], state["best"]["epoch"] + 1)
         state.update(epoch=epoch + 1, micro_batch=micro_batch)
@@ -340,6 +347,7 @@ def finetune(
     return FinetuneResult(
         test_probs=best["test_probs"].numpy(), test_labels=np.asarray(test_y), best_epoch=best["epoch"],
         best_val_top1=best["val_top1"], history=state["history"], micro_batch=micro_batch, resumed_from_epoch=resumed_from,
+        best_state=best["model"],
     )
 
 
