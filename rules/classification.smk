@@ -88,20 +88,8 @@ rule finetune:
         "../workflow_scripts/finetune.py"
 
 
-rule frozen_probe:
-    input:
-        dataset=prepared("{dataset}"),
-        code=code(
-            "backbones",
-            "tasks",
-            "calibration",
-            "stats",
-            "cells",
-            "config",
-            "features",
-            "datasets",
-            "gpu",
-        ),
+# BoB's LARS probe: the fine-tuning rule with the frozen_probe recipe (see workflow_scripts/finetune.py).
+use rule finetune as frozen_probe with:
     output:
         record=cell_record("frozen_probe", "{backbone}", "{dataset}"),
         weights=f"{RESULTS}/models/frozen_probe/{{backbone}}/{{dataset}}.pt",
@@ -109,11 +97,6 @@ rule frozen_probe:
         "logs/frozen_probe/{backbone}/{dataset}.log",
     benchmark:
         "logs/benchmarks/frozen_probe/{backbone}/{dataset}.tsv"
-    conda:
-        "../environment.yml"
-    threads: 2
-    resources:
-        gpu=1,
     params:
         task="frozen_probe",
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
@@ -121,5 +104,3 @@ rule frozen_probe:
         bootstrap=options("bootstrap"),
         seed=config["seed"],
         checkpoint=lambda wc: f"{RESULTS}/checkpoints/frozen_probe/{wc.backbone}/{wc.dataset}.pt",
-    script:
-        "../workflow_scripts/finetune.py"
