@@ -55,6 +55,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def device_name(device: torch.device) -> str:
+    """How results name the device: ``cpu``, or the GPU's model."""
+    return str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
+
+
+def precision_name(autocast_dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype]
+
+
 def resolve_channels_last(setting: str | bool, family: str) -> bool:
     if setting == "auto":
         return family == "CNN"
@@ -131,8 +140,8 @@ def extract_features(
             raise FloatingPointError(f"{backbone.backbone_id}: non-finite values in {name}")
     info = {
         **backbone.describe(),
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype],
+        "device": device_name(device),
+        "precision": precision_name(autocast_dtype),
         "channels_last": channels_last,
         "batch_size": options.batch_size,
         "threads": torch.get_num_threads(),

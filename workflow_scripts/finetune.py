@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from bobench.backbones.model import create_backbone  # noqa: E402
 from bobench.cells import calibration_entries, metric_entry, write_record  # noqa: E402
 from bobench.datasets import load_prepared  # noqa: E402
-from bobench.features import pick_device, resolve_channels_last, resolve_precision  # noqa: E402
+from bobench.features import device_name, pick_device, resolve_channels_last  # noqa: E402
 from bobench.io import atomic_path  # noqa: E402
 from bobench.provenance import canonical_hash  # noqa: E402
 from bobench.tasks.finetune import (  # noqa: E402
@@ -60,8 +60,8 @@ correct = (result.test_probs.argmax(axis=1) == result.test_labels).astype(np.flo
 log.info("test top-1 %.4f at epoch %d (best val top-1 %.4f)", correct.mean(), result.best_epoch + 1, result.best_val_top1)
 info = {
     **backbone.describe(),
-    "device": str(device),
-    "precision": str(resolve_precision(options.precision, device)),
+    "device": device_name(device),
+    "precision": result.precision,
     "channels_last": channels_last,
     "fingerprint": canonical_hash({"backbone": spec, "image_size": image_size, "dataset": dataset.meta["manifest"]}),
 }

@@ -96,6 +96,7 @@ class FinetuneResult:
     history: list[dict[str, float]] = field(default_factory=list)
     micro_batch: int = 0  # what it ended at (smaller than asked after an out-of-memory back-off)
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)  # the selected epoch's weights (CPU)
+    precision: str = "fp32"  # what training ran in (auto resolves per device)
     resumed_from_epoch: int = 0
 
 
@@ -243,7 +244,7 @@ def finetune(
     from timm.optim import create_optimizer_v2
     from timm.scheduler import CosineLRScheduler
 
-    from bobench.features import pick_device, resolve_precision
+    from bobench.features import pick_device, precision_name, resolve_precision
 
     device = device or pick_device()
     autocast_dtype = resolve_precision(options.precision, device)
@@ -347,7 +348,7 @@ def finetune(
     return FinetuneResult(
         test_probs=best["test_probs"].numpy(), test_labels=np.asarray(test_y), best_epoch=best["epoch"],
         best_val_top1=best["val_top1"], history=state["history"], micro_batch=micro_batch, resumed_from_epoch=resumed_from,
-        best_state=best["model"],
+        best_state=best["model"], precision=precision_name(autocast_dtype),
     )
 
 
