@@ -36,9 +36,6 @@ from bobench.io import sha256_file
 
 log = logging.getLogger(__name__)
 
-WEIGHT_SOURCES = ("random", "pypi_package", "file", "url", "timm", "hf_hub", "builtin")
-
-
 class WeightsError(RuntimeError):
     """A checkpoint is missing, corrupt or does not match its model."""
 
