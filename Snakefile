@@ -1,5 +1,6 @@
 # Battle of the Backbones as one workflow:
-#   prepare datasets → extract features → linear probe / kNN / retrieval → collect → rank → figures
+#   prepare datasets → extract features → linear probe / kNN / retrieval, fine-tuning → OOD
+#   classification → collect → rank → figures
 # The stages live in rules/*.smk; helpers and config checks in rules/common.smk.
 
 from snakemake.utils import min_version
@@ -17,6 +18,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/classification.smk"
+include: "rules/ood.smk"
 include: "rules/retrieval.smk"
 include: "rules/results.smk"
 include: "rules/figures.smk"

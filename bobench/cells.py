@@ -51,8 +51,14 @@ def calibration_entries(probs: np.ndarray, labels: np.ndarray, bootstrap: dict[s
     ]
 
 
-def write_record(
-    path: str,
+def write_record(path: str, **fields: Any) -> dict[str, Any]:
+    """Build a cell's record (see :func:`build_record`) and write it atomically to ``path``."""
+    record = build_record(**fields)
+    write_json(path, record)
+    return record
+
+
+def build_record(
     *,
     task_name: str,
     backbone: str,
@@ -86,5 +92,4 @@ def write_record(
         },
         "provenance": provenance_record(config_hash, seed, time.perf_counter() - started),
     }
-    write_json(path, record)
     return record

@@ -40,6 +40,8 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("finetune", "classification", "finetune", "top1", "classification"),
         TaskSpec("frozen_probe", "classification", "frozen_probe", "top1", "classification"),
         TaskSpec("retrieval", "retrieval", "frozen", "map", "retrieval"),
+        # The finetune classifiers, tested without further training on the sets of config key ood.
+        TaskSpec("ood", "ood_classification", "finetune", "top1", "classification"),
     )
 }
 
@@ -127,10 +129,44 @@ def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: di
     for dataset in config.get("dataset_splits") or {}:
         if dataset not in config["datasets"]:
             raise _unknown("dataset", f"dataset_splits.{dataset}", dataset, config["datasets"], "config key 'datasets'")
+    _check_ood(config, datasets)
     _check_registry_entries(config, backbones, datasets)
     # A dataset that does not support a task simply has no cell for it (see cells()).
     if not list(cells(config, datasets)):
         raise ConfigError("config: the chosen datasets support none of the chosen tasks; nothing to run")
+
+
+def _check_ood(config: dict[str, Any], datasets: dict[str, Any]) -> None:
+    """``ood`` needs fine-tuned classifiers of each source dataset, and OOD datasets from the registry."""
+    sources = (config.get("ood") or {}).get("sets") or {}
+    if "ood" in config["tasks"] and "finetune" not in config["tasks"]:
+        raise ConfigError("config key 'tasks': 'ood' evaluates the fine-tuned classifiers, so 'finetune' must be listed too")
+    finetuned = [d for task, _, d in cells({**config, "tasks": ["finetune"]}, datasets)]
+    for source, chosen in sources.items():
+        if "ood" in config["tasks"] and source not in finetuned:
+            raise _unknown("dataset", f"ood.sets.{source}", source, set(finetuned), "datasets the finetune task runs on")
+        for i, dataset in enumerate(chosen.get("datasets") or []):
+            if dataset not in datasets:
+                raise _unknown("dataset", f"ood.sets.{source}.datasets[{i}]", dataset, datasets, config["registries"]["datasets"])
+            if "ood" not in datasets[dataset].get("tasks", []):
+                raise ConfigError(
+                    f"config key 'ood.sets.{source}.datasets[{i}]': dataset {dataset!r} is not an OOD test set "
+                    f"(its registry entry's tasks {datasets[dataset].get('tasks')} lack 'ood')"
+                )
+
+
+def ood_plan(config: dict[str, Any]) -> dict[str, list[Any]]:
+    """Per source dataset (the one a classifier was fine-tuned on), its OOD test sets (bobench.ood.OODSet)."""
+    from bobench.ood import plan_ood_sets
+
+    if "ood" not in config["tasks"]:
+        return {}
+    section = config.get("ood") or {}
+    severities = section.get("severities", [1, 2, 3, 4, 5])
+    return {
+        source: plan_ood_sets(source, chosen.get("datasets") or [], chosen.get("shifts") or [], severities)
+        for source, chosen in (section.get("sets") or {}).items()
+    }
 
 
 def _check_registry_entries(config: dict[str, Any], backbones: dict[str, Any], datasets: dict[str, Any]) -> None:
@@ -163,6 +199,11 @@ def cells(config: dict[str, Any], datasets: dict[str, Any]) -> Iterable[tuple[st
     """Every (task, backbone, dataset) the run evaluates: each task on the datasets that support
     it, narrowed by ``task_datasets`` where the config names a subset for the task."""
     for task in config["tasks"]:
+        if task == "ood":  # one cell per fine-tuned classifier that has OOD sets
+            for _, backbone, dataset in cells({**config, "tasks": ["finetune"]}, datasets):
+                if dataset in ((config.get("ood") or {}).get("sets") or {}):
+                    yield task, backbone, dataset
+            continue
         chosen = (config.get("task_datasets") or {}).get(task, config["datasets"])
         for dataset in config["datasets"]:
             if dataset in chosen and TASKS[task].dataset_capability in datasets[dataset].get("tasks", []):

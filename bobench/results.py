@@ -56,8 +56,10 @@ def collect_results(
 ) -> pd.DataFrame:
     rows = []
     for path in record_paths:
-        record = read_json(path)
-        rows += record_rows(record, backbones[record["backbone"]], datasets[record["dataset"]])
+        content = read_json(path)
+        # A job that evaluates several datasets at once (ood) writes a list of records.
+        for record in content if isinstance(content, list) else [content]:
+            rows += record_rows(record, backbones[record["backbone"]], datasets[record["dataset"]])
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame = frame.sort_values(["task", "dataset", "protocol", "backbone", "metric"], kind="stable")
     return frame.reset_index(drop=True)

@@ -31,12 +31,16 @@ DATA = config["data_dir"]
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
 CELLS = list(bobench_config.cells(config, DATASETS))
+OOD_PLAN = bobench_config.ood_plan(config)  # source dataset → its OOD test sets
+OOD_DATASETS = sorted(
+    {s.dataset for sets in OOD_PLAN.values() for s in sets if s.dataset}
+)
 FIGURE_NAMES = ["overall_ranking", "zscore_heatmap", "task_scatter", "zscore_vs_params"]
 
 
 wildcard_constraints:
     backbone="|".join(config["backbones"]),
-    dataset="|".join(config["datasets"]),
+    dataset="|".join([*config["datasets"], *OOD_DATASETS]),
 
 
 def code(*modules):
@@ -74,6 +78,24 @@ def finetune_options(backbone):
     return bobench_config.canonical(
         {**recipe, **config["finetune"].get("overrides", {}).get(backbone, {})}
     )
+
+
+def ood_registry_datasets(source):
+    """Registry datasets among the OOD sets of classifiers trained on ``source``."""
+    return [s.dataset for s in OOD_PLAN.get(source, []) if s.kind == "dataset"]
+
+
+def dataset_display():
+    """Name and domain of every dataset a results row can name, OOD sets included."""
+    from bobench.ood import describe_sets
+
+    shown = {
+        d: {"name": DATASETS[d]["name"], "domain": DATASETS[d]["domain"]}
+        for d in [*config["datasets"], *OOD_DATASETS]
+    }
+    for sets in OOD_PLAN.values():
+        shown.update(describe_sets(sets, shown))
+    return shown
 
 
 def final_targets():

@@ -17,10 +17,7 @@ rule collect:
         backbones=lambda wc: {
             b: bobench_config.display_spec(BACKBONES[b]) for b in config["backbones"]
         },
-        datasets=lambda wc: {
-            d: {"name": DATASETS[d]["name"], "domain": DATASETS[d]["domain"]}
-            for d in config["datasets"]
-        },
+        datasets=lambda wc: dataset_display(),
     script:
         "../workflow_scripts/collect.py"
 

@@ -84,6 +84,7 @@ def byo_battle(tmp_path_factory):
     config.update(
         backbones=["byo_timm", "byo_hub", "byo_file", "byo_python"], datasets=["digits"], dataset_splits={},
         task_datasets={"finetune": ["digits"], "frozen_probe": ["digits"]},
+        ood={"sets": {"digits": {"shifts": ["invert"]}}},
         registries={"backbones": str(work / "backbones.yaml"), "datasets": str(ROOT / "config" / "datasets.yaml")},
     )
     (work / "config.yaml").write_text(yaml.safe_dump(config))
@@ -102,7 +103,8 @@ def test_every_route_joins_every_task_and_the_ranking(byo_battle):
     work, config = byo_battle
     results = pd.read_parquet(work / config["results_dir"] / "results.parquet")
     primary = results[results["primary"]]
-    assert sorted(primary.groupby("backbone").size().items()) == [(b, 5) for b in sorted(config["backbones"])]
+    # linear_probe, knn, finetune, frozen_probe, retrieval, ood (inverted digits)
+    assert sorted(primary.groupby("backbone").size().items()) == [(b, 6) for b in sorted(config["backbones"])]
     ranking = pd.read_csv(work / config["results_dir"] / "ranking" / "ranking_overall.csv")
     assert set(ranking["backbone"]) == set(config["backbones"])
     params = primary.groupby("backbone")["n_params"].first()

@@ -65,7 +65,7 @@ def test_unknown_ids_name_key_value_and_choices(mutate, expected, registries):
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda c: c["tasks"].append("segmentation"), ["tasks[4]", "'segmentation' is not one of", "'retrieval'"]),
+        (lambda c: c["tasks"].append("segmentation"), ["tasks[5]", "'segmentation' is not one of", "'retrieval'"]),
         (lambda c: c["finetune"].__setitem__("overrides", {"effnet_lite0_in1k": {"lr_max": 1}}),
          ["finetune.overrides.effnet_lite0_in1k", "'lr_max' is not one of"]),
         (lambda c: c.__setitem__("task_datasets", {"finetune": []}), ["task_datasets.finetune", "should be non-empty"]),

@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from bobench.config import ood_plan
+
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ["overall_ranking", "zscore_heatmap", "task_scatter", "zscore_vs_params"]
 pytestmark = pytest.mark.slow
@@ -102,8 +104,9 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     results_dir, figures_dir = output_dir(battle, "results_dir"), output_dir(battle, "figures_dir")
     results = pd.read_parquet(results_dir / "results.parquet")
     config = yaml.safe_load((battle / "config.yaml").read_text())
-    # finetune and frozen_probe: Fashion-MNIST only.
-    n_cells = len(config["backbones"]) * (len(config["datasets"]) * len(config["tasks"]) - 2)
+    # finetune and frozen_probe: Fashion-MNIST only; ood: one row group per OOD set of its classifiers.
+    ood_sets = [s.set_id for s in ood_plan(config)["fashion_mnist"]]
+    n_cells = len(config["backbones"]) * (len(config["datasets"]) * (len(config["tasks"]) - 1) - 2 + len(ood_sets))
     assert results.groupby(["backbone", "task", "dataset", "protocol"]).ngroups == n_cells
     assert results["primary"].sum() == n_cells
     assert set(results.loc[results.task == "retrieval", "metric"]) == {
@@ -117,6 +120,9 @@ def test_battle_leaves_results_ranking_and_figures(battle):
         # The selected classifiers are kept; the resume checkpoints are gone once their job succeeded.
         assert len(list((results_dir / "models" / protocol).rglob("*.pt"))) == len(config["backbones"])
     assert not list((results_dir / "checkpoints").rglob("*.pt"))
+    ood = results[results.task == "ood_classification"]
+    assert sorted(set(ood["dataset"])) == sorted(ood_sets) and set(ood["metric"]) == {"top1", "nll", "ece"}
+    assert set(ood["protocol"]) == {"finetune"} and "Fashion-MNIST, Gaussian noise 5" in set(ood["dataset_name"])
     assert (results["ci_low"] <= results["value"]).all() and (results["value"] <= results["ci_high"]).all()
     for column in ("config_hash", "git_commit", "packages", "protocol_params", "n_params", "wall_time_s"):
         assert results[column].notna().all(), column
@@ -164,7 +170,7 @@ def test_changed_backbone_reruns_only_its_jobs(battle):
     per_backbone = sorted(job for job in jobs if job[1] is not None)
     assert {backbone for _, backbone in per_backbone} == {"random_vit_s16"}
     assert sorted(rule for rule, _ in per_backbone) == sorted(
-        ["extract_features", "knn", "linear_probe", "retrieval"] * 2 + ["finetune", "frozen_probe"]
+        ["extract_features", "knn", "linear_probe", "retrieval"] * 2 + ["finetune", "frozen_probe", "ood_classification"]
     )
     assert sorted(rule for rule, backbone in jobs if backbone is None) == [
         "all", "backbone_tables", "collect", "figures", "rank"
@@ -189,7 +195,7 @@ def test_added_backbone_runs_only_its_jobs_and_the_aggregates(battle):
         config_path.write_text(originals[1])
     assert {backbone for _, backbone in jobs if backbone is not None} == {"my_resnet18"}
     assert sorted(rule for rule, _ in jobs) == sorted(
-        ["extract_features", "knn", "linear_probe", "retrieval"] * 2 + ["finetune", "frozen_probe"]
+        ["extract_features", "knn", "linear_probe", "retrieval"] * 2 + ["finetune", "frozen_probe", "ood_classification"]
         + ["all", "backbone_tables", "collect", "figures", "rank"]
     )
 
@@ -205,7 +211,7 @@ def test_edited_library_module_reruns_the_rules_that_import_it(battle):
         module.write_text(original)
     assert sorted(rule for rule, _ in jobs) == sorted(
         ["knn"] * 6 + ["linear_probe"] * 6 + ["retrieval"] * 6 + ["finetune"] * 3 + ["frozen_probe"] * 3
-        + ["all", "collect", "figures", "rank"]
+        + ["ood_classification"] * 3 + ["all", "collect", "figures", "rank"]
     )
 
 

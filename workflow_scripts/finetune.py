@@ -15,7 +15,6 @@ log = start_job(snakemake)  # noqa: F821 (injected by Snakemake); claims the GPU
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bobench.backbones.model import create_backbone  # noqa: E402
 from bobench.cells import calibration_entries, metric_entry, write_record  # noqa: E402
 from bobench.datasets import load_prepared  # noqa: E402
 from bobench.features import device_name, pick_device, resolve_channels_last  # noqa: E402
@@ -24,8 +23,7 @@ from bobench.provenance import canonical_hash  # noqa: E402
 from bobench.tasks.finetune import (  # noqa: E402
     FROZEN_PROBE_RECIPE,
     FinetuneOptions,
-    attach_head,
-    attach_probe_head,
+    build_classifier,
     finetune,
 )
 
@@ -40,12 +38,9 @@ options = FinetuneOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v 
 dataset = load_prepared(Path(sm.input.dataset[0]).parent, verify=True)
 splits = {name: dataset.split(name) for name in ("train", "val", "test")}
 
-# BoB's drop path applies to timm architectures that take it.
-if spec["architecture"]["library"] == "timm" and options.drop_path:
-    spec["architecture"] = {**spec["architecture"], "kwargs": {**spec["architecture"].get("kwargs", {}), "drop_path_rate": options.drop_path}}
-backbone = create_backbone(sm.wildcards.backbone, spec, image_size=image_size)
-attach = attach_probe_head if frozen else attach_head
-model = attach(backbone.model, backbone.feature_dim, dataset.num_classes, seed=sm.params.seed)
+model, backbone = build_classifier(
+    sm.wildcards.backbone, spec, dataset.num_classes, image_size, frozen, options.drop_path, sm.params.seed
+)
 device = pick_device()
 channels_last = resolve_channels_last("auto", spec["family"])
 result = finetune(

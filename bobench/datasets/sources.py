@@ -35,7 +35,7 @@ from bobench.datasets.prepared import SPLIT_METHOD, SPLITS, make_splits, write_p
 
 LOG = logging.getLogger("bobench.datasets")
 
-VALID_TASKS: tuple[str, ...] = ("classification", "retrieval")
+VALID_TASKS: tuple[str, ...] = ("classification", "retrieval", "ood")
 REQUIRED_KEYS: tuple[str, ...] = ("name", "domain", "licence", "source", "splits", "seed", "tasks")
 OPTIONAL_KEYS: tuple[str, ...] = ("description", "homepage")
 

@@ -139,6 +139,23 @@ def attach_probe_head(model: nn.Module, feature_dim: int, num_classes: int, seed
     return classifier
 
 
+def build_classifier(backbone_id: str, spec: dict[str, Any], num_classes: int, image_size: int | None,
+                     frozen: bool, drop_path: float, seed: int) -> tuple[nn.Module, Any]:
+    """A registry backbone with a fresh head: BoB's fine-tuning head, or its probe head when ``frozen``.
+
+    Returns ``(classifier, backbone)``; the backbone carries the eval transform and
+    description. BoB's drop path applies to timm architectures (it changes no weight names).
+    """
+    from bobench.backbones.model import create_backbone
+
+    if spec["architecture"]["library"] == "timm" and drop_path:
+        architecture = spec["architecture"]
+        spec = {**spec, "architecture": {**architecture, "kwargs": {**architecture.get("kwargs", {}), "drop_path_rate": drop_path}}}
+    backbone = create_backbone(backbone_id, spec, image_size=image_size)
+    attach = attach_probe_head if frozen else attach_head
+    return attach(backbone.model, backbone.feature_dim, num_classes, seed=seed), backbone
+
+
 class AugmentedImages(torch.utils.data.Dataset):
     """uint8 NHWC arrays (grey or RGB) → the training transform of each image as RGB PIL."""
 
@@ -179,17 +196,24 @@ def seed_epoch(seed: int, epoch: int) -> torch.Generator:
 
 
 @torch.inference_mode()
-def predict_probs(model: nn.Module, images: np.ndarray, transform: Callable, batch_size: int,
-                  device: torch.device, autocast_dtype: torch.dtype | None, memory_format: torch.memory_format) -> np.ndarray:
-    """Class probabilities for uint8 NHWC images with the backbone's eval transform."""
+def predict_logits(model: nn.Module, images: np.ndarray, transform: Callable, batch_size: int,
+                   device: torch.device, autocast_dtype: torch.dtype | None, memory_format: torch.memory_format) -> np.ndarray:
+    """float32 logits for uint8 NHWC images with the backbone's eval transform."""
     model.eval()
     chunks = []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
         x = transform(batch).contiguous(memory_format=memory_format)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            chunks.append(model(x).float().softmax(dim=1).cpu().numpy())
+            chunks.append(model(x).float().cpu().numpy())
     return np.concatenate(chunks)
+
+
+def predict_probs(model: nn.Module, images: np.ndarray, transform: Callable, batch_size: int,
+                  device: torch.device, autocast_dtype: torch.dtype | None, memory_format: torch.memory_format) -> np.ndarray:
+    """Class probabilities (softmax of :func:`predict_logits`)."""
+    logits = predict_logits(model, images, transform, batch_size, device, autocast_dtype, memory_format)
+    return torch.from_numpy(logits).softmax(dim=1).numpy()
 
 
 def _train_step(model, optimizer, x, targets, loss_fn, micro_batch, device, autocast_dtype, memory_format):

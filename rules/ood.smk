@@ -1,0 +1,43 @@
+# Stage 3c: OOD classification: each fine-tuned classifier on its OOD sets, without further training.
+
+
+rule ood_classification:
+    input:
+        weights=rules.finetune.output.weights,
+        dataset=prepared("{dataset}"),
+        ood_datasets=lambda wc: [
+            f for d in ood_registry_datasets(wc.dataset) for f in prepared(d)
+        ],
+        code=code(
+            "backbones",
+            "tasks",
+            "calibration",
+            "stats",
+            "cells",
+            "features",
+            "datasets",
+            "ood",
+            "gpu",
+        ),
+    output:
+        record=cell_record("ood", "{backbone}", "{dataset}"),
+    log:
+        "logs/ood_classification/{backbone}/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/ood_classification/{backbone}/{dataset}.tsv"
+    conda:
+        "../environment.yml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
+        finetune=lambda wc: finetune_options(wc.backbone),
+        sets=lambda wc: [s.describe() for s in OOD_PLAN[wc.dataset]],
+        prepared_dirs=lambda wc: {
+            d: f"{DATA}/prepared/{d}" for d in ood_registry_datasets(wc.dataset)
+        },
+        bootstrap=options("bootstrap"),
+        seed=config["seed"],
+    script:
+        "../workflow_scripts/ood_classification.py"
