@@ -84,6 +84,7 @@ def build_record(
         "protocol": spec.protocol,
         "protocol_params": protocol_params,
         "sizes": sizes,
+        "test_split": features_info.get("test_split"),
         "metrics": metrics,
         "features": {
             key: features_info[key]

@@ -217,6 +217,10 @@ def dataset_entry(config: dict[str, Any], datasets: dict[str, Any], dataset: str
     override = (config.get("dataset_splits") or {}).get(dataset)
     if override:
         entry["splits"] = {**(entry.get("splits") or {}), **override}
+    source = entry.get("source") or {}
+    if config.get("bob_validation_as_test") and "bob_test_split" in source:
+        # The original code's choice: evaluate on the official validation split (Flowers-102, Aircraft).
+        entry["source"] = {**source, "test_split": source["bob_test_split"]}
     return canonical(entry)
 
 

@@ -30,6 +30,7 @@ class ExtractionOptions:
     precision: str = "auto"  # auto: bf16 where the device runs it fast, else fp32
     channels_last: str | bool = "auto"  # auto: on for CNNs (faster), off for ViTs (no gain)
     num_threads: int | None = None
+    num_workers: int = 0  # image-decoding processes for datasets kept as files
 
 
 def pick_device() -> torch.device:
@@ -80,8 +81,10 @@ def extract_split(
     channels_last: bool,
     desc: str = "",
     pad_last_batch: bool = True,
+    num_workers: int = 0,
 ) -> np.ndarray:
-    """Pooled float32 features ``(N, D)`` for uint8 images ``(N, H, W, C)`` (may be a memmap).
+    """Pooled float32 features ``(N, D)`` for uint8 images ``(N, H, W, C)`` (may be a memmap), or
+    for :class:`~bobench.datasets.images.ImageFiles` (decoded by ``num_workers`` loader processes).
 
     With ``pad_last_batch`` a short last batch is padded with blank images to the
     full batch size, so that the model only ever sees one input shape: on CUDA each
@@ -89,19 +92,18 @@ def extract_split(
     benchmarks/bench_first_pass.py). Eval-mode backbones treat samples
     independently, so the padding does not change the real images' features.
     """
+    from bobench.datasets.images import eval_batches
+
     features = np.empty((len(images), backbone.feature_dim), dtype=np.float32)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", mininterval=5):
-        # np.array copies the (read-only, memory-mapped) slice into a writable buffer.
-        chunk = np.array(images[start : start + batch_size])
-        n_real = len(chunk)
-        if pad_last_batch and n_real < batch_size:
-            chunk = np.concatenate([chunk, np.zeros((batch_size - n_real, *chunk.shape[1:]), chunk.dtype)])
-        batch = torch.from_numpy(chunk).to(device, non_blocking=True)
-        x = backbone.transform(batch).contiguous(memory_format=memory_format)
+    batches = eval_batches(images, backbone.transform, batch_size, device, num_workers, pad_to_batch=pad_last_batch)
+    start = 0
+    total = -(-len(images) // batch_size)
+    for x, n_real in tqdm(batches, total=total, desc=desc, unit="batch", mininterval=5):
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            out = backbone.model(x)
+            out = backbone.model(x.contiguous(memory_format=memory_format))
         features[start : start + n_real] = out[:n_real].float().cpu().numpy()
+        start += n_real
     return features
 
 
@@ -130,7 +132,8 @@ def extract_features(
     started = time.perf_counter()
     for split, (images, labels) in splits.items():
         arrays[f"{split}_features"] = extract_split(
-            backbone, images, device, options.batch_size, autocast_dtype, channels_last, desc=split
+            backbone, images, device, options.batch_size, autocast_dtype, channels_last, desc=split,
+            num_workers=options.num_workers,
         )
         arrays[f"{split}_labels"] = np.asarray(labels, dtype=np.int64)
         n_images += len(images)

@@ -17,7 +17,7 @@ COLUMNS = [
     # the number
     "metric", "value", "ci_low", "ci_high", "primary",
     # how it was made
-    "protocol_params", "n_train", "n_test", "input_size", "precision", "device", "feature_dim", "weights",
+    "protocol_params", "n_train", "n_test", "test_split", "input_size", "precision", "device", "feature_dim", "weights",
     # provenance
     "config_hash", "git_commit", "packages", "seed", "wall_time_s", "host",
 ]
@@ -41,6 +41,7 @@ def record_rows(record: dict[str, Any], backbone_meta: dict[str, Any], dataset_m
         "protocol_params": json.dumps(record["protocol_params"], sort_keys=True),
         "n_train": sizes.get("train", sizes.get("bank", sizes.get("database"))),
         "n_test": sizes.get("test", sizes.get("queries")),
+        "test_split": record.get("test_split"),
         "input_size": features["transform"]["size"],
         "precision": features["precision"],
         "device": features["device"],

@@ -193,8 +193,16 @@ def test_split_errors_are_explicit() -> None:
 
 
 def test_registry_entries_are_valid(registry: dict) -> None:
-    assert set(registry) == {"fashion_mnist", "animal_mnist", "digits"}
+    offline = {"fashion_mnist", "animal_mnist", "digits"}
+    bob = {"imagenet", "imagenet_1pct", "imagenet_10pct", "cifar100", "flowers102", "fgvc_aircraft", "eurosat", "chexpert",
+           "visda2017_synthetic", "visda2017_real", "imagenet_a", "imagenet_r", "imagenet_sketch", "imagenet_v2"}
+    assert set(registry) == offline | bob
     assert {entry["source"]["loader"] for entry in registry.values()} <= set(LOADERS)
+    for dataset_id, entry in registry.items():
+        validate_dataset_entry(dataset_id, entry)
+        files = entry["source"].get("files")
+        for spec in files if isinstance(files, list) else []:  # every raw file is pinned, or says it cannot be
+            assert spec["sha256"] == "unpinned" or len(spec["sha256"]) == 64, (dataset_id, spec["name"])
 
 
 @pytest.mark.parametrize(
@@ -206,7 +214,7 @@ def test_registry_entries_are_valid(registry: dict) -> None:
                 "'fashion_mnist'",
                 "source.loader",
                 "'imagenet_tar'",
-                "animal_mnist, fashion_mnist, sklearn_digits",
+                "valid loaders: animal_mnist, chexpert, cifar100, fashion_mnist",
             ],
         ),
         (

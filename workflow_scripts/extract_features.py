@@ -20,14 +20,16 @@ options = ExtractionOptions(
     batch_size=extraction["batch_size"],
     precision=extraction["precision"],
     channels_last=extraction["channels_last"],
+    num_workers=extraction["num_workers"],
 )  # torch's thread count is the rule's `threads`, set by start_job
 splits = {name: dataset.split(name) for name in ("train", "val", "test")}
 arrays, info = extract_features(backbone, splits, family=spec["family"], options=options)
 info.update(
     dataset=sm.wildcards.dataset,
     num_classes=dataset.num_classes,
+    test_split=dataset.meta["test_split"],
     # What the features depend on; downstream records cite it as their origin.
-    fingerprint=canonical_hash({"backbone": spec, "extraction": extraction, "dataset": dataset.meta["manifest"]}),
+    fingerprint=canonical_hash({"backbone": spec, "extraction": {k: v for k, v in extraction.items() if k != "num_workers"}, "dataset": dataset.meta["manifest"]}),
 )
 # The npz goes first and the json last: the json marks a complete pair.
 save_npz(sm.output.features, **arrays)

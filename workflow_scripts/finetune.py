@@ -58,6 +58,7 @@ info = {
     "device": device_name(device),
     "precision": result.precision,
     "channels_last": channels_last,
+    "test_split": dataset.meta["test_split"],
     "fingerprint": canonical_hash({"backbone": spec, "image_size": image_size, "dataset": dataset.meta["manifest"]}),
 }
 write_record(

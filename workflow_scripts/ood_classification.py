@@ -10,6 +10,7 @@ from bobench.workflow import start_job
 
 log = start_job(snakemake)  # noqa: F821 (injected by Snakemake); claims the GPU before torch loads
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bobench.cells import build_record, calibration_entries, metric_entry  # noqa: E402
@@ -39,10 +40,14 @@ test_images, test_labels = source.split("test")
 records = []
 for ood in (OODSet(**entry) for entry in sm.params.sets):
     if ood.kind == "shift":
+        if not isinstance(test_images, np.ndarray):
+            raise ValueError(f"shift {ood.shift!r}: {sm.wildcards.dataset} keeps its images as files; shifts need pixel arrays")
         images, labels, subset = apply_shift(test_images, ood.shift, ood.severity, sm.params.seed), test_labels, None
+        test_split = f"{source.meta['test_split']}, shifted"
     else:
         target = load_prepared(sm.params.prepared_dirs[ood.dataset], verify=True)
         images, labels = target.split("test")
+        test_split = target.meta["test_split"]
         # Labels index the set's own classes; the logits are restricted to those classes, in that order.
         subset = class_subset(source.class_names, target.class_names, f"OOD set {ood.dataset}")
     logits = predict_logits(model, images, backbone.transform, recipe["eval_batch_size"], device, autocast_dtype, memory_format)
@@ -54,6 +59,7 @@ for ood in (OODSet(**entry) for entry in sm.params.sets):
         "device": device_name(device),
         "precision": precision_name(autocast_dtype),
         "channels_last": channels_last,
+        "test_split": test_split,
         "fingerprint": canonical_hash({"classifier": classifier_sha256, "set": ood.describe()}),
     }
     records.append(

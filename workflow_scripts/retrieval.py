@@ -25,7 +25,7 @@ write_record(
     task_name="retrieval",
     backbone=sm.wildcards.backbone,
     dataset=sm.wildcards.dataset,
-    features_info=info,
+    features_info={**info, "test_split": info.get("test_split") if params["split"] == "test" else params["split"]},
     protocol_params={
         "split": params["split"], "query_fraction": params["query_fraction"],
         "queries": "first floor(q * n_c) items of each class, clipped to [1, n_c - 1]", "descriptor": "L2-normalised pooled features",

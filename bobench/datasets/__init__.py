@@ -30,6 +30,7 @@ from bobench.datasets.sources import (
     register_loader,
     validate_dataset_entry,
 )
+from bobench.datasets import paper_sources  # noqa: E402,F401  (registers BoB's dataset loaders)
 
 __all__ = [
     "LOADERS",

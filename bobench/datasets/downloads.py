@@ -8,6 +8,7 @@ is only ever unpickled with :class:`NumpyOnlyUnpickler`.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import http.client
 import io
@@ -114,11 +115,13 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    # Protocol-2 pickles written by Python 3 spell bytes as _codecs.encode(text, "latin1"); pure, harmless.
+    ("_codecs", "encode"): codecs.encode,
 }
 
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
-    """An unpickler that can rebuild numpy arrays and nothing else.
+    """An unpickler that can rebuild numpy arrays (in plain dicts and lists) and nothing else.
 
     A pickle can call any importable callable (``os.system`` ...) while it is
     loaded; refusing every global outside the short list a numeric array needs

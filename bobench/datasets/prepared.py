@@ -3,9 +3,15 @@
 Every dataset, whatever its origin, ends up as one folder of plain ``.npy``
 files (memory-mappable, no pickles) plus ``meta.json``::
 
-    {train,val,test}_images.npy   uint8  (N, H, W, C), C in {1, 3}
-    {train,val,test}_labels.npy   int64  (N,)
+    {train,val,test}_images.npy   storage "pixels": uint8 (N, H, W, C), C in {1, 3}
+                                  storage "files":  unicode (N,), image paths relative to
+                                                    meta.json's image_root (large or
+                                                    variable-size datasets: ImageNet ...)
+    {train,val,test}_labels.npy   int64 (N,) class indices, or (N, C) 0/1 for multi-label
+                                  datasets (label_type "multilabel": CheXpert)
     meta.json                     written last; holds a sha256 manifest of the rest
+
+A split may be empty (N = 0) only in a dataset used purely as an OOD test set.
 
 Because ``meta.json`` is renamed into place only after every array was, a
 folder with a ``meta.json`` is complete; :func:`load_prepared` refuses one
@@ -22,11 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from bobench.datasets.images import ImageFiles
 from bobench.io import read_json, save_npy, sha256_file, write_json
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 META_FILENAME = "meta.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+STORAGES = ("pixels", "files")
+LABEL_TYPES = ("single", "multilabel")
 
 #: How a split's size may be given in the registry: a count, a fraction of the
 #: pool it is drawn from, or "all"/None (everything left in that pool).
@@ -68,24 +77,33 @@ class PreparedDataset:
     def num_classes(self) -> int:
         return int(self.meta["num_classes"])
 
-    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(images, labels)``; images stay a read-only memmap."""
+    @property
+    def multilabel(self) -> bool:
+        return self.meta["label_type"] == "multilabel"
+
+    def split(self, name: str) -> tuple[np.ndarray | ImageFiles, np.ndarray]:
+        """Return ``(images, labels)``; pixel images stay a read-only memmap, files an :class:`ImageFiles`."""
         if name not in SPLITS:
             raise KeyError(f"unknown split {name!r}; valid splits: {', '.join(SPLITS)}")
-        images = np.load(self.root / f"{name}_images.npy", mmap_mode="r", allow_pickle=False)
         labels = np.load(self.root / f"{name}_labels.npy", allow_pickle=False)
+        if self.meta["storage"] == "files":
+            paths = np.load(self.root / f"{name}_images.npy", allow_pickle=False)
+            return ImageFiles(self.meta["image_root"], paths), labels
+        images = np.load(self.root / f"{name}_images.npy", mmap_mode="r", allow_pickle=False)
         return images, labels
 
 
 def write_prepared(
     out_dir: str | Path,
-    splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    splits: Mapping[str, tuple[np.ndarray | ImageFiles, np.ndarray]],
     class_names: Sequence[str],
     info: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Write the prepared form of ``splits`` and return its metadata.
 
-    ``info`` (dataset id, name, source, split policy, ...) is copied into
+    Images are pixel arrays or :class:`ImageFiles` (all splits the same kind;
+    files keep their root, which goes into ``meta.json``). ``info`` (dataset id,
+    name, source, split policy, ...) is copied into
     ``meta.json``; the structural fields (shapes, counts, manifest) are derived
     from the arrays here so they cannot disagree with them. An existing
     ``meta.json`` is deleted first: a crash mid-rewrite must not leave the old
@@ -95,7 +113,7 @@ def write_prepared(
     num_classes = len(class_names)
     if len(set(class_names)) != num_classes:
         raise ValueError(f"class names must be unique, got {list(class_names)}")
-    _check_splits(splits, num_classes)
+    storage, label_type = _check_splits(splits, num_classes)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / META_FILENAME).unlink(missing_ok=True)
 
@@ -103,24 +121,32 @@ def write_prepared(
     split_meta: dict[str, Any] = {}
     for split in SPLITS:
         images, labels = splits[split]
-        for kind, array in (("images", images), ("labels", labels)):
+        stored = images.paths if storage == "files" else np.ascontiguousarray(images)
+        for kind, array in (("images", stored), ("labels", labels)):
             filename = f"{split}_{kind}.npy"
-            save_npy(out_dir / filename, np.ascontiguousarray(array))
+            save_npy(out_dir / filename, array)
             manifest[filename] = sha256_file(out_dir / filename)
-        counts = np.bincount(labels, minlength=num_classes)
+        # Multi-label: positives per class.
+        counts = labels.sum(axis=0) if label_type == "multilabel" else np.bincount(labels, minlength=num_classes)
         split_meta[split] = {
             "size": len(labels),
             "class_counts": {name: int(c) for name, c in zip(class_names, counts, strict=True)},
         }
 
-    _, height, width, channels = splits["train"][0].shape
+    layout: dict[str, Any]
+    if storage == "files":
+        layout = {"image_root": str(Path(splits["train"][0].root).resolve()), "channels": 3, "image_size": None}
+    else:
+        _, height, width, channels = splits["train"][0].shape
+        layout = {"channels": int(channels), "image_size": [int(height), int(width)]}
     meta = {
         **info,
         "format_version": FORMAT_VERSION,
+        "storage": storage,
+        "label_type": label_type,
         "class_names": list(class_names),
         "num_classes": num_classes,
-        "channels": int(channels),
-        "image_size": [int(height), int(width)],
+        **layout,
         "splits": split_meta,
         "manifest": manifest,
     }
@@ -128,27 +154,41 @@ def write_prepared(
     return meta
 
 
-def _check_splits(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], num_classes: int) -> None:
+def _check_splits(splits: Mapping[str, tuple[np.ndarray | ImageFiles, np.ndarray]], num_classes: int) -> tuple[str, str]:
+    """Validate the arrays; return their storage ("pixels"/"files") and label type ("single"/"multilabel")."""
     if set(splits) != set(SPLITS):
         raise ValueError(f"expected splits {list(SPLITS)}, got {sorted(splits)}")
-    shapes = set()
+    storages = {"files" if isinstance(images, ImageFiles) else "pixels" for images, _ in splits.values()}
+    label_types = {"multilabel" if labels.ndim == 2 else "single" for _, labels in splits.values()}
+    if len(storages) != 1 or len(label_types) != 1:
+        raise ValueError("splits mix pixel arrays and image files, or single and multi-label labels")
+    storage, label_type = storages.pop(), label_types.pop()
+    shapes, roots = set(), set()
     for split, (images, labels) in splits.items():
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        if storage == "files":
+            roots.add(str(images.root))
+        elif images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
             raise ValueError(
                 f"{split} images must be uint8 (N, H, W, C) with C in (1, 3), "
                 f"got {images.dtype} {images.shape}"
             )
-        if labels.dtype != np.int64 or labels.shape != (len(images),):
+        else:
+            shapes.add(images.shape[1:])
+        expected = (len(images), num_classes) if label_type == "multilabel" else (len(images),)
+        if labels.dtype != np.int64 or labels.shape != expected:
+            raise ValueError(f"{split} labels must be int64 {expected}, got {labels.dtype} {labels.shape}")
+        if len(labels) and (labels.min() < 0 or labels.max() >= (2 if label_type == "multilabel" else num_classes)):
             raise ValueError(
-                f"{split} labels must be int64 ({len(images)},), got {labels.dtype} {labels.shape}"
+                f"{split} labels fall outside "
+                + ("0/1 (multi-label)" if label_type == "multilabel" else f"0..{num_classes - 1}")
             )
-        if len(labels) == 0:
-            raise ValueError(f"{split} split is empty")
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(f"{split} labels fall outside 0..{num_classes - 1}")
-        shapes.add(images.shape[1:])
-    if len(shapes) != 1:
+    if len(shapes) > 1:
         raise ValueError(f"splits disagree on the image shape: {sorted(shapes)}")
+    if len(roots) > 1:
+        raise ValueError(f"splits' image files lie under different roots: {sorted(roots)}")
+    if not len(splits["test"][1]):
+        raise ValueError("test split is empty")
+    return storage, label_type
 
 
 def load_prepared(out_dir: str | Path, verify: bool = False) -> PreparedDataset:
@@ -190,14 +230,23 @@ def load_prepared(out_dir: str | Path, verify: bool = False) -> PreparedDataset:
                 )
 
     dataset = PreparedDataset(root=root, meta=meta)
-    height, width = meta["image_size"]
     for split in SPLITS:
         images, labels = dataset.split(split)
-        expected_shape = (meta["splits"][split]["size"], height, width, meta["channels"])
-        for kind, array, dtype, shape in (
-            ("images", images, np.uint8, expected_shape),
-            ("labels", labels, np.int64, expected_shape[:1]),
-        ):
+        size = meta["splits"][split]["size"]
+        if meta["storage"] == "files":
+            checks = [("images", images.paths, images.paths.dtype, (size,))]
+            # A cheap spot check (first and last file), not a walk over a million files.
+            absent = [p for p in {*images.paths[:1], *images.paths[-1:]} if not (images.root / p).is_file()]
+            if absent:
+                raise PreparedDataError(
+                    f"{meta_path}: {images.root / absent[0]} is missing; the raw images must stay under "
+                    f"image_root {meta['image_root']}, where the dataset was prepared (or prepare it again)"
+                )
+        else:
+            height, width = meta["image_size"]
+            checks = [("images", images, np.uint8, (size, height, width, meta["channels"]))]
+        label_shape = (size, meta["num_classes"]) if meta["label_type"] == "multilabel" else (size,)
+        for kind, array, dtype, shape in [*checks, ("labels", labels, np.int64, label_shape)]:
             if array.dtype != dtype or array.shape != shape:
                 raise PreparedDataError(
                     f"{root / f'{split}_{kind}.npy'}: {array.dtype} {array.shape}, "
@@ -253,7 +302,8 @@ def make_splits(
             f"got {sorted(official)}"
         )
     base = "all" if "all" in official else "train"
-    if base not in official:
+    carved = [s for s in SPLITS if s not in official and sizes.get(s) != 0]
+    if carved and base not in official:
         raise ValueError(
             f"a loader without an official 'train' split must return 'all', got {sorted(official)}"
         )
@@ -263,8 +313,13 @@ def make_splits(
     info: dict[str, Any] = {}
     for split in ("test", "val", "train"):
         pool = split if split in official else base
-        images, labels = official[pool]
         request = sizes.get(split)
+        if request == 0:  # only in OOD-only datasets (checked by the registry validation)
+            images, labels = official["test"]
+            arrays[split] = (images[np.arange(0)], labels[:0])
+            info[split] = {"pool": None, "requested": 0, "size": 0}
+            continue
+        images, labels = official[pool]
         available = remaining[pool]
         if request is None or request == "all":
             if pool != split and split != "train":
@@ -283,7 +338,9 @@ def make_splits(
                 f"{len(available)} left (of {len(labels)})"
             )
         rng = np.random.default_rng([seed, SPLITS.index(split)])
-        chosen = stratified_sample(labels, available, n, rng)
+        # Multi-label datasets are stratified by label combination.
+        strata = np.unique(labels, axis=0, return_inverse=True)[1].ravel() if labels.ndim == 2 else labels
+        chosen = stratified_sample(strata, available, n, rng)
         remaining[pool] = np.setdiff1d(available, chosen, assume_unique=True)
         arrays[split] = (images[chosen], labels[chosen])
         info[split] = {"pool": pool, "requested": request, "size": n}

@@ -31,6 +31,7 @@ from bobench.datasets.downloads import (
     load_numpy_pickle,
     sha256_bytes,
 )
+from bobench.datasets.images import ImageFiles
 from bobench.datasets.prepared import SPLIT_METHOD, SPLITS, make_splits, write_prepared
 
 LOG = logging.getLogger("bobench.datasets")
@@ -123,13 +124,17 @@ def validate_dataset_entry(dataset_id: str, entry: Any) -> None:
     splits = entry["splits"]
     if not isinstance(splits, Mapping) or set(splits) != set(SPLITS):
         fail("splits", splits, f"must be a mapping with exactly the keys {', '.join(SPLITS)}")
+    ood_only = entry.get("tasks") == ["ood"]
     for split, value in splits.items():
+        if value == 0 and not isinstance(value, bool) and split != "test" and ood_only:
+            continue  # a pure OOD test set needs no training data
         if not _valid_split_size(value):
             fail(
                 f"splits.{split}",
                 value,
                 "is not a valid size; valid: a positive integer (count), a float in (0, 1) "
-                "(fraction of the pool), or 'all'/null (keep everything)",
+                "(fraction of the pool), or 'all'/null (keep everything); 0 only for train/val "
+                "of a dataset whose tasks are [ood]",
             )
 
     seed = entry["seed"]
@@ -197,6 +202,7 @@ def prepare_dataset(
         "licence": entry["licence"],
         "tasks": list(entry["tasks"]),
         "source": {"loader": source["loader"], "licence": entry["licence"], **raw.provenance},
+        "test_split": _test_split_name(raw.provenance.get("test_split", "test"), split_info["test"]["pool"]),
         "split_policy": {
             "sizes": dict(entry["splits"]),
             "seed": entry["seed"],
@@ -215,25 +221,33 @@ def prepare_dataset(
     return meta
 
 
+def _test_split_name(loader_choice: str, pool: str) -> str:
+    """What a result's test images are, in words recorded with every result."""
+    if loader_choice == "val":
+        return "official val"
+    return "official test" if pool == "test" else f"held out of {'the data' if pool == 'all' else 'official ' + pool}"
+
+
 def _normalise(
-    dataset_id: str, split: str, images: np.ndarray, labels: np.ndarray, num_classes: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bring a loader's arrays to the prepared dtypes: uint8 NHWC images, int64 labels."""
-    if images.ndim == 3:
+    dataset_id: str, split: str, images: np.ndarray | ImageFiles, labels: np.ndarray, num_classes: int
+) -> tuple[np.ndarray | ImageFiles, np.ndarray]:
+    """Bring a loader's arrays to the prepared dtypes: uint8 NHWC images (or image files), int64 labels."""
+    if isinstance(images, np.ndarray) and images.ndim == 3:
         images = images[..., np.newaxis]
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+    if isinstance(images, np.ndarray) and (images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3)):
         raise ValueError(
             f"dataset {dataset_id!r}: loader returned {split} images {images.dtype} "
             f"{images.shape}, expected uint8 (N, H, W) or (N, H, W, 1|3)"
         )
-    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+    multilabel = labels.ndim == 2
+    expected = (len(images), num_classes) if multilabel else (len(images),)
+    if labels.shape != expected or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
-            f"dataset {dataset_id!r}: loader returned {split} labels {labels.dtype} {labels.shape}"
+            f"dataset {dataset_id!r}: loader returned {split} labels {labels.dtype} {labels.shape}, expected {expected}"
         )
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"dataset {dataset_id!r}: {split} labels fall outside 0..{num_classes - 1}"
-        )
+    upper = 2 if multilabel else num_classes
+    if len(labels) and (labels.min() < 0 or labels.max() >= upper):
+        raise ValueError(f"dataset {dataset_id!r}: {split} labels fall outside 0..{upper - 1}")
     return images, labels.astype(np.int64)
 
 

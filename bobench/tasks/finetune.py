@@ -197,22 +197,24 @@ def seed_epoch(seed: int, epoch: int) -> torch.Generator:
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: np.ndarray, transform: Callable, batch_size: int,
-                   device: torch.device, autocast_dtype: torch.dtype | None, memory_format: torch.memory_format) -> np.ndarray:
-    """float32 logits for uint8 NHWC images with the backbone's eval transform."""
+                   device: torch.device, autocast_dtype: torch.dtype | None, memory_format: torch.memory_format,
+                   num_workers: int = 0) -> np.ndarray:
+    """float32 logits for uint8 NHWC images (or image files) with the backbone's eval transform."""
+    from bobench.datasets.images import eval_batches
+
     model.eval()
     chunks = []
-    for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
-        x = transform(batch).contiguous(memory_format=memory_format)
+    for x, _ in eval_batches(images, transform, batch_size, device, num_workers):
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            chunks.append(model(x).float().cpu().numpy())
+            chunks.append(model(x.contiguous(memory_format=memory_format)).float().cpu().numpy())
     return np.concatenate(chunks)
 
 
 def predict_probs(model: nn.Module, images: np.ndarray, transform: Callable, batch_size: int,
-                  device: torch.device, autocast_dtype: torch.dtype | None, memory_format: torch.memory_format) -> np.ndarray:
+                  device: torch.device, autocast_dtype: torch.dtype | None, memory_format: torch.memory_format,
+                  num_workers: int = 0) -> np.ndarray:
     """Class probabilities (softmax of :func:`predict_logits`)."""
-    logits = predict_logits(model, images, transform, batch_size, device, autocast_dtype, memory_format)
+    logits = predict_logits(model, images, transform, batch_size, device, autocast_dtype, memory_format, num_workers)
     return torch.from_numpy(logits).softmax(dim=1).numpy()
 
 
@@ -349,14 +351,14 @@ def finetune(
                 f"training diverged in epoch {epoch + 1}: mean loss {train_loss:.3g} > {options.divergence_factor:g} × ln({num_classes}) "
                 f"(chance level); lower the lr"
             )
-        val_probs = predict_probs(model, val_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format)
+        val_probs = predict_probs(model, val_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format, options.num_workers)
         val_top1 = float((val_probs.argmax(1) == val_y).mean())
         record = {"epoch": epoch, "train_loss": train_loss, "val_top1": val_top1,
                   "lr": optimizer.param_groups[0]["lr"], "train_seconds": train_seconds,
                   "seconds": time.perf_counter() - started}
         state["history"].append(record)
         if state["best"] is None or val_top1 > state["best"]["val_top1"]:
-            test_probs = predict_probs(model, test_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format)
+            test_probs = predict_probs(model, test_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format, options.num_workers)
             state["best"] = {
                 "epoch": epoch, "val_top1": val_top1, "test_probs": torch.from_numpy(test_probs),
                 "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
