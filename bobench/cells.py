@@ -51,6 +51,30 @@ def calibration_entries(probs: np.ndarray, labels: np.ndarray, bootstrap: dict[s
     ]
 
 
+def auroc_entries(scores: np.ndarray, targets: np.ndarray, class_names: list[str], bootstrap: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Multi-label results: mean AUROC over classes (primary; BoB's CheXpert metric) and each class's AUROC,
+    with bootstrap CIs (resamples in which a class has one label value only are skipped)."""
+    from sklearn.metrics import roc_auc_score
+
+    from bobench.stats import bootstrap_statistic_ci
+
+    def auroc(columns: slice | int) -> Any:
+        def statistic(idx: np.ndarray) -> float:
+            y = targets[idx][:, columns]
+            if np.ndim(y) == 1 and len(np.unique(y)) < 2 or np.ndim(y) == 2 and any(len(np.unique(c)) < 2 for c in y.T):
+                return float("nan")
+            return float(roc_auc_score(y, scores[idx][:, columns], average="macro"))
+        return statistic
+
+    entries = []
+    for name, columns in [("mean_auroc", slice(None)), *((f"auroc_{c}", i) for i, c in enumerate(class_names))]:
+        statistic = auroc(columns)
+        low, high = bootstrap_statistic_ci(statistic, len(targets), n_boot=bootstrap["n_boot"], level=bootstrap["level"], seed=seed)
+        entries.append({"metric": name, "value": statistic(np.arange(len(targets))), "ci_low": low, "ci_high": high,
+                        "primary": name == "mean_auroc"})
+    return entries
+
+
 def write_record(path: str, **fields: Any) -> dict[str, Any]:
     """Build a cell's record (see :func:`build_record`) and write it atomically to ``path``."""
     record = build_record(**fields)
@@ -72,8 +96,9 @@ def build_record(
 ) -> dict[str, Any]:
     spec = TASKS[task_name]
     primary = [m["metric"] for m in metrics if m["primary"]]
-    if primary != [spec.primary_metric]:
-        raise ValueError(f"{task_name}: primary metric must be exactly {spec.primary_metric!r}, got {primary}")
+    allowed = [spec.primary_metric, *([spec.multilabel_metric] if spec.multilabel_metric else [])]
+    if len(primary) != 1 or primary[0] not in allowed:
+        raise ValueError(f"{task_name}: exactly one primary metric, one of {allowed}, expected; got {primary}")
     config_hash = canonical_hash(
         {"features": features_info["fingerprint"], "task": task_name, "protocol": protocol_params, "seed": seed}
     )

@@ -30,15 +30,16 @@ class TaskSpec:
     protocol: str
     primary_metric: str
     dataset_capability: str  # what a dataset's ``tasks`` list must contain
+    multilabel_metric: str | None = None  # the primary metric on multi-label datasets, where the task supports them
 
 
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        TaskSpec("linear_probe", "classification", "linear_probe", "top1", "classification"),
+        TaskSpec("linear_probe", "classification", "linear_probe", "top1", "classification", "mean_auroc"),
         TaskSpec("knn", "classification", "knn", "top1", "classification"),
-        TaskSpec("finetune", "classification", "finetune", "top1", "classification"),
-        TaskSpec("frozen_probe", "classification", "frozen_probe", "top1", "classification"),
+        TaskSpec("finetune", "classification", "finetune", "top1", "classification", "mean_auroc"),
+        TaskSpec("frozen_probe", "classification", "frozen_probe", "top1", "classification", "mean_auroc"),
         TaskSpec("retrieval", "retrieval", "frozen", "map", "retrieval"),
         # The finetune classifiers, tested without further training on the sets of config key ood.
         TaskSpec("ood", "ood_classification", "finetune", "top1", "classification"),
@@ -120,6 +121,9 @@ def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: di
     for backbone in (config.get("finetune") or {}).get("overrides") or {}:
         if backbone not in backbones:
             raise _unknown("backbone", f"finetune.overrides.{backbone}", backbone, backbones, config["registries"]["backbones"])
+    for dataset in (config.get("finetune") or {}).get("dataset_overrides") or {}:
+        if dataset not in config["datasets"]:
+            raise _unknown("dataset", f"finetune.dataset_overrides.{dataset}", dataset, config["datasets"], "config key 'datasets'")
     for task, chosen in (config.get("task_datasets") or {}).items():
         if task not in config["tasks"]:
             raise _unknown("task", f"task_datasets.{task}", task, config["tasks"], "config key 'tasks'")
@@ -136,21 +140,31 @@ def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: di
         raise ConfigError("config: the chosen datasets support none of the chosen tasks; nothing to run")
 
 
+def _ood_sources(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """config key ``ood.sets`` as trained_on → its item."""
+    return {item["trained_on"]: item for item in (config.get("ood") or {}).get("sets") or []}
+
+
 def _check_ood(config: dict[str, Any], datasets: dict[str, Any]) -> None:
     """``ood`` needs fine-tuned classifiers of each source dataset, and OOD datasets from the registry."""
-    sources = (config.get("ood") or {}).get("sets") or {}
     if "ood" in config["tasks"] and "finetune" not in config["tasks"]:
         raise ConfigError("config key 'tasks': 'ood' evaluates the fine-tuned classifiers, so 'finetune' must be listed too")
     finetuned = [d for task, _, d in cells({**config, "tasks": ["finetune"]}, datasets)]
-    for source, chosen in sources.items():
+    sources = [item["trained_on"] for item in (config.get("ood") or {}).get("sets") or []]
+    for i, source in enumerate(sources):
+        key = f"ood.sets[{i}]"
+        if sources.count(source) > 1:
+            raise ConfigError(f"config key 'ood.sets': trained_on {source!r} is listed more than once")
         if "ood" in config["tasks"] and source not in finetuned:
-            raise _unknown("dataset", f"ood.sets.{source}", source, set(finetuned), "datasets the finetune task runs on")
-        for i, dataset in enumerate(chosen.get("datasets") or []):
+            raise _unknown("dataset", f"{key}.trained_on", source, set(finetuned), "datasets the finetune task runs on")
+        if datasets.get(source, {}).get("multilabel"):
+            raise ConfigError(f"config key '{key}.trained_on': OOD classification needs a single-label dataset, not {source!r}")
+        for j, dataset in enumerate(_ood_sources(config)[source].get("datasets") or []):
             if dataset not in datasets:
-                raise _unknown("dataset", f"ood.sets.{source}.datasets[{i}]", dataset, datasets, config["registries"]["datasets"])
+                raise _unknown("dataset", f"{key}.datasets[{j}]", dataset, datasets, config["registries"]["datasets"])
             if "ood" not in datasets[dataset].get("tasks", []):
                 raise ConfigError(
-                    f"config key 'ood.sets.{source}.datasets[{i}]': dataset {dataset!r} is not an OOD test set "
+                    f"config key '{key}.datasets[{j}]': dataset {dataset!r} is not an OOD test set "
                     f"(its registry entry's tasks {datasets[dataset].get('tasks')} lack 'ood')"
                 )
 
@@ -161,11 +175,10 @@ def ood_plan(config: dict[str, Any]) -> dict[str, list[Any]]:
 
     if "ood" not in config["tasks"]:
         return {}
-    section = config.get("ood") or {}
-    severities = section.get("severities", [1, 2, 3, 4, 5])
+    severities = (config.get("ood") or {}).get("severities", [1, 2, 3, 4, 5])
     return {
-        source: plan_ood_sets(source, chosen.get("datasets") or [], chosen.get("shifts") or [], severities)
-        for source, chosen in (section.get("sets") or {}).items()
+        source: plan_ood_sets(source, item.get("datasets") or [], item.get("shifts") or [], severities)
+        for source, item in _ood_sources(config).items()
     }
 
 
@@ -201,11 +214,13 @@ def cells(config: dict[str, Any], datasets: dict[str, Any]) -> Iterable[tuple[st
     for task in config["tasks"]:
         if task == "ood":  # one cell per fine-tuned classifier that has OOD sets
             for _, backbone, dataset in cells({**config, "tasks": ["finetune"]}, datasets):
-                if dataset in ((config.get("ood") or {}).get("sets") or {}):
+                if dataset in _ood_sources(config):
                     yield task, backbone, dataset
             continue
         chosen = (config.get("task_datasets") or {}).get(task, config["datasets"])
         for dataset in config["datasets"]:
+            if datasets[dataset].get("multilabel") and not TASKS[task].multilabel_metric:
+                continue  # kNN and retrieval need one class per image
             if dataset in chosen and TASKS[task].dataset_capability in datasets[dataset].get("tasks", []):
                 for backbone in config["backbones"]:
                     yield task, backbone, dataset

@@ -53,11 +53,15 @@ def bootstrap_statistic_ci(
     statistic, n: int, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile-bootstrap interval for a statistic that is not a mean of per-sample scores
-    (e.g. ECE): ``statistic(indices)`` is evaluated on ``n_boot`` resamples of ``range(n)``."""
+    (e.g. ECE): ``statistic(indices)`` is evaluated on ``n_boot`` resamples of ``range(n)``.
+    Resamples on which the statistic is undefined (NaN: an AUROC with one class only) are left out."""
     if n < 1 or n_boot < 1 or not 0.0 < level < 1.0:
         raise ValueError(f"need n >= 1, n_boot >= 1 and 0 < level < 1, got {n}, {n_boot}, {level}")
     rng = np.random.default_rng(seed)
     values = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(n_boot)])
     alpha = (1.0 - level) / 2.0
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return float("nan"), float("nan")
     low, high = np.quantile(values, [alpha, 1.0 - alpha])
     return float(low), float(high)

@@ -78,7 +78,7 @@ rule finetune:
     params:
         task="finetune",
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
-        finetune=lambda wc: finetune_options(wc.backbone),
+        finetune=lambda wc: finetune_options(wc.backbone, wc.dataset),
         bootstrap=options("bootstrap"),
         seed=config["seed"],
         # Not an output: Snakemake deletes the outputs of a failed job, and this

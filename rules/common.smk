@@ -72,11 +72,19 @@ def options(section):
     return bobench_config.canonical(config[section])
 
 
-def finetune_options(backbone):
-    """The fine-tuning recipe with this backbone's overrides (BoB's per-model batch, epochs, lr)."""
-    recipe = {k: v for k, v in config["finetune"].items() if k != "overrides"}
+def finetune_options(backbone, dataset):
+    """The fine-tuning recipe with this backbone's overrides (BoB's per-model batch, epochs, lr),
+    then this dataset's recipe (low-data ImageNet, CheXpert)."""
+    section = config["finetune"]
+    recipe = {
+        k: v for k, v in section.items() if k not in ("overrides", "dataset_overrides")
+    }
     return bobench_config.canonical(
-        {**recipe, **config["finetune"].get("overrides", {}).get(backbone, {})}
+        {
+            **recipe,
+            **section.get("overrides", {}).get(backbone, {}),
+            **section.get("dataset_overrides", {}).get(dataset, {}),
+        }
     )
 
 

@@ -32,7 +32,7 @@ rule ood_classification:
         gpu=1,
     params:
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
-        finetune=lambda wc: finetune_options(wc.backbone),
+        finetune=lambda wc: finetune_options(wc.backbone, wc.dataset),
         sets=lambda wc: [s.describe() for s in OOD_PLAN[wc.dataset]],
         prepared_dirs=lambda wc: {
             d: f"{DATA}/prepared/{d}" for d in ood_registry_datasets(wc.dataset)

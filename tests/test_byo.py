@@ -84,7 +84,7 @@ def byo_battle(tmp_path_factory):
     config.update(
         backbones=["byo_timm", "byo_hub", "byo_file", "byo_python"], datasets=["digits"], dataset_splits={},
         task_datasets={"finetune": ["digits"], "frozen_probe": ["digits"]},
-        ood={"sets": {"digits": {"shifts": ["invert"]}}},
+        ood={"sets": [{"trained_on": "digits", "shifts": ["invert"]}]},
         registries={"backbones": str(work / "backbones.yaml"), "datasets": str(ROOT / "config" / "datasets.yaml")},
     )
     (work / "config.yaml").write_text(yaml.safe_dump(config))

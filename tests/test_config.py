@@ -155,9 +155,23 @@ def test_paper_config_builds_its_dag(tmp_path):
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
-    n_cells = len(paper["backbones"]) * len(paper["datasets"])
-    for rule, count in (("extract_features", n_cells), ("linear_probe", n_cells), ("figures", 1)):
-        assert re.search(rf"^{rule}\s+{count}$", run.stdout, re.MULTILINE), rule
+    n_backbones, chosen = len(paper["backbones"]), paper["task_datasets"]
+    ood_sets = {item["trained_on"] for item in paper["ood"]["sets"]}
+    expected = {
+        # BoB's suite: every backbone fine-tuned on each classification dataset (low-data ImageNet, CheXpert and
+        # VisDA included), probed on cached features, LARS-probed on ImageNet, and tested on the OOD sets.
+        "prepare_dataset": len(paper["datasets"]) + sum(len(item["datasets"]) for item in paper["ood"]["sets"]),
+        "finetune": n_backbones * len(chosen["finetune"]),
+        "linear_probe": n_backbones * len(chosen["linear_probe"]),
+        "extract_features": n_backbones * len(chosen["linear_probe"]),
+        "frozen_probe": n_backbones * len(chosen["frozen_probe"]),
+        "ood_classification": n_backbones * len(ood_sets),
+        "figures": 1,
+    }
+    assert set(paper["datasets"]) >= {"imagenet", "imagenet_1pct", "imagenet_10pct", "cifar100", "flowers102",
+                                      "fgvc_aircraft", "eurosat", "chexpert", "visda2017_synthetic"}
+    for rule, count in expected.items():
+        assert re.search(rf"^{rule}\s+{count}$", run.stdout, re.MULTILINE), (rule, count)
 
 
 def test_task_datasets_and_overrides_name_unknown_ids(registries):

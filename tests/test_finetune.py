@@ -158,3 +158,23 @@ def test_frozen_probe_trains_only_its_head(tmp_path):
     assert not torch.equal(model.head[1].weight, head_before)
     assert model.head[0].running_mean.abs().sum() > 0  # the probe's own BatchNorm learnt the feature statistics
     assert result.test_probs.shape == (30, NUM_CLASSES)
+
+
+def test_multilabel_data_train_with_sigmoids_and_select_on_mean_auroc(tmp_path):
+    """CheXpert's setting: 0/1 labels per class, binary cross-entropy, selection on val mean AUROC."""
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, 2, (n, NUM_CLASSES))
+        images = rng.integers(0, 60, (n, 12, 12, 1)) + 60 * labels[:, :1, None, None]  # finding 0 shows as brightness
+        return images.astype(np.uint8), labels
+
+    data = {"train": split(48), "val": split(24), "test": split(30)}
+    model, transform = tiny_classifier()
+    options = FinetuneOptions(**{**OPTIONS.__dict__, "epochs": 2, "mixup": 0.0, "cutmix": 0.0})
+    result = finetune(model, data, NUM_CLASSES, transform, options, tmp_path / "ckpt.pt", seed=0, device=torch.device("cpu"))
+    assert result.test_probs.shape == (30, NUM_CLASSES) and result.test_labels.shape == (30, NUM_CLASSES)
+    assert ((result.test_probs > 0) & (result.test_probs < 1)).all() and not np.allclose(result.test_probs.sum(1), 1)
+    assert all("val_mean_auroc" in h for h in result.history) and 0 <= result.best_val_score <= 1
+    with pytest.raises(ValueError, match="mixup/cutmix need single-label data"):
+        finetune(tiny_classifier()[0], data, NUM_CLASSES, transform, OPTIONS, tmp_path / "other.pt", seed=0, device=torch.device("cpu"))

@@ -146,3 +146,23 @@ def test_bad_labels_are_rejected() -> None:
     tr_x, tr_y, va_x, va_y, te_x, te_y = gaussian_splits()
     with pytest.raises(ValueError):
         linear_probe(tr_x, tr_y + 10, va_x, va_y, te_x, te_y, 5)
+
+
+def test_multilabel_probe_is_one_vs_rest_logistic_regression():
+    """Multi-label targets: each class's weights equal scikit-learn's binary LogisticRegression at the same C."""
+    from sklearn.linear_model import LogisticRegression
+
+    from bobench.tasks.linear_probe import ProbeOptions, fit_logistic_regression, linear_probe, mean_auroc
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6))
+    targets = (x[:, :3] + 0.5 * rng.normal(size=(300, 3)) > 0).astype(np.int64)
+    options = ProbeOptions(c_grid=(0.1, 1.0), tolerance=1e-8, standardize=False, dtype="float64")
+    weight, bias, _ = fit_logistic_regression(x, targets, 1.0, 3, options)
+    for k in range(3):
+        reference = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000).fit(x, targets[:, k])
+        np.testing.assert_allclose(weight[k].numpy(), reference.coef_[0], atol=1e-4)
+        np.testing.assert_allclose(bias[k].item(), reference.intercept_[0], atol=1e-4)
+    result = linear_probe(x[:200], targets[:200], x[200:250], targets[200:250], x[250:], targets[250:], 3, options)
+    assert result.test_correct.size == 0 and result.test_scores.shape == (50, 3)
+    assert result.test_top1 == pytest.approx(mean_auroc(result.test_scores, targets[250:])) and result.test_top1 > 0.8

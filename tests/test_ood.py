@@ -158,9 +158,10 @@ def test_demo_plan(demo_config, registries):
     "mutate, message",
     [
         (lambda c: (c["tasks"].remove("finetune"), c.pop("task_datasets")), "'finetune' must be listed too"),
-        (lambda c: c["ood"]["sets"].__setitem__("digits", {"shifts": ["invert"]}), "ood.sets.digits"),
-        (lambda c: c["ood"]["sets"]["fashion_mnist"].__setitem__("datasets", ["imagenet_z"]), "unknown dataset 'imagenet_z'"),
-        (lambda c: c["ood"]["sets"]["fashion_mnist"].__setitem__("datasets", ["digits"]), "not an OOD test set"),
+        (lambda c: c["ood"]["sets"].append({"trained_on": "digits", "shifts": ["invert"]}), r"ood.sets\[1\].trained_on"),
+        (lambda c: c["ood"]["sets"].append({"trained_on": "fashion_mnist"}), "listed more than once"),
+        (lambda c: c["ood"]["sets"][0].__setitem__("datasets", ["imagenet_z"]), "unknown dataset 'imagenet_z'"),
+        (lambda c: c["ood"]["sets"][0].__setitem__("datasets", ["digits"]), "not an OOD test set"),
     ],
 )
 def test_bad_ood_config_is_named(demo_config, registries, mutate, message):

@@ -53,7 +53,7 @@ def test_records_flatten_into_the_tidy_table(tmp_path):
 def test_a_record_must_carry_the_tasks_primary_metric(tmp_path):
     import pytest
 
-    with pytest.raises(ValueError, match="primary metric must be exactly 'top1'"):
+    with pytest.raises(ValueError, match=r"exactly one primary metric, one of \['top1'\]"):
         write_record(
             str(tmp_path / "x.json"), task_name="knn", backbone="a", dataset="d", features_info=INFO,
             protocol_params={}, sizes={}, metrics=[metric_entry("map", np.ones(3), {"n_boot": 10, "level": 0.9}, 0, True)],

@@ -27,6 +27,7 @@ arrays, info = extract_features(backbone, splits, family=spec["family"], options
 info.update(
     dataset=sm.wildcards.dataset,
     num_classes=dataset.num_classes,
+    class_names=dataset.class_names,
     test_split=dataset.meta["test_split"],
     # What the features depend on; downstream records cite it as their origin.
     fingerprint=canonical_hash({"backbone": spec, "extraction": {k: v for k, v in extraction.items() if k != "num_workers"}, "dataset": dataset.meta["manifest"]}),

@@ -15,7 +15,7 @@ log = start_job(snakemake)  # noqa: F821 (injected by Snakemake); claims the GPU
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bobench.cells import calibration_entries, metric_entry, write_record  # noqa: E402
+from bobench.cells import auroc_entries, calibration_entries, metric_entry, write_record  # noqa: E402
 from bobench.datasets import load_prepared  # noqa: E402
 from bobench.features import device_name, pick_device, resolve_channels_last  # noqa: E402
 from bobench.io import atomic_path  # noqa: E402
@@ -51,8 +51,15 @@ result = finetune(
 # checkpoint, with its optimiser state, has served its purpose once the record is written.
 with atomic_path(sm.output.weights) as tmp:
     torch.save(result.best_state, tmp)
-correct = (result.test_probs.argmax(axis=1) == result.test_labels).astype(np.float64)
-log.info("test top-1 %.4f at epoch %d (best val top-1 %.4f)", correct.mean(), result.best_epoch + 1, result.best_val_top1)
+if dataset.multilabel:  # CheXpert: AUROC per finding and their mean
+    metrics = auroc_entries(result.test_probs, result.test_labels, dataset.class_names, sm.params.bootstrap, sm.params.seed)
+else:
+    correct = (result.test_probs.argmax(axis=1) == result.test_labels).astype(np.float64)
+    metrics = [
+        metric_entry("top1", correct, sm.params.bootstrap, sm.params.seed, primary=True),
+        *calibration_entries(result.test_probs, result.test_labels, sm.params.bootstrap, sm.params.seed),
+    ]
+log.info("test %s %.4f at epoch %d (best val %.4f)", metrics[0]["metric"], metrics[0]["value"], result.best_epoch + 1, result.best_val_score)
 info = {
     **backbone.describe(),
     "device": device_name(device),
@@ -70,16 +77,13 @@ write_record(
     protocol_params={
         **dataclasses.asdict(options),
         "image_size": backbone.transform.size,
-        "selection": "val top-1 over epochs",
+        "selection": f"val {'mean AUROC' if dataset.multilabel else 'top-1'} over epochs",
         "best_epoch": result.best_epoch,
         "micro_batch_used": result.micro_batch,
         "resumed_from_epoch": result.resumed_from_epoch,
         "history": result.history,
     },
-    metrics=[
-        metric_entry("top1", correct, sm.params.bootstrap, sm.params.seed, primary=True),
-        *calibration_entries(result.test_probs, result.test_labels, sm.params.bootstrap, sm.params.seed),
-    ],
+    metrics=metrics,
     sizes={split: int(len(labels)) for split, (_, labels) in splits.items()},
     seed=sm.params.seed,
     started=started,

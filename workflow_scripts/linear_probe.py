@@ -7,7 +7,7 @@ from bobench.workflow import start_job
 
 log = start_job(snakemake)  # noqa: F821 (injected by Snakemake)
 
-from bobench.cells import load_features, metric_entry, write_record  # noqa: E402
+from bobench.cells import auroc_entries, load_features, metric_entry, write_record  # noqa: E402
 from bobench.features import pick_device  # noqa: E402
 from bobench.tasks.linear_probe import ProbeOptions, linear_probe  # noqa: E402
 
@@ -28,7 +28,13 @@ result = linear_probe(
     arrays["test_features"], arrays["test_labels"],
     num_classes=info["num_classes"], options=options, device=pick_device(),
 )
-log.info("test top-1 %.4f with C=%g (val top-1 per C: %s)", result.test_top1, result.chosen_c, result.val_top1_per_c)
+multilabel = arrays["test_labels"].ndim == 2  # CheXpert: AUROC per finding and their mean
+selection = "val mean AUROC" if multilabel else "val top-1"
+log.info("test score %.4f with C=%g (%s per C: %s)", result.test_top1, result.chosen_c, selection, result.val_top1_per_c)
+if multilabel:
+    metrics = auroc_entries(result.test_scores, arrays["test_labels"], info["class_names"], sm.params.bootstrap, sm.params.seed)
+else:
+    metrics = [metric_entry("top1", result.test_correct, sm.params.bootstrap, sm.params.seed, primary=True)]
 write_record(
     sm.output.record,
     task_name="linear_probe",
@@ -41,9 +47,9 @@ write_record(
         "chosen_c": result.chosen_c,
         "val_top1_per_c": {str(c): v for c, v in result.val_top1_per_c.items()},
         "n_iter": result.n_iter,
-        "selection": "val top-1",
+        "selection": selection,
     },
-    metrics=[metric_entry("top1", result.test_correct, sm.params.bootstrap, sm.params.seed, primary=True)],
+    metrics=metrics,
     sizes={split: int(len(arrays[f"{split}_labels"])) for split in ("train", "val", "test")},
     seed=sm.params.seed,
     started=started,

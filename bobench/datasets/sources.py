@@ -38,7 +38,7 @@ LOG = logging.getLogger("bobench.datasets")
 
 VALID_TASKS: tuple[str, ...] = ("classification", "retrieval", "ood")
 REQUIRED_KEYS: tuple[str, ...] = ("name", "domain", "licence", "source", "splits", "seed", "tasks")
-OPTIONAL_KEYS: tuple[str, ...] = ("description", "homepage")
+OPTIONAL_KEYS: tuple[str, ...] = ("description", "homepage", "multilabel")
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,12 @@ class RawDataset:
 
     ``splits`` maps "train"/"val"/"test" (or only "all" for a dataset without
     official splits) to ``(images, labels)`` with images uint8 (N, H, W) or
-    (N, H, W, C) and integer labels indexing ``class_names``. ``provenance``
-    goes verbatim into ``meta.json`` under ``source``.
+    (N, H, W, C), or :class:`~bobench.datasets.images.ImageFiles`, and integer
+    labels indexing ``class_names`` (or 0/1 labels (N, C) for a multi-label
+    dataset). ``provenance`` goes verbatim into ``meta.json`` under ``source``.
     """
 
-    splits: dict[str, tuple[np.ndarray, np.ndarray]]
+    splits: dict[str, tuple[np.ndarray | ImageFiles, np.ndarray]]
     class_names: list[str]
     provenance: dict[str, Any]
 
@@ -194,6 +195,12 @@ def prepare_dataset(
         name: _normalise(dataset_id, name, images, labels, len(raw.class_names))
         for name, (images, labels) in raw.splits.items()
     }
+    multilabel = {labels.ndim == 2 for _, labels in official.values()}
+    if multilabel != {bool(entry.get("multilabel", False))}:
+        raise ValueError(
+            f"dataset {dataset_id!r}: the loader returned {'multi' if True in multilabel else 'single'}-label "
+            f"labels but the registry entry says multilabel: {bool(entry.get('multilabel', False))}"
+        )
     arrays, split_info = make_splits(official, entry["splits"], entry["seed"])
     info = {
         "dataset_id": dataset_id,

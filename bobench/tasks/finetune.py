@@ -23,6 +23,8 @@ What makes it survive:
 
 Model selection follows BoB: evaluate every epoch, keep the epoch with the best
 validation top-1; the test set's class probabilities of that epoch are the result.
+Multi-label data (CheXpert, §3.4) train with one sigmoid per class (binary
+cross-entropy) and select on validation mean AUROC.
 """
 
 from __future__ import annotations
@@ -89,10 +91,10 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class FinetuneResult:
-    test_probs: np.ndarray  # (N, C) class probabilities of the selected epoch
+    test_probs: np.ndarray  # (N, C) class probabilities of the selected epoch (sigmoids for multi-label data)
     test_labels: np.ndarray
     best_epoch: int  # 0-based
-    best_val_top1: float
+    best_val_score: float  # val top-1 (mean AUROC for multi-label data) of the selected epoch
     history: list[dict[str, float]] = field(default_factory=list)
     micro_batch: int = 0  # what it ended at (smaller than asked after an out-of-memory back-off)
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)  # the selected epoch's weights (CPU)
@@ -168,7 +170,8 @@ class AugmentedImages(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = np.asarray(self.images[index])
         pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).convert("RGB")
-        return self.transform(pil), int(self.labels[index])
+        label = self.labels[index]
+        return self.transform(pil), (torch.as_tensor(label, dtype=torch.float32) if np.ndim(label) else int(label))
 
 
 def train_transform(options: FinetuneOptions, size: int, mean: tuple, std: tuple) -> Callable:
@@ -212,10 +215,19 @@ def predict_logits(model: nn.Module, images: np.ndarray, transform: Callable, ba
 
 def predict_probs(model: nn.Module, images: np.ndarray, transform: Callable, batch_size: int,
                   device: torch.device, autocast_dtype: torch.dtype | None, memory_format: torch.memory_format,
-                  num_workers: int = 0) -> np.ndarray:
-    """Class probabilities (softmax of :func:`predict_logits`)."""
-    logits = predict_logits(model, images, transform, batch_size, device, autocast_dtype, memory_format, num_workers)
-    return torch.from_numpy(logits).softmax(dim=1).numpy()
+                  num_workers: int = 0, multilabel: bool = False) -> np.ndarray:
+    """Class probabilities: softmax of :func:`predict_logits`, or per-class sigmoids for multi-label data."""
+    logits = torch.from_numpy(predict_logits(model, images, transform, batch_size, device, autocast_dtype, memory_format, num_workers))
+    return (logits.sigmoid() if multilabel else logits.softmax(dim=1)).numpy()
+
+
+def selection_score(probs: np.ndarray, labels: np.ndarray) -> float:
+    """What picks the epoch: top-1, or mean AUROC for multi-label data."""
+    if np.ndim(labels) == 2:
+        from bobench.tasks.linear_probe import mean_auroc
+
+        return mean_auroc(probs, labels)
+    return float((probs.argmax(1) == labels).mean())
 
 
 def _train_step(model, optimizer, x, targets, loss_fn, micro_batch, device, autocast_dtype, memory_format):
@@ -294,12 +306,22 @@ def finetune(
         optimizer, t_initial=options.epochs, lr_min=options.min_lr,
         warmup_t=options.warmup_epochs, warmup_lr_init=options.warmup_lr,
     )
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = splits["train"], splits["val"], splits["test"]
+    multilabel = np.ndim(train_y) == 2
     mixing = options.mixup > 0 or options.cutmix > 0
+    if multilabel and mixing:
+        raise ValueError("mixup/cutmix need single-label data; set finetune mixup and cutmix to 0 for multi-label datasets")
+    score_name = "val_mean_auroc" if multilabel else "val_top1"
     mixup = Mixup(
         mixup_alpha=options.mixup, cutmix_alpha=options.cutmix, prob=1.0, switch_prob=0.5, mode="batch",
         label_smoothing=options.label_smoothing, num_classes=num_classes,
     ) if mixing else None
-    loss_fn = SoftTargetCrossEntropy() if mixing else nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
+    if multilabel:  # one sigmoid per finding (CheXpert); label smoothing does not apply
+        loss_fn: nn.Module = nn.BCEWithLogitsLoss()
+    elif mixing:
+        loss_fn = SoftTargetCrossEntropy()
+    else:
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
 
     checkpoint_path = Path(checkpoint_path)
     state = _load_checkpoint(checkpoint_path, options, seed)
@@ -311,7 +333,6 @@ def finetune(
         state = {"epoch": 0, "history": [], "best": None, "micro_batch": options.micro_batch}
     resumed_from = state["epoch"]
 
-    (train_x, train_y), (val_x, val_y), (test_x, test_y) = splits["train"], splits["val"], splits["test"]
     train_set = AugmentedImages(
         train_x, train_y, train_transform(options, eval_transform.size, eval_transform.mean, eval_transform.std)
     )
@@ -351,20 +372,22 @@ def finetune(
                 f"training diverged in epoch {epoch + 1}: mean loss {train_loss:.3g} > {options.divergence_factor:g} × ln({num_classes}) "
                 f"(chance level); lower the lr"
             )
-        val_probs = predict_probs(model, val_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format, options.num_workers)
-        val_top1 = float((val_probs.argmax(1) == val_y).mean())
-        record = {"epoch": epoch, "train_loss": train_loss, "val_top1": val_top1,
+        val_probs = predict_probs(model, val_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format,
+                                  options.num_workers, multilabel)
+        val_score = selection_score(val_probs, val_y)
+        record = {"epoch": epoch, "train_loss": train_loss, score_name: val_score,
                   "lr": optimizer.param_groups[0]["lr"], "train_seconds": train_seconds,
                   "seconds": time.perf_counter() - started}
         state["history"].append(record)
-        if state["best"] is None or val_top1 > state["best"]["val_top1"]:
-            test_probs = predict_probs(model, test_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format, options.num_workers)
+        if state["best"] is None or val_score > state["best"]["val_score"]:
+            test_probs = predict_probs(model, test_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format,
+                                       options.num_workers, multilabel)
             state["best"] = {
-                "epoch": epoch, "val_top1": val_top1, "test_probs": torch.from_numpy(test_probs),
+                "epoch": epoch, "val_score": val_score, "test_probs": torch.from_numpy(test_probs),
                 "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
             }
-        log.info("epoch %d/%d: train loss %.4f, val top-1 %.4f (best %.4f at epoch %d)", epoch + 1, options.epochs,
-                 train_loss, val_top1, state["best"]["val_top1"], state["best"]["epoch"] + 1)
+        log.info("epoch %d/%d: train loss %.4f, %s %.4f (best %.4f at epoch %d)", epoch + 1, options.epochs,
+                 train_loss, score_name, val_score, state["best"]["val_score"], state["best"]["epoch"] + 1)
         state.update(epoch=epoch + 1, micro_batch=micro_batch)
         _save_checkpoint(checkpoint_path, state, model, optimizer, options, seed)
         if on_epoch_end is not None:
@@ -373,7 +396,7 @@ def finetune(
     best = state["best"]
     return FinetuneResult(
         test_probs=best["test_probs"].numpy(), test_labels=np.asarray(test_y), best_epoch=best["epoch"],
-        best_val_top1=best["val_top1"], history=state["history"], micro_batch=micro_batch, resumed_from_epoch=resumed_from,
+        best_val_score=best["val_score"], history=state["history"], micro_batch=micro_batch, resumed_from_epoch=resumed_from,
         best_state=best["model"], precision=precision_name(autocast_dtype),
     )
 
