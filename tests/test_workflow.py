@@ -259,3 +259,72 @@ def test_kill_during_extraction_leaves_nothing_that_looks_complete(battle, tmp_p
     assert rerun.returncode == 0, rerun.stdout[-5000:] + rerun.stderr[-5000:]
     pd.testing.assert_frame_equal(metric_table(workdir), metric_table(battle), check_exact=False, atol=1e-6)
     assert not [p for p in results_dir.rglob("*") if ".partial-" in p.name]  # the rerun cleaned up
+
+
+def _class_folder_archive(path: Path, top: str, classes: list[str], per_class: int, seed: int) -> str:
+    """A tar of top/<class>/*.png with images of varying size whose brightness encodes the class."""
+    import hashlib
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    with tarfile.open(path, "w") as archive:
+        for c, name in enumerate(classes):
+            for i in range(per_class):
+                size = (20 + 4 * (i % 3), 24 - 2 * (i % 2))
+                pixels = rng.integers(0, 60, (*size, 3)) + 80 * c
+                buffer = io.BytesIO()
+                Image.fromarray(pixels.astype(np.uint8)).save(buffer, "PNG")
+                info = tarfile.TarInfo(f"{top}/{name}/{i}.png")
+                info.size = len(buffer.getvalue())
+                archive.addfile(info, io.BytesIO(buffer.getvalue()))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_image_file_datasets_run_through_probe_finetune_and_registry_ood_sets(tmp_path):
+    """The paper-scale path on a tiny scale: class-folder archives kept as image files of varying size,
+    a fine-tuned classifier tested on a registry OOD set covering 2 of its 3 classes (logits masked)."""
+    workdir = make_workdir(tmp_path / "paper_path")
+    raw = output_dir(workdir, "data_dir") / "raw"
+    classes = ["circle", "square", "star"]
+    entries = {}
+    for dataset_id, top, names, tasks, splits in (
+        ("shapes", "shapes", classes, ["classification"], {"train": "all", "val": 0.2, "test": 0.2}),
+        ("shapes_ood", "shapes-r", ["circle", "star"], ["ood"], {"train": 0, "val": 0, "test": "all"}),
+    ):
+        (raw / dataset_id).mkdir(parents=True)
+        sha256 = _class_folder_archive(raw / dataset_id / f"{top}.tar", top, names, 10, seed=len(names))
+        entries[dataset_id] = {
+            "name": dataset_id, "domain": "synthetic", "licence": "test", "seed": 0, "tasks": tasks, "splits": splits,
+            "source": {"loader": "image_folder", "folders": {"all" if "classification" in tasks else "test": f"{top}.tar.d/{top}"},
+                       "how_to_get": "made by the test",
+                       "files": [{"name": f"{top}.tar", "url": "file:///nonexistent", "sha256": sha256, "extract": True}]},
+        }
+    (workdir / "datasets.yaml").write_text(yaml.safe_dump(entries))
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config.update(
+        backbones=["random_effnet_lite0"], datasets=["shapes"], tasks=["linear_probe", "finetune", "ood"],
+        task_datasets={}, dataset_splits={}, extraction={"image_size": 32, "batch_size": 8},
+        finetune={**config["finetune"], "image_size": 32, "batch_size": 8, "micro_batch": 8},
+        ood={"sets": [{"trained_on": "shapes", "datasets": ["shapes_ood"]}]},
+        registries={**config["registries"], "datasets": str(workdir / "datasets.yaml")},
+    )
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(workdir)
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
+
+    results_dir = output_dir(workdir, "results_dir")
+    meta = json.loads((output_dir(workdir, "data_dir") / "prepared" / "shapes" / "meta.json").read_text())
+    assert meta["storage"] == "files" and meta["image_size"] is None and meta["test_split"] == "held out of the data"
+    results = pd.read_parquet(results_dir / "results.parquet")
+    primary = results[results.primary].set_index(["task", "protocol", "dataset"])
+    assert sorted(primary.index) == [
+        ("classification", "finetune", "shapes"), ("classification", "linear_probe", "shapes"),
+        ("ood_classification", "finetune", "shapes_ood"),
+    ]
+    ood = primary.loc[("ood_classification", "finetune", "shapes_ood")]
+    assert json.loads(ood["protocol_params"])["classes"] == 2 and ood["n_test"] == 20
+    assert ood["test_split"] == "official test" and ood["dataset_name"] == "shapes_ood"
+    assert primary.loc[("classification", "linear_probe", "shapes"), "value"] > 0.9  # brightness separates the classes

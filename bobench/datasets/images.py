@@ -36,7 +36,7 @@ class ImageFiles:
             path = self.root / self.paths[index]
             try:
                 with Image.open(path) as image:
-                    return np.asarray(image.convert("RGB"))
+                    return np.array(image.convert("RGB"))
             except OSError as exc:
                 raise OSError(f"cannot read image {path}: {exc}") from exc
         return ImageFiles(self.root, self.paths[index])

@@ -401,8 +401,12 @@ def finetune(
     )
 
 
+#: Bumped when the checkpoint's content changes, so that an older one is not resumed from.
+CHECKPOINT_FORMAT = 2
+
+
 def _protocol(options: FinetuneOptions, seed: int) -> dict[str, Any]:
-    return {**dataclasses.asdict(options), "seed": seed}
+    return {**dataclasses.asdict(options), "seed": seed, "checkpoint_format": CHECKPOINT_FORMAT}
 
 
 def _save_checkpoint(path: Path, state: dict, model: nn.Module, optimizer, options: FinetuneOptions, seed: int) -> None:
