@@ -84,8 +84,10 @@ def test_image_folder_archive_is_checked_extracted_and_kept_as_files(imagenet_r_
     assert isinstance(images, ImageFiles) and len(images) == 12 and labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     assert np.array_equal(images[5], np.asarray(_image(11)))  # class 1, image 1
     assert meta["source"]["files"][0] == {"name": "imagenet-r.tar", "url": UNREACHABLE, "sha256": sha256_file(archive), "pinned": True}
-    # The verified hash is remembered: a second preparation does not re-hash (nor re-extract).
+    # The verified hash is remembered: a second preparation neither re-hashes nor re-extracts, and still records it.
     assert (raw / "imagenet-r.tar.sha256").is_file() and (raw / "imagenet-r.tar.d").is_dir()
+    again = prepare_dataset("tiny_r", entry, tmp_path / "again", raw)
+    assert again["source"]["files"] == meta["source"]["files"] and again["manifest"] == meta["manifest"]
 
 
 def test_image_folder_refuses_a_tampered_archive(imagenet_r_like, tmp_path):

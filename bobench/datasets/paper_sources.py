@@ -72,8 +72,10 @@ def load_image_folder(source: Mapping[str, Any], raw_dir: Path, log: logging.Log
         _, provenance = obtain_files(source["files"], raw_dir, log, source["how_to_get"])
         if source.get("imagenet_archives"):
             _parse_imagenet_archives(raw_dir, list(folders), log)
-    else:
-        log.info("using the existing folders %s (archives not re-checked)", ", ".join(map(str, dirs.values())))
+    else:  # already unpacked (or a manual copy): the archives that are here are still recorded (hashes cached)
+        log.info("using the existing folders %s", ", ".join(map(str, dirs.values())))
+        present = [spec for spec in source["files"] if (raw_dir / spec["name"]).is_file()]
+        _, provenance = obtain_files(present, raw_dir, log, source["how_to_get"])
     splits, class_names = {}, None
     for split, folder in dirs.items():
         require_dir(folder, f"split {split!r}", source["how_to_get"])
