@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-if TYPE_CHECKING:  # a type only: the probe rules import this module and need not depend on backbones/
+if TYPE_CHECKING:  # types only: the probe rules import this module and need not depend on backbones/
     from bobench.backbones.model import Backbone
+    from bobench.datasets.images import ImageFiles
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,51 @@ def resolve_channels_last(setting: str | bool, family: str) -> bool:
     return bool(setting)
 
 
+class _EvalItems(torch.utils.data.Dataset):
+    """One transformed image per item (files differ in size, so the transform runs per image)."""
+
+    def __init__(self, files: ImageFiles, transform: Callable):
+        self.files, self.transform = files, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.transform(torch.from_numpy(self.files[index])[None])[0]
+
+
+def eval_batches(
+    images: np.ndarray | ImageFiles, transform: Callable, batch_size: int, device: torch.device, num_workers: int = 0, pad_to_batch: bool = False
+) -> Iterator[tuple[torch.Tensor, int]]:
+    """``(batch, n_real)`` pairs: transformed float images on ``device``, in order.
+
+    Pixel arrays are moved as uint8 and transformed on the device (one call per
+    batch); files are decoded and transformed in ``num_workers`` loader processes.
+    With ``pad_to_batch`` a short last batch is padded with blank images, so the
+    model sees one input shape only (see :func:`bobench.features.extract_split`).
+    """
+    from bobench.datasets.images import ImageFiles
+
+    if isinstance(images, ImageFiles):
+        loader = torch.utils.data.DataLoader(
+            _EvalItems(images, transform), batch_size=batch_size, num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+        )
+        for batch in loader:
+            n_real = len(batch)
+            if pad_to_batch and n_real < batch_size:
+                batch = torch.cat([batch, batch.new_zeros((batch_size - n_real, *batch.shape[1:]))])
+            yield batch.to(device, non_blocking=True), n_real
+        return
+    for start in range(0, len(images), batch_size):
+        # np.array copies the (read-only, memory-mapped) slice into a writable buffer.
+        chunk = np.array(images[start : start + batch_size])
+        n_real = len(chunk)
+        if pad_to_batch and n_real < batch_size:
+            chunk = np.concatenate([chunk, np.zeros((batch_size - n_real, *chunk.shape[1:]), chunk.dtype)])
+        yield transform(torch.from_numpy(chunk).to(device, non_blocking=True)), n_real
+
+
 @torch.inference_mode()
 def extract_split(
     backbone: Backbone,
@@ -92,8 +139,6 @@ def extract_split(
     benchmarks/bench_first_pass.py). Eval-mode backbones treat samples
     independently, so the padding does not change the real images' features.
     """
-    from bobench.datasets.images import eval_batches
-
     features = np.empty((len(images), backbone.feature_dim), dtype=np.float32)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     batches = eval_batches(images, backbone.transform, batch_size, device, num_workers, pad_to_batch=pad_last_batch)

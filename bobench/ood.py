@@ -25,11 +25,13 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageFilter, ImageOps
+
+if TYPE_CHECKING:  # torch is imported where it is used: the Snakefile imports this module to plan OOD jobs
+    import torch
 
 # ImageNet-C's per-severity parameters (Hendrycks & Dietterich, `make_imagenet_c.py`).
 CORRUPTION_SEVERITIES: dict[str, tuple[float, ...]] = {
@@ -97,6 +99,8 @@ def apply_shift(images: np.ndarray, shift: str, severity: int | None, seed: int)
         raise ValueError(f"unknown shift {shift!r}; valid shifts: {', '.join(SHIFTS)}")
     if severity not in range(1, 6):
         raise ValueError(f"shift {shift!r} needs a severity in 1..5, got {severity!r}")
+    import torch
+
     parameter = CORRUPTION_SEVERITIES[shift][severity - 1]
     generator = torch.Generator().manual_seed(seed * 1_000 + SHIFTS.index(shift) * 10 + severity)
     x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2)  # uint8 NCHW
@@ -120,6 +124,8 @@ def _sketch(images: np.ndarray) -> np.ndarray:
 
 
 def _gaussian_noise(x: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
+    import torch
+
     noisy = x.float() / 255 + torch.randn(x.shape, generator=generator) * std
     return _to_uint8(noisy * 255)
 
@@ -140,6 +146,8 @@ def _contrast(x: torch.Tensor, factor: float, generator: torch.Generator) -> tor
 
 def _jpeg(x: torch.Tensor, quality: float, generator: torch.Generator) -> torch.Tensor:
     """Pillow's JPEG round trip, as ImageNet-C made it."""
+    import torch
+
     out = torch.empty_like(x)
     for i, image in enumerate(x.permute(0, 2, 3, 1).numpy()):
         buffer = io.BytesIO()
@@ -158,6 +166,8 @@ def _pixelate(x: torch.Tensor, factor: float, generator: torch.Generator) -> tor
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    import torch
+
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
@@ -193,6 +203,8 @@ def class_subset(classifier_classes: Sequence[str], ood_classes: Sequence[str], 
 
 def restricted_probs(logits: np.ndarray, subset: np.ndarray | None) -> np.ndarray:
     """Softmax over the ``subset`` columns of ``logits`` only (all columns when None)."""
+    import torch
+
     z = torch.from_numpy(np.asarray(logits, dtype=np.float32))
     if subset is not None:
         z = z[:, torch.from_numpy(subset)]

@@ -184,3 +184,13 @@ def test_task_datasets_and_overrides_name_unknown_ids(registries):
     config["finetune"]["overrides"] = {"effnet_lite9_in1k": {"lr": 1e-4}}
     with pytest.raises(ConfigError, match=r"finetune.overrides.effnet_lite9_in1k.*unknown backbone"):
         check_config(config, backbones, datasets)
+
+
+def test_checking_the_config_does_not_import_torch():
+    """The Snakefile checks the config at every invocation (dry runs included): no multi-second torch import."""
+    code = (
+        "import sys, bobench.config, bobench.datasets, bobench.ood;"
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr

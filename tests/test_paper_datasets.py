@@ -19,7 +19,8 @@ from PIL import Image
 from bobench.backbones.transforms import EvalTransform
 from bobench.config import dataset_entry
 from bobench.datasets import ChecksumError, DataUnavailableError, load_prepared, prepare_dataset
-from bobench.datasets.images import ImageFiles, eval_batches
+from bobench.datasets.images import ImageFiles
+from bobench.features import eval_batches
 from bobench.datasets.paper_sources import CHEXPERT_FINDINGS, chexpert_labels, imagenet_synsets
 from bobench.datasets.prepared import PreparedDataError
 from bobench.io import sha256_file

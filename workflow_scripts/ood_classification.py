@@ -50,7 +50,9 @@ for ood in (OODSet(**entry) for entry in sm.params.sets):
         test_split = target.meta["test_split"]
         # Labels index the set's own classes; the logits are restricted to those classes, in that order.
         subset = class_subset(source.class_names, target.class_names, f"OOD set {ood.dataset}")
-    logits = predict_logits(model, images, backbone.transform, recipe["eval_batch_size"], device, autocast_dtype, memory_format)
+    logits = predict_logits(
+        model, images, backbone.transform, recipe["eval_batch_size"], device, autocast_dtype, memory_format, recipe["num_workers"]
+    )
     probs = restricted_probs(logits, subset)
     correct = (probs.argmax(axis=1) == labels).astype(float)
     log.info("%s: top-1 %.4f on %d images", ood.set_id, correct.mean(), len(labels))

@@ -203,7 +203,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, transform: Callable, ba
                    device: torch.device, autocast_dtype: torch.dtype | None, memory_format: torch.memory_format,
                    num_workers: int = 0) -> np.ndarray:
     """float32 logits for uint8 NHWC images (or image files) with the backbone's eval transform."""
-    from bobench.datasets.images import eval_batches
+    from bobench.features import eval_batches
 
     model.eval()
     chunks = []
