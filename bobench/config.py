@@ -150,8 +150,9 @@ def _check_ood(config: dict[str, Any], datasets: dict[str, Any]) -> None:
     if "ood" in config["tasks"] and "finetune" not in config["tasks"]:
         raise ConfigError("config key 'tasks': 'ood' evaluates the fine-tuned classifiers, so 'finetune' must be listed too")
     finetuned = [d for task, _, d in cells({**config, "tasks": ["finetune"]}, datasets)]
-    sources = [item["trained_on"] for item in (config.get("ood") or {}).get("sets") or []]
-    for i, source in enumerate(sources):
+    items = (config.get("ood") or {}).get("sets") or []
+    sources = [item["trained_on"] for item in items]
+    for i, (source, item) in enumerate(zip(sources, items)):
         key = f"ood.sets[{i}]"
         if sources.count(source) > 1:
             raise ConfigError(f"config key 'ood.sets': trained_on {source!r} is listed more than once")
@@ -159,7 +160,7 @@ def _check_ood(config: dict[str, Any], datasets: dict[str, Any]) -> None:
             raise _unknown("dataset", f"{key}.trained_on", source, set(finetuned), "datasets the finetune task runs on")
         if datasets.get(source, {}).get("multilabel"):
             raise ConfigError(f"config key '{key}.trained_on': OOD classification needs a single-label dataset, not {source!r}")
-        for j, dataset in enumerate(_ood_sources(config)[source].get("datasets") or []):
+        for j, dataset in enumerate(item.get("datasets") or []):
             if dataset not in datasets:
                 raise _unknown("dataset", f"{key}.datasets[{j}]", dataset, datasets, config["registries"]["datasets"])
             if "ood" not in datasets[dataset].get("tasks", []):

@@ -34,8 +34,6 @@ from bobench.io import read_json, save_npy, sha256_file, write_json
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 META_FILENAME = "meta.json"
 FORMAT_VERSION = 2
-STORAGES = ("pixels", "files")
-LABEL_TYPES = ("single", "multilabel")
 
 #: How a split's size may be given in the registry: a count, a fraction of the
 #: pool it is drawn from, or "all"/None (everything left in that pool).
