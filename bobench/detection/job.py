@@ -1,0 +1,72 @@
+"""One detection job: a registry backbone, one setting and lr, trained on one dataset, scored on its test sets.
+
+Settings (digest §4): ``finetune`` trains the whole backbone; ``frozen`` freezes
+every stage (BoB's ``frozen_stages`` = 4 for CNNs and Swin, = depth for ViTs),
+so only the pyramid and heads learn. Random-init backbones train their
+BatchNorm statistics (mmdet's ``norm_eval=False`` in BoB's random-init configs).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bobench.detection.data import CocoInstances, eval_transform, test_sizes, train_transform
+from bobench.detection.evaluate import category_map, coco_metrics, predict
+from bobench.detection.model import build_detector, detection_spec
+from bobench.detection.train import DetectionOptions, DetectionResult, train_detector
+
+log = logging.getLogger(__name__)
+
+SETTINGS = ("finetune", "frozen")
+
+
+def build(backbone_id: str, spec: dict[str, Any], class_names: list[str], masks: bool, setting: str,
+          options: DetectionOptions) -> tuple[torch.nn.Module, Any]:
+    """The detector and its backbone (which carries the eval transform and description)."""
+    from bobench.backbones.model import create_backbone
+
+    if setting not in SETTINGS:
+        raise ValueError(f"detection setting must be one of {SETTINGS}, got {setting!r}")
+    backbone = create_backbone(backbone_id, detection_spec(spec, drop_path=options.drop_path if setting == "finetune" else 0.0))
+    short, longest = test_sizes(backbone.is_plain(), options.augment_scale)
+    detector = build_detector(
+        backbone, len(class_names), masks=masks, frozen=setting == "frozen",
+        norm_eval=spec["weights"]["source"] != "random", test_short_side=short, test_max_side=longest,
+        rois_per_image=options.rois_per_image, proposals_per_image=options.proposals_per_image,
+    )
+    return detector, backbone
+
+
+def split_files(manifest: dict[str, Any], split: str) -> tuple[str, str]:
+    if split not in manifest["splits"]:
+        raise ValueError(f"detection dataset {manifest['dataset']!r} has no {split!r} split (it has {sorted(manifest['splits'])})")
+    files = manifest["splits"][split]
+    return files["annotations"], files["images"]
+
+
+def train_on(detector: torch.nn.Module, plain: bool, manifest: dict[str, Any], class_names: list[str], masks: bool,
+             options: DetectionOptions, checkpoint: str | Path, seed: int, device: torch.device) -> DetectionResult:
+    annotations, images = split_files(manifest, "train")
+    train_set = CocoInstances(annotations, images, class_names, train_transform(plain, options.augment_scale), masks=masks)
+    return train_detector(detector, train_set, options, checkpoint, seed=seed, device=device)
+
+
+def evaluate_on(detector: torch.nn.Module, manifest: dict[str, Any], class_names: list[str], masks: bool,
+                options: DetectionOptions, device: torch.device, autocast_dtype: torch.dtype | None
+                ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]], int]:
+    """(COCO results, {"bbox": metrics, "segm": metrics}, number of test images) on a set's test split."""
+    annotations, images = split_files(manifest, "test")
+    test_set = CocoInstances(annotations, images, class_names, eval_transform(), masks=False)
+    category_ids = category_map(class_names, test_set.coco)
+    evaluated = [c for c in category_ids if c is not None]
+    if not evaluated:
+        raise ValueError(f"{manifest['dataset']}: none of the detector's classes {class_names} is among its categories")
+    results = predict(detector, test_set, category_ids, device, autocast_dtype, masks, num_workers=options.num_workers)
+    metrics = {"bbox": coco_metrics(test_set.coco, results, "bbox", evaluated)}
+    if masks and manifest["masks"]:
+        metrics["segm"] = coco_metrics(test_set.coco, results, "segm", evaluated)
+    return results, metrics, len(test_set)

@@ -1,0 +1,207 @@
+"""Detector training, BoB's schedule (digest §4), as a job that survives.
+
+AdamW (betas 0.9/0.999, weight decay 0.05), a linear warm-up over the first
+``warmup_iters`` iterations from ``warmup_ratio`` × lr, then steps of ×0.1 at
+the epochs in ``steps`` (BoB: 36 epochs, steps at 27 and 33, 1000 warm-up
+iterations); bf16 autocast where the device runs it (BoB: fp16 with a static
+loss scale; bf16 needs none). The model after the last epoch is the result, as
+in MMDetection.
+
+What makes it survive (as :mod:`bobench.tasks.finetune`): an atomic checkpoint
+after every epoch, resumed by a rerun, with every random source of an epoch
+seeded from ``(seed, epoch)`` so a resumed run equals an uninterrupted one; a
+non-finite loss stops the job with a message; an out-of-memory error halves the
+micro-batch and redoes the step on the same images (the effective batch stays;
+each micro-batch's loss is weighted by its share of the images).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from bobench.io import atomic_path
+from bobench.tasks.finetune import TrainingDiverged, _seed_worker, seed_epoch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DetectionOptions:
+    epochs: int = 36
+    steps: tuple[int, ...] = (27, 33)  # epochs after which the lr drops ×0.1
+    warmup_iters: int = 1000
+    warmup_ratio: float = 0.001
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    batch_size: int = 16  # images per optimiser step (BoB: 8 GPUs × 2)
+    micro_batch: int = 2  # images per forward/backward; halved on out-of-memory
+    drop_path: float = 0.1
+    rois_per_image: int = 512  # proposals sampled per image to train the box head (mmdet and torchvision: 512)
+    proposals_per_image: int = 1000  # RPN proposals kept after NMS, in training and at test time
+    augment_scale: float = 1.0  # every augmentation and test size × this (1: BoB's 1024 / 480-800 / 1333)
+    num_workers: int = 0
+    precision: str = "auto"
+
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class DetectionResult:
+    model_state: dict[str, torch.Tensor]
+    history: list[dict[str, float]] = field(default_factory=list)
+    micro_batch: int = 0
+    precision: str = "fp32"
+    resumed_from_epoch: int = 0
+    iterations: int = 0
+
+
+def lr_factor(iteration: int, epoch: int, options: DetectionOptions) -> float:
+    """mmdet's step schedule with linear warm-up: the multiplier of the base lr."""
+    factor = 0.1 ** sum(epoch >= step for step in options.steps)
+    if iteration < options.warmup_iters:
+        progress = iteration / options.warmup_iters
+        factor *= options.warmup_ratio + (1 - options.warmup_ratio) * progress
+    return factor
+
+
+def _train_step(model, optimizer, images, targets, micro_batch, device, autocast_dtype) -> tuple[dict[str, float], int]:
+    """One optimiser step over the batch in micro-batches; halve them on out-of-memory."""
+    while True:
+        try:
+            optimizer.zero_grad(set_to_none=True)
+            totals: dict[str, float] = {}
+            for start in range(0, len(images), micro_batch):
+                xb = [image.to(device) for image in images[start : start + micro_batch]]
+                tb = [{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in t.items()} for t in targets[start : start + micro_batch]]
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    losses = model(xb, tb)
+                weight = len(xb) / len(images)
+                loss = sum(value.float() for value in losses.values()) * weight
+                if not torch.isfinite(loss):
+                    bad = [name for name, value in losses.items() if not torch.isfinite(value)]
+                    raise TrainingDiverged(f"non-finite {', '.join(bad)}")
+                loss.backward()
+                for name, value in losses.items():
+                    totals[name] = totals.get(name, 0.0) + float(value.detach()) * weight
+            optimizer.step()
+            return totals, micro_batch
+        except torch.OutOfMemoryError:
+            optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if micro_batch == 1:
+                raise
+            micro_batch //= 2
+            log.warning("out of memory: micro-batch halved to %d images (batch unchanged)", micro_batch)
+
+
+def train_detector(
+    model: nn.Module,
+    train_set: torch.utils.data.Dataset,
+    options: DetectionOptions,
+    checkpoint_path: str | Path,
+    seed: int = 0,
+    device: torch.device | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> DetectionResult:
+    """Train ``model`` (torchvision R-CNN) on ``train_set`` (a CocoInstances with the training transform)."""
+    from bobench.detection.data import collate
+    from bobench.features import pick_device, precision_name, resolve_precision
+
+    device = device or pick_device()
+    autocast_dtype = resolve_precision(options.precision, device)
+    if autocast_dtype == torch.float16:  # fp16 would need loss scaling
+        log.info("no bf16 on this device: training in fp32")
+        autocast_dtype = None
+    model = model.to(device)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=options.lr, betas=(0.9, 0.999), weight_decay=options.weight_decay)
+    checkpoint_path = Path(checkpoint_path)
+    state = _load_checkpoint(checkpoint_path, options, seed)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        log.info("resuming after epoch %d from %s", state["epoch"], checkpoint_path)
+    else:
+        state = {"epoch": 0, "iteration": 0, "history": [], "micro_batch": options.micro_batch}
+    resumed_from, micro_batch, iteration = state["epoch"], state["micro_batch"], state["iteration"]
+    batch = min(options.batch_size, len(train_set))
+
+    for epoch in range(state["epoch"], options.epochs):
+        started = time.perf_counter()
+        generator = seed_epoch(seed, epoch)
+        loader = torch.utils.data.DataLoader(
+            train_set, batch_size=batch, shuffle=True, drop_last=True, generator=generator, collate_fn=collate,
+            num_workers=options.num_workers, worker_init_fn=_seed_worker if options.num_workers else None,
+        )
+        model.train()
+        sums: dict[str, float] = {}
+        steps = 0
+        for images, targets in tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", unit="step", mininterval=5):
+            for group in optimizer.param_groups:
+                group["lr"] = options.lr * lr_factor(iteration, epoch, options)
+            try:
+                losses, micro_batch = _train_step(model, optimizer, images, targets, micro_batch, device, autocast_dtype)
+            except TrainingDiverged as error:
+                raise TrainingDiverged(
+                    f"{error} in epoch {epoch + 1}, iteration {iteration + 1} (lr {optimizer.param_groups[0]['lr']:.3g}); "
+                    "lower the lr or use precision fp32"
+                ) from None
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value
+            iteration += 1
+            steps += 1
+        record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "iterations": iteration,
+                  "loss": float(sum(sums.values()) / max(steps, 1)),
+                  **{name: value / max(steps, 1) for name, value in sums.items()},
+                  "seconds": time.perf_counter() - started}
+        state["history"].append(record)
+        log.info("epoch %d/%d: loss %.4f (%s)", epoch + 1, options.epochs, record["loss"],
+                 ", ".join(f"{k} {v / max(steps, 1):.3f}" for k, v in sums.items()))
+        state.update(epoch=epoch + 1, iteration=iteration, micro_batch=micro_batch)
+        _save_checkpoint(checkpoint_path, state, model, optimizer, options, seed)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+
+    return DetectionResult(
+        model_state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+        history=state["history"], micro_batch=micro_batch, precision=precision_name(autocast_dtype),
+        resumed_from_epoch=resumed_from, iterations=iteration,
+    )
+
+
+def options_from_params(params: dict[str, Any]) -> DetectionOptions:
+    known = {f.name for f in dataclasses.fields(DetectionOptions)}
+    return DetectionOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k in known})
+
+
+def _protocol(options: DetectionOptions, seed: int) -> dict[str, Any]:
+    return {**dataclasses.asdict(options), "seed": seed, "checkpoint_format": CHECKPOINT_FORMAT}
+
+
+def _save_checkpoint(path: Path, state: dict, model: nn.Module, optimizer, options: DetectionOptions, seed: int) -> None:
+    payload = {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "protocol": _protocol(options, seed)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _load_checkpoint(path: Path, options: DetectionOptions, seed: int) -> dict | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("protocol") != _protocol(options, seed):
+        log.warning("%s was made with other detection options: starting over", path)
+        return None
+    return state
+
