@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bobench.config import TASKS
+from bobench.config import INSTANCE_SEGMENTATION, TASKS
 from bobench.io import read_json, write_json
 from bobench.provenance import canonical_hash, provenance_record
 from bobench.stats import bootstrap_ci
@@ -75,6 +75,13 @@ def auroc_entries(scores: np.ndarray, targets: np.ndarray, class_names: list[str
     return entries
 
 
+def coco_entries(metrics: dict[str, float], primary: str) -> list[dict[str, Any]]:
+    """COCOeval's summary numbers as metric entries (no CI: COCO AP is not a mean of per-image scores)."""
+    nan = float("nan")
+    return [{"metric": name, "value": value, "ci_low": nan, "ci_high": nan, "primary": name == primary}
+            for name, value in metrics.items()]
+
+
 def write_record(path: str, **fields: Any) -> dict[str, Any]:
     """Build a cell's record (see :func:`build_record`) and write it atomically to ``path``."""
     record = build_record(**fields)
@@ -93,8 +100,10 @@ def build_record(
     sizes: dict[str, int],
     seed: int,
     started: float,
+    protocol: str | None = None,
 ) -> dict[str, Any]:
-    spec = TASKS[task_name]
+    """``protocol`` overrides the task's own (a detection job's setting: finetune or frozen)."""
+    spec = TASKS[task_name] if task_name in TASKS else {INSTANCE_SEGMENTATION.name: INSTANCE_SEGMENTATION}[task_name]
     primary = [m["metric"] for m in metrics if m["primary"]]
     allowed = [spec.primary_metric, *([spec.multilabel_metric] if spec.multilabel_metric else [])]
     if len(primary) != 1 or primary[0] not in allowed:
@@ -106,7 +115,7 @@ def build_record(
         "backbone": backbone,
         "dataset": dataset,
         "task": spec.task,
-        "protocol": spec.protocol,
+        "protocol": protocol or spec.protocol,
         "protocol_params": protocol_params,
         "sizes": sizes,
         "test_split": features_info.get("test_split"),

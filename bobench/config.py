@@ -43,8 +43,14 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("retrieval", "retrieval", "frozen", "map", "retrieval"),
         # The finetune classifiers, tested without further training on the sets of config key ood.
         TaskSpec("ood", "ood_classification", "finetune", "top1", "classification"),
+        # One detector per backbone × setting × lr: box AP (detection) and mask AP (instance segmentation).
+        TaskSpec("detection", "detection", "finetune", "ap", "detection"),
+        TaskSpec("ood_detection", "ood_detection", "finetune", "ap50", "ood_detection"),
     )
 }
+# The mask rows of a detection job (not a config task of its own).
+INSTANCE_SEGMENTATION = TaskSpec("instance_segmentation", "instance_segmentation", "finetune", "ap", "detection")
+DETECTION_SETTINGS = ("finetune", "frozen")
 
 
 def _format_path(path: Iterable[Any]) -> str:
@@ -130,10 +136,17 @@ def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: di
         for i, dataset in enumerate(chosen):
             if dataset not in config["datasets"]:
                 raise _unknown("dataset", f"task_datasets.{task}[{i}]", dataset, config["datasets"], "config key 'datasets'")
+    for task, chosen in (config.get("task_backbones") or {}).items():
+        if task not in config["tasks"]:
+            raise _unknown("task", f"task_backbones.{task}", task, config["tasks"], "config key 'tasks'")
+        for i, backbone in enumerate(chosen):
+            if backbone not in config["backbones"]:
+                raise _unknown("backbone", f"task_backbones.{task}[{i}]", backbone, config["backbones"], "config key 'backbones'")
     for dataset in config.get("dataset_splits") or {}:
         if dataset not in config["datasets"]:
             raise _unknown("dataset", f"dataset_splits.{dataset}", dataset, config["datasets"], "config key 'datasets'")
     _check_ood(config, datasets)
+    _check_ood_detection(config, datasets)
     _check_registry_entries(config, backbones, datasets)
     # A dataset that does not support a task simply has no cell for it (see cells()).
     if not list(cells(config, datasets)):
@@ -168,6 +181,67 @@ def _check_ood(config: dict[str, Any], datasets: dict[str, Any]) -> None:
                     f"config key '{key}.datasets[{j}]': dataset {dataset!r} is not an OOD test set "
                     f"(its registry entry's tasks {datasets[dataset].get('tasks')} lack 'ood')"
                 )
+
+
+def _check_ood_detection(config: dict[str, Any], datasets: dict[str, Any]) -> None:
+    """``ood_detection.sets``: trained on a run dataset able to train detectors, tested on registry detection sets."""
+    section = config.get("ood_detection") or {}
+    recipe_keys = set((config.get("detection") or {})) | {"sets"}
+    for key in section:
+        if key not in recipe_keys:
+            raise _unknown("key", f"ood_detection.{key}", key, recipe_keys, "the keys of config section 'detection'")
+    sources = [item["trained_on"] for item in section.get("sets") or []]
+    for i, item in enumerate(section.get("sets") or []):
+        key = f"ood_detection.sets[{i}]"
+        if sources.count(item["trained_on"]) > 1:
+            raise ConfigError(f"config key 'ood_detection.sets': trained_on {item['trained_on']!r} is listed more than once")
+        for name, dataset in [("trained_on", item["trained_on"]), *((f"datasets[{j}]", d) for j, d in enumerate(item["datasets"]))]:
+            if dataset not in datasets:
+                raise _unknown("dataset", f"{key}.{name}", dataset, datasets, config["registries"]["datasets"])
+            if "ood_detection" not in datasets[dataset].get("tasks", []):
+                raise ConfigError(
+                    f"config key '{key}.{name}': dataset {dataset!r} is not an OOD detection dataset "
+                    f"(its registry entry's tasks {datasets[dataset].get('tasks')} lack 'ood_detection')"
+                )
+        if "ood_detection" in config["tasks"] and item["trained_on"] not in config["datasets"]:
+            raise _unknown("dataset", f"{key}.trained_on", item["trained_on"], config["datasets"], "config key 'datasets'")
+
+
+def detection_sets(config: dict[str, Any]) -> dict[str, list[str]]:
+    """OOD detection: training dataset → the registry datasets its detectors are tested on."""
+    return {item["trained_on"]: list(item["datasets"]) for item in (config.get("ood_detection") or {}).get("sets") or []}
+
+
+def detection_recipe(config: dict[str, Any], task: str) -> dict[str, Any]:
+    """The training recipe of a detection task: section ``detection``, overridden by ``ood_detection`` for that task."""
+    recipe = dict(config.get("detection") or {})
+    if task == "ood_detection":
+        recipe.update({k: v for k, v in (config.get("ood_detection") or {}).items() if k != "sets"})
+    return canonical(recipe)
+
+
+def detection_jobs(config: dict[str, Any], datasets: dict[str, Any], backbones: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """Every detector to train: (task, backbone, dataset, setting, lr) over the cells of the detection tasks.
+
+    Random-init backbones have nothing to freeze: they run the finetune setting only (as in BoB).
+    """
+    jobs = []
+    for task, backbone, dataset in cells(config, datasets):
+        if task not in ("detection", "ood_detection"):
+            continue
+        recipe = detection_recipe(config, task)
+        settings = recipe.get("settings", list(DETECTION_SETTINGS))
+        if backbones[backbone]["weights"]["source"] == "random":
+            settings = [s for s in settings if s == "finetune"]
+        for setting in settings:
+            for lr in recipe.get("lrs", []):
+                jobs.append((task, backbone, dataset, setting, lr_token(lr)))
+    return jobs
+
+
+def lr_token(lr: float) -> str:
+    """How a learning rate appears in file names (``float(token) == lr``)."""
+    return f"{float(lr):g}"
 
 
 def ood_plan(config: dict[str, Any]) -> dict[str, list[Any]]:
@@ -219,12 +293,16 @@ def cells(config: dict[str, Any], datasets: dict[str, Any]) -> Iterable[tuple[st
                     yield task, backbone, dataset
             continue
         chosen = (config.get("task_datasets") or {}).get(task, config["datasets"])
+        task_backbones = (config.get("task_backbones") or {}).get(task, config["backbones"])
         for dataset in config["datasets"]:
             if datasets[dataset].get("multilabel") and not TASKS[task].multilabel_metric:
                 continue  # kNN and retrieval need one class per image
+            if task == "ood_detection" and dataset not in detection_sets(config):
+                continue  # an OOD detection cell is a training set with test sets
             if dataset in chosen and TASKS[task].dataset_capability in datasets[dataset].get("tasks", []):
                 for backbone in config["backbones"]:
-                    yield task, backbone, dataset
+                    if backbone in task_backbones:
+                        yield task, backbone, dataset
 
 
 def dataset_entry(config: dict[str, Any], datasets: dict[str, Any], dataset: str) -> dict[str, Any]:

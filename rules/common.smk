@@ -35,12 +35,32 @@ OOD_PLAN = bobench_config.ood_plan(config)  # source dataset → its OOD test se
 OOD_DATASETS = sorted(
     {s.dataset for sets in OOD_PLAN.values() for s in sets if s.dataset}
 )
+DETECTION_JOBS = bobench_config.detection_jobs(config, DATASETS, BACKBONES)
+DETECTION_SETS = bobench_config.detection_sets(
+    config
+)  # OOD detection: training set → test sets
+# Classification datasets that synthetic detection sets are made from.
+DETECTION_SOURCES = sorted(
+    {
+        DATASETS[d]["source"]["from_dataset"]
+        for d in DATASETS
+        if "from_dataset" in DATASETS[d]["source"]
+    }
+)
+DETECTION_DATASETS = sorted(
+    {d for _, _, d, _, _ in DETECTION_JOBS}
+    | {d for _, _, source, _, _ in DETECTION_JOBS for d in DETECTION_SETS.get(source, [])}
+)
 FIGURE_NAMES = ["overall_ranking", "zscore_heatmap", "task_scatter", "zscore_vs_params"]
 
 
 wildcard_constraints:
     backbone="|".join(config["backbones"]),
-    dataset="|".join([*config["datasets"], *OOD_DATASETS]),
+    dataset="|".join(
+        [*config["datasets"], *OOD_DATASETS, *DETECTION_DATASETS, *DETECTION_SOURCES]
+    ),
+    detection_task="detection|ood_detection",
+    setting="|".join(bobench_config.DETECTION_SETTINGS),
 
 
 def code(*modules):
@@ -64,8 +84,21 @@ def cell_record(task, backbone, dataset):
     return f"{RESULTS}/cells/{task}/{backbone}/{dataset}.json"
 
 
+def detection_record(task, backbone, dataset, setting, lr):
+    return f"{RESULTS}/cells/{task}/{backbone}/{dataset}/{setting}_lr{lr}.json"
+
+
 def all_cell_records():
-    return [cell_record(*cell) for cell in CELLS]
+    """Every record file: one per cell, one per detector (backbone × setting × lr) for detection tasks."""
+    return [
+        cell_record(*cell)
+        for cell in CELLS
+        if cell[0] not in ("detection", "ood_detection")
+    ] + [detection_record(*job) for job in DETECTION_JOBS]
+
+
+def detection_manifest(dataset):
+    return f"{DATA}/detection/{dataset}/manifest.json"
 
 
 def options(section):
@@ -99,7 +132,7 @@ def dataset_display():
 
     shown = {
         d: {"name": DATASETS[d]["name"], "domain": DATASETS[d]["domain"]}
-        for d in [*config["datasets"], *OOD_DATASETS]
+        for d in [*config["datasets"], *OOD_DATASETS, *DETECTION_DATASETS]
     }
     for sets in OOD_PLAN.values():
         shown.update(describe_sets(sets, shown))

@@ -37,6 +37,8 @@ from bobench.datasets.prepared import SPLIT_METHOD, SPLITS, make_splits, write_p
 LOG = logging.getLogger("bobench.datasets")
 
 VALID_TASKS: tuple[str, ...] = ("classification", "retrieval", "ood")
+#: Tasks of detection datasets (COCO-format; prepared by bobench.detection.sources, not here).
+DETECTION_TASKS: tuple[str, ...] = ("detection", "ood_detection")
 REQUIRED_KEYS: tuple[str, ...] = ("name", "domain", "licence", "source", "splits", "seed", "tasks")
 OPTIONAL_KEYS: tuple[str, ...] = ("description", "homepage", "multilabel")
 
@@ -104,6 +106,10 @@ def validate_dataset_entry(dataset_id: str, entry: Any) -> None:
     for key in ("name", "domain", "licence"):
         if not isinstance(entry[key], str) or not entry[key].strip():
             fail(key, entry[key], "must be a non-empty string")
+    if isinstance(entry.get("tasks"), list) and set(entry["tasks"]) & set(DETECTION_TASKS):
+        from bobench.detection.sources import validate_detection_entry
+
+        return validate_detection_entry(dataset_id, entry, fail)
 
     source = entry["source"]
     if not isinstance(source, Mapping) or "loader" not in source:

@@ -113,9 +113,9 @@ class RandomSizeCrop(v2.Transform):
         return v2.functional.crop(inpt, **params)
 
 
-def train_transform(plain: bool, scale: float = 1.0) -> Callable:
-    """BoB's training augmentation for a plain ViT (LSJ) or a hierarchical backbone (AutoAugment)."""
-    if plain:
+def train_transform(lsj: bool, scale: float = 1.0) -> Callable:
+    """BoB's large-scale jitter (plain ViTs; every backbone in OOD detection) or its AutoAugment (hierarchical)."""
+    if lsj:
         size = round(1024 * scale)
         geometry = [
             v2.RandomHorizontalFlip(),
@@ -144,9 +144,9 @@ def eval_transform() -> Callable:
     return v2.ToDtype(torch.float32, scale=True)
 
 
-def test_sizes(plain: bool, scale: float = 1.0) -> tuple[int, int]:
-    """(shorter side, longest side) of test images: 800/1333 (hierarchical) or longest side 1024 (ViTDet)."""
-    return (round(1024 * scale),) * 2 if plain else (round(800 * scale), round(1333 * scale))
+def test_sizes(lsj: bool, scale: float = 1.0) -> tuple[int, int]:
+    """(shorter side, longest side) of test images: 800/1333 (AutoAugment) or longest side 1024 (LSJ, as ViTDet)."""
+    return (round(1024 * scale),) * 2 if lsj else (round(800 * scale), round(1333 * scale))
 
 
 def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:

@@ -32,13 +32,18 @@ def build(backbone_id: str, spec: dict[str, Any], class_names: list[str], masks:
     if setting not in SETTINGS:
         raise ValueError(f"detection setting must be one of {SETTINGS}, got {setting!r}")
     backbone = create_backbone(backbone_id, detection_spec(spec, drop_path=options.drop_path if setting == "finetune" else 0.0))
-    short, longest = test_sizes(backbone.is_plain(), options.augment_scale)
+    short, longest = test_sizes(uses_lsj(backbone, options), options.augment_scale)
     detector = build_detector(
         backbone, len(class_names), masks=masks, frozen=setting == "frozen",
         norm_eval=spec["weights"]["source"] != "random", test_short_side=short, test_max_side=longest,
         rois_per_image=options.rois_per_image, proposals_per_image=options.proposals_per_image,
     )
     return detector, backbone
+
+
+def uses_lsj(backbone: Any, options: DetectionOptions) -> bool:
+    """Large-scale jitter (and ViTDet's test size): plain ViTs, or every backbone where the recipe says so (OOD detection)."""
+    return backbone.is_plain() or options.augmentation == "lsj"
 
 
 def split_files(manifest: dict[str, Any], split: str) -> tuple[str, str]:
@@ -48,10 +53,10 @@ def split_files(manifest: dict[str, Any], split: str) -> tuple[str, str]:
     return files["annotations"], files["images"]
 
 
-def train_on(detector: torch.nn.Module, plain: bool, manifest: dict[str, Any], class_names: list[str], masks: bool,
+def train_on(detector: torch.nn.Module, lsj: bool, manifest: dict[str, Any], class_names: list[str], masks: bool,
              options: DetectionOptions, checkpoint: str | Path, seed: int, device: torch.device) -> DetectionResult:
     annotations, images = split_files(manifest, "train")
-    train_set = CocoInstances(annotations, images, class_names, train_transform(plain, options.augment_scale), masks=masks)
+    train_set = CocoInstances(annotations, images, class_names, train_transform(lsj, options.augment_scale), masks=masks)
     return train_detector(detector, train_set, options, checkpoint, seed=seed, device=device)
 
 

@@ -47,6 +47,29 @@ def register_detection_loader(name: str) -> Callable[[DetectionLoader], Detectio
     return decorator
 
 
+def validate_detection_entry(dataset_id: str, entry: Mapping[str, Any], fail: Callable[[str, Any, str], Any]) -> None:
+    """The detection side of the registry check (see bobench.datasets.validate_dataset_entry)."""
+    valid_tasks = ("detection", "ood_detection")
+    for task in entry["tasks"]:
+        if task not in valid_tasks:
+            fail("tasks", task, f"cannot be mixed with detection tasks; a detection dataset's tasks are among {', '.join(valid_tasks)}")
+    loader = (entry.get("source") or {}).get("loader")
+    if loader not in DETECTION_LOADERS:
+        fail("source.loader", loader, f"is not a detection loader; valid: {', '.join(sorted(DETECTION_LOADERS))}")
+    splits = entry.get("splits")
+    if not isinstance(splits, Mapping) or set(splits) != {"train", "val", "test"}:
+        fail("splits", splits, "must be a mapping with exactly the keys train, val, test")
+    if splits["val"] != 0:
+        fail("splits.val", splits["val"], "must be 0: detection datasets have train and test splits only")
+    for split in SPLITS:
+        value = splits[split]
+        if not (value in ("all", None) or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)):
+            fail(f"splits.{split}", value, "is not a valid size; valid: a number of images (0: none), or 'all'")
+    seed = entry.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        fail("seed", seed, "must be a non-negative integer")
+
+
 def prepare_detection_dataset(
     dataset_id: str, entry: Mapping[str, Any], raw_dir: str | Path, out_dir: str | Path,
     prepared_dirs: Mapping[str, str], log: logging.Logger,
@@ -111,6 +134,8 @@ def load_synthetic_canvases(*, source, out_dir, splits, seed, prepared_dirs, log
     class_index = [dataset.class_names.index(name) for name in source["categories"]]
     result = {}
     for offset, split in enumerate(SPLITS):
+        if not splits[split]:
+            continue
         images, labels = dataset.split(split)
         chosen = np.isin(labels, class_index)
         category = np.array([class_index.index(int(label)) for label in labels[chosen]], dtype=np.int64)

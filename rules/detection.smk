@@ -1,0 +1,67 @@
+# Stage 3d: detection, instance segmentation and OOD detection (BoB §4, §6): COCO-format data,
+# then one detector per backbone × setting × learning rate.
+
+
+rule prepare_detection_dataset:
+    input:
+        # A synthetic set is made from a prepared classification dataset.
+        sources=lambda wc: prepared(DATASETS[wc.dataset]["source"]["from_dataset"])
+        if "from_dataset" in DATASETS[wc.dataset]["source"]
+        else [],
+        code=code("datasets", "detection"),
+    output:
+        manifest=detection_manifest("{dataset}"),
+    log:
+        "logs/prepare_detection_dataset/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/prepare_detection_dataset/{dataset}.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        entry=lambda wc: bobench_config.dataset_entry(config, DATASETS, wc.dataset),
+        raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
+        prepared_dirs=lambda wc: {
+            d: f"{DATA}/prepared/{d}"
+            for d in [DATASETS[wc.dataset]["source"].get("from_dataset")]
+            if d
+        },
+    script:
+        "../workflow_scripts/prepare_detection_dataset.py"
+
+
+rule train_detector:
+    input:
+        train=detection_manifest("{dataset}"),
+        test_sets=lambda wc: [
+            detection_manifest(d)
+            for d in (
+                DETECTION_SETS[wc.dataset]
+                if wc.detection_task == "ood_detection"
+                else [wc.dataset]
+            )
+        ],
+        code=code("backbones", "detection", "cells", "config", "features", "gpu"),
+    output:
+        record=detection_record(
+            "{detection_task}", "{backbone}", "{dataset}", "{setting}", "{lr}"
+        ),
+        # The raw per-image detections (COCO results format), re-scorable without the model.
+        predictions=f"{RESULTS}/predictions/{{detection_task}}/{{backbone}}/{{dataset}}/{{setting}}_lr{{lr}}.json",
+    log:
+        "logs/train_detector/{detection_task}/{backbone}/{dataset}/{setting}_lr{lr}.log",
+    benchmark:
+        "logs/benchmarks/train_detector/{detection_task}/{backbone}/{dataset}/{setting}_lr{lr}.tsv"
+    conda:
+        "../environment.yml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
+        recipe=lambda wc: bobench_config.detection_recipe(config, wc.detection_task),
+        seed=config["seed"],
+        # Not an output: Snakemake deletes the outputs of a failed job, and this
+        # epoch checkpoint is what a rerun resumes from.
+        checkpoint=lambda wc: f"{RESULTS}/checkpoints/{wc.detection_task}/{wc.backbone}/{wc.dataset}/{wc.setting}_lr{wc.lr}.pt",
+    script:
+        "../workflow_scripts/train_detector.py"
