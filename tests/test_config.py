@@ -48,7 +48,7 @@ def test_schema_fills_defaults():
     [
         (lambda c: c["backbones"].append("resnet9000"), ["backbones[5]", "unknown backbone 'resnet9000'", "effnet_lite0_in1k"]),
         (lambda c: c["backbones"].append("effnet_lite0_in1"), ["did you mean 'effnet_lite0_in1k'"]),
-        (lambda c: c["datasets"].append("imagenet_z"), ["datasets[3]", "unknown dataset 'imagenet_z'", "fashion_mnist"]),
+        (lambda c: c["datasets"].append("imagenet_z"), ["datasets[4]", "unknown dataset 'imagenet_z'", "fashion_mnist"]),
         (lambda c: c["backbones"].append("effnet_lite1_in1k"), ["'backbones'", "more than once", "effnet_lite1_in1k"]),
         (lambda c: c.__setitem__("dataset_splits", {"cifar": {"train": 5}}), ["dataset_splits.cifar", "unknown dataset"]),
     ],
@@ -65,7 +65,7 @@ def test_unknown_ids_name_key_value_and_choices(mutate, expected, registries):
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda c: c["tasks"].append("segmentation"), ["tasks[5]", "'segmentation' is not one of", "'retrieval'"]),
+        (lambda c: c["tasks"].append("segmentation"), ["tasks[7]", "'segmentation' is not one of", "'retrieval'"]),
         (lambda c: c["finetune"].__setitem__("overrides", {"effnet_lite0_in1k": {"lr_max": 1}}),
          ["finetune.overrides.effnet_lite0_in1k", "'lr_max' is not one of"]),
         (lambda c: c.__setitem__("task_datasets", {"finetune": []}), ["task_datasets.finetune", "should be non-empty"]),
@@ -116,7 +116,7 @@ def test_entry_point_backbone_without_input_is_caught(registries):
         "input": {"size": 224},
     }
     config = load_config()
-    config["backbones"] = ["mine"]
+    config["backbones"], config["task_backbones"] = ["mine"], {}
     with pytest.raises(ConfigError, match="'mine.input' needs mean, std"):
         check_config(config, backbones, datasets)
 

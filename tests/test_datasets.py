@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bobench.detection.sources import DETECTION_LOADERS
 from bobench.datasets import (
     LOADERS,
     ChecksumError,
@@ -196,8 +197,10 @@ def test_registry_entries_are_valid(registry: dict) -> None:
     offline = {"fashion_mnist", "animal_mnist", "digits"}
     bob = {"imagenet", "imagenet_1pct", "imagenet_10pct", "cifar100", "flowers102", "fgvc_aircraft", "eurosat", "chexpert",
            "visda2017_synthetic", "visda2017_real", "imagenet_a", "imagenet_r", "imagenet_sketch", "imagenet_v2"}
-    assert set(registry) == offline | bob
-    assert {entry["source"]["loader"] for entry in registry.values()} <= set(LOADERS)
+    detection = {"synthetic_objects", "synthetic_objects_textured", "coco2017", "sim10k", "cityscapes_cars"}
+    assert set(registry) == offline | bob | detection
+    assert {registry[d]["source"]["loader"] for d in offline | bob} <= set(LOADERS)
+    assert {registry[d]["source"]["loader"] for d in detection} <= set(DETECTION_LOADERS)
     for dataset_id, entry in registry.items():
         validate_dataset_entry(dataset_id, entry)
         files = entry["source"].get("files")

@@ -144,7 +144,7 @@ def eval_transform() -> Callable:
     return v2.ToDtype(torch.float32, scale=True)
 
 
-def test_sizes(lsj: bool, scale: float = 1.0) -> tuple[int, int]:
+def evaluation_sizes(lsj: bool, scale: float = 1.0) -> tuple[int, int]:
     """(shorter side, longest side) of test images: 800/1333 (AutoAugment) or longest side 1024 (LSJ, as ViTDet)."""
     return (round(1024 * scale),) * 2 if lsj else (round(800 * scale), round(1333 * scale))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from bobench.detection.data import CocoInstances, eval_transform, test_sizes, train_transform
+from bobench.detection.data import CocoInstances, eval_transform, evaluation_sizes, train_transform
 from bobench.detection.evaluate import category_map, coco_metrics, predict
 from bobench.detection.model import build_detector, detection_spec
 from bobench.detection.train import DetectionOptions, DetectionResult, train_detector
@@ -32,7 +32,7 @@ def build(backbone_id: str, spec: dict[str, Any], class_names: list[str], masks:
     if setting not in SETTINGS:
         raise ValueError(f"detection setting must be one of {SETTINGS}, got {setting!r}")
     backbone = create_backbone(backbone_id, detection_spec(spec, drop_path=options.drop_path if setting == "finetune" else 0.0))
-    short, longest = test_sizes(uses_lsj(backbone, options), options.augment_scale)
+    short, longest = evaluation_sizes(uses_lsj(backbone, options), options.augment_scale)
     detector = build_detector(
         backbone, len(class_names), masks=masks, frozen=setting == "frozen",
         norm_eval=spec["weights"]["source"] != "random", test_short_side=short, test_max_side=longest,
