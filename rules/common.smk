@@ -49,7 +49,11 @@ DETECTION_SOURCES = sorted(
 )
 DETECTION_DATASETS = sorted(
     {d for _, _, d, _, _ in DETECTION_JOBS}
-    | {d for _, _, source, _, _ in DETECTION_JOBS for d in DETECTION_SETS.get(source, [])}
+    | {
+        d
+        for _, _, source, _, _ in DETECTION_JOBS
+        for d in DETECTION_SETS.get(source, [])
+    }
 )
 FIGURE_NAMES = ["overall_ranking", "zscore_heatmap", "task_scatter", "zscore_vs_params"]
 

@@ -5,9 +5,11 @@
 rule prepare_detection_dataset:
     input:
         # A synthetic set is made from a prepared classification dataset.
-        sources=lambda wc: prepared(DATASETS[wc.dataset]["source"]["from_dataset"])
-        if "from_dataset" in DATASETS[wc.dataset]["source"]
-        else [],
+        sources=lambda wc: (
+            prepared(DATASETS[wc.dataset]["source"]["from_dataset"])
+            if "from_dataset" in DATASETS[wc.dataset]["source"]
+            else []
+        ),
         code=code("datasets", "detection"),
     output:
         manifest=detection_manifest("{dataset}"),
@@ -40,7 +42,9 @@ rule train_detector:
                 else [wc.dataset]
             )
         ],
-        code=code("backbones", "detection", "cells", "config", "features", "gpu"),
+        code=code(
+            "backbones", "detection", "tasks", "cells", "config", "features", "gpu"
+        ),
     output:
         record=detection_record(
             "{detection_task}", "{backbone}", "{dataset}", "{setting}", "{lr}"

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the benchmark would run for real")
-@pytest.mark.parametrize("script", ["bench_zoo_gpu.py", "bench_finetune_gpu.py"])
+@pytest.mark.parametrize("script", ["bench_zoo_gpu.py", "bench_finetune_gpu.py", "bench_detection_gpu.py"])
 def test_gpu_benchmark_skips_without_a_gpu(script):
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr

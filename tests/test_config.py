@@ -155,19 +155,29 @@ def test_paper_config_builds_its_dag(tmp_path):
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    registry = yaml.safe_load((ROOT / "config" / "backbones.yaml").read_text())
     n_backbones, chosen = len(paper["backbones"]), paper["task_datasets"]
     ood_sets = {item["trained_on"] for item in paper["ood"]["sets"]}
     expected = {
         # BoB's suite: every backbone fine-tuned on each classification dataset (low-data ImageNet, CheXpert and
         # VisDA included), probed on cached features, LARS-probed on ImageNet, and tested on the OOD sets.
-        "prepare_dataset": len(paper["datasets"]) + sum(len(item["datasets"]) for item in paper["ood"]["sets"]),
+        "prepare_dataset": len(set(paper["datasets"]) - {"coco2017", "sim10k"})
+        + sum(len(item["datasets"]) for item in paper["ood"]["sets"]),
         "finetune": n_backbones * len(chosen["finetune"]),
         "linear_probe": n_backbones * len(chosen["linear_probe"]),
         "extract_features": n_backbones * len(chosen["linear_probe"]),
         "frozen_probe": n_backbones * len(chosen["frozen_probe"]),
         "ood_classification": n_backbones * len(ood_sets),
+        # COCO, Sim10k and Cityscapes; every detector of BoB's sweep: pretrained backbones fine-tuned and
+        # frozen, random-init ones fine-tuned, each at every lr (4 for COCO, 1e-4 for Sim10k → Cityscapes).
+        "prepare_detection_dataset": 3,
+        "train_detector": sum(
+            (1 if registry[b]["weights"]["source"] == "random" else 2) * n_lrs
+            for task, n_lrs in (("detection", 4), ("ood_detection", 1)) for b in paper["task_backbones"][task]
+        ),
         "figures": 1,
     }
+    assert len(paper["task_backbones"]["detection"]) == 33 and len(paper["task_backbones"]["ood_detection"]) == 29
     assert set(paper["datasets"]) >= {"imagenet", "imagenet_1pct", "imagenet_10pct", "cifar100", "flowers102",
                                       "fgvc_aircraft", "eurosat", "chexpert", "visda2017_synthetic"}
     for rule, count in expected.items():
@@ -194,3 +204,21 @@ def test_checking_the_config_does_not_import_torch():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
+
+
+def test_ood_detection_sets_and_recipe_keys_are_checked(registries):
+    backbones, datasets = registries
+    good = load_config()
+    assert good["task_backbones"]["detection"] == ["effnet_lite0_in1k", "random_effnet_lite0"]
+    bad = copy.deepcopy(good)
+    bad["ood_detection"]["sets"][0]["datasets"] = ["digits"]
+    with pytest.raises(ConfigError, match=r"ood_detection.sets\[0\].datasets\[0\].*'digits' is not an OOD detection dataset"):
+        check_config(bad, backbones, datasets)
+    bad = copy.deepcopy(good)
+    bad["ood_detection"]["epoch"] = 3
+    with pytest.raises(ConfigError, match=r"ood_detection.epoch.*did you mean 'epochs'"):
+        check_config(bad, backbones, datasets)
+    bad = copy.deepcopy(good)
+    bad["task_backbones"] = {"detection": ["sup_rn50_in1k"]}
+    with pytest.raises(ConfigError, match=r"task_backbones.detection\[0\].*unknown backbone 'sup_rn50_in1k'"):
+        check_config(bad, backbones, datasets)

@@ -287,3 +287,61 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_going(tmp_path, monkeypa
     monkeypatch.setattr(type(model), "forward", flaky)
     result = train_detector(model, dataset, DetectionOptions(**{**options.__dict__, "epochs": 1}), tmp_path / "d.pt")
     assert result.micro_batch == 1 and result.iterations == 3
+
+
+# --------------------------------------------------------------------------- Sim10k → Cityscapes conversions
+
+
+def test_sim10k_voc_becomes_a_car_only_coco_file(tmp_path):
+    from bobench.detection.sources import voc_to_coco
+
+    (tmp_path / "3384645.xml").write_text(
+        "<annotation><filename>3384645.jpg</filename><size><width>1914</width><height>1052</height></size>"
+        "<object><name>car</name><bndbox><xmin>10</xmin><ymin>20</ymin><xmax>109</xmax><ymax>69</ymax></bndbox></object>"
+        "<object><name>person</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>9</ymax></bndbox></object>"
+        "</annotation>"
+    )
+    coco = voc_to_coco([tmp_path / "3384645.xml"], "car")
+    assert coco["images"] == [{"id": 1, "file_name": "3384645.jpg", "width": 1914, "height": 1052}]
+    assert coco["categories"] == [{"id": 1, "name": "car"}]
+    # VOC's 1-based inclusive corners → COCO's 0-based x, y, width, height.
+    assert [(a["bbox"], a["area"]) for a in coco["annotations"]] == [([9.0, 19.0, 100.0, 50.0], 5000.0)]
+
+
+def test_cityscapes_cars_keep_only_their_visible_pixels(tmp_path):
+    from bobench.detection.sources import cityscapes_to_coco
+
+    city = tmp_path / "gtFine" / "val" / "lindau"
+    city.mkdir(parents=True)
+    objects = [
+        {"label": "car", "polygon": [[0, 0], [39, 0], [39, 19], [0, 19]]},  # 40 × 20, half hidden below
+        {"label": "person", "polygon": [[20, 0], [39, 0], [39, 19], [20, 19]]},
+        {"label": "cargroup", "polygon": [[50, 0], [59, 0], [59, 9], [50, 9]]},
+        {"label": "car", "polygon": [[60, 30], [69, 30], [69, 39], [60, 39]], "deleted": 1},
+    ]
+    (city / "lindau_000000_000019_gtFine_polygons.json").write_text(
+        json.dumps({"imgHeight": 50, "imgWidth": 80, "objects": objects}))
+    coco = cityscapes_to_coco(sorted(city.glob("*.json")), tmp_path / "leftImg8bit" / "val", "car")
+    assert coco["images"][0]["file_name"] == "lindau/lindau_000000_000019_leftImg8bit.png"
+    (car,) = coco["annotations"]
+    assert car["bbox"] == [0.0, 0.0, 20.0, 20.0] and car["area"] == 400.0
+
+
+def test_coco_download_is_pinned_and_checked(tmp_path, monkeypatch):
+    from bobench.datasets import downloads
+    from bobench.detection.sources import load_coco2017
+
+    registry = yaml.safe_load((ROOT / "config" / "datasets.yaml").read_text())
+    calls = []
+
+    def fetch(url, path, md5=None, sha256=None, log=None):
+        calls.append((url, md5, sha256))
+        raise downloads.DownloadError("offline")
+
+    monkeypatch.setattr(downloads, "fetch_url", fetch)
+    with pytest.raises(downloads.DataUnavailableError, match=r"(?s)annotations_trainval2017.zip is missing.*cocodataset.org"):
+        load_coco2017(source=registry["coco2017"]["source"], raw_dir=tmp_path, log=LOG)
+    assert calls == [("http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
+                      "f4bbac642086de4f52a3fdda2de5fa2c",
+                      "113a836d90195ee1f884e704da6304dfaaecff1f023f49b6ca93c4aaae470268")]
+

@@ -107,15 +107,16 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     # task_datasets narrows some tasks to one dataset; ood: one row group per OOD set of each classifier.
     ood_sets = [s.set_id for s in ood_plan(config)["fashion_mnist"]]
     registry = yaml.safe_load((ROOT / "config" / "datasets.yaml").read_text())
-    planned = [cell for cell in cells(config, registry) if cell[0] != "ood"]
+    planned = [cell for cell in cells(config, registry) if cell[0] not in ("ood", "detection", "ood_detection")]
     assert len(planned) == len(config["backbones"]) * 6  # linear probe ×2, kNN, retrieval, finetune, frozen probe
-    n_cells = len(planned) + len(config["backbones"]) * len(ood_sets)
+    # One detector per detection task: box AP and mask AP rows (detection), AP on the textured set (OOD).
+    n_cells = len(planned) + len(config["backbones"]) * len(ood_sets) + 3
     assert results.groupby(["backbone", "task", "dataset", "protocol"]).ngroups == n_cells
     assert results["primary"].sum() == n_cells
     assert set(results.loc[results.task == "retrieval", "metric"]) == {
         "map", "mrr", "precision@1", "precision@5", "precision@10", "recall@1", "recall@5", "recall@10"
     }
-    assert results.loc[results.metric != "nll", "value"].between(0, 1).all()
+    assert results.loc[results.metric != "nll", "value"].dropna().between(0, 1).all()
     assert (results.loc[results.metric == "nll", "value"] > 0).all()
     for protocol in ("finetune", "frozen_probe"):
         trained = results[(results.protocol == protocol) & (results.task == "classification")]
@@ -126,7 +127,18 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     ood = results[results.task == "ood_classification"]
     assert sorted(set(ood["dataset"])) == sorted(ood_sets) and set(ood["metric"]) == {"top1", "nll", "ece"}
     assert set(ood["protocol"]) == {"finetune"} and "Fashion-MNIST, Gaussian noise 5" in set(ood["dataset_name"])
-    assert (results["ci_low"] <= results["value"]).all() and (results["value"] <= results["ci_high"]).all()
+    with_ci = results[results["ci_low"].notna()]  # COCO AP comes without one
+    assert (with_ci["ci_low"] <= with_ci["value"]).all() and (with_ci["value"] <= with_ci["ci_high"]).all()
+    detection = results[results.task.isin(["detection", "instance_segmentation", "ood_detection"])]
+    assert set(zip(detection.task, detection.dataset)) == {
+        ("detection", "synthetic_objects"), ("instance_segmentation", "synthetic_objects"),
+        ("ood_detection", "synthetic_objects_textured"),
+    }
+    assert set(detection.backbone) == {"random_effnet_lite0"} and set(detection.protocol) == {"finetune"}
+    assert set(detection.loc[detection.primary, "metric"]) == {"ap", "ap50"}
+    predictions = sorted((results_dir / "predictions").rglob("*.json"))
+    assert [p.relative_to(results_dir / "predictions").parts[0] for p in predictions] == ["detection", "ood_detection"]
+    assert all(r["bbox"] and r["score"] > 0 for r in json.loads(predictions[0].read_text())["synthetic_objects"])
     for column in ("config_hash", "git_commit", "packages", "protocol_params", "n_params", "wall_time_s"):
         assert results[column].notna().all(), column
     head = subprocess.run(["git", "-C", str(battle / "workflow"), "rev-parse", "HEAD"], capture_output=True, text=True)
@@ -214,7 +226,7 @@ def test_edited_library_module_reruns_the_rules_that_import_it(battle):
         module.write_text(original)
     assert sorted(rule for rule, _ in jobs) == sorted(
         ["knn"] * 3 + ["linear_probe"] * 6 + ["retrieval"] * 3 + ["finetune"] * 3 + ["frozen_probe"] * 3
-        + ["ood_classification"] * 3 + ["all", "collect", "figures", "rank"]
+        + ["ood_classification"] * 3 + ["train_detector"] * 2 + ["all", "collect", "figures", "rank"]
     )
 
 
@@ -317,7 +329,8 @@ def test_image_file_datasets_run_through_probe_finetune_and_registry_ood_sets(tm
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config.update(
         backbones=["random_effnet_lite0"], datasets=["shapes"], tasks=["linear_probe", "finetune", "ood"],
-        task_datasets={}, dataset_splits={}, extraction={"image_size": 32, "batch_size": 8},
+        task_datasets={}, task_backbones={}, ood_detection={}, dataset_splits={},
+        extraction={"image_size": 32, "batch_size": 8},
         finetune={**config["finetune"], "image_size": 32, "batch_size": 8, "micro_batch": 8},
         ood={"sets": [{"trained_on": "shapes", "datasets": ["shapes_ood"]}]},
         registries={**config["registries"], "datasets": str(workdir / "datasets.yaml")},
