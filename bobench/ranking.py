@@ -40,7 +40,7 @@ REQUIRED_COLUMNS = ["backbone", *META_COLUMNS, *SETTING_KEYS, "metric", "value",
 TASK_ORDER = [
     "classification",
     "detection",
-    "segmentation",
+    "instance_segmentation",
     "retrieval",
     "ood_classification",
     "ood_detection",

@@ -83,6 +83,9 @@ def byo_battle(tmp_path_factory):
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     config.update(
         backbones=["byo_timm", "byo_hub", "byo_file", "byo_python"], datasets=["digits"], dataset_splits={},
+        # Detection needs timm-style multi-scale maps (feature_info), which the entry-point CNN lacks;
+        # tests/test_detection.py plugs every registry family into the detector.
+        tasks=[t for t in config["tasks"] if t not in ("detection", "ood_detection")], task_backbones={}, ood_detection={},
         task_datasets={"finetune": ["digits"], "frozen_probe": ["digits"]},
         ood={"sets": [{"trained_on": "digits", "shifts": ["invert"]}]},
         registries={"backbones": str(work / "backbones.yaml"), "datasets": str(ROOT / "config" / "datasets.yaml")},

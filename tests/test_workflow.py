@@ -143,7 +143,12 @@ def test_battle_leaves_results_ranking_and_figures(battle):
         assert results[column].notna().all(), column
     head = subprocess.run(["git", "-C", str(battle / "workflow"), "rev-parse", "HEAD"], capture_output=True, text=True)
     assert (results["git_commit"] == head.stdout.strip()).all()  # provenance names the code that ran
-    assert (results["input_size"] == config["extraction"]["image_size"]).all()
+    is_detection = results.task.isin(["detection", "instance_segmentation", "ood_detection"])
+    assert (results.loc[~is_detection, "input_size"] == config["extraction"]["image_size"]).all()
+    # Detectors' test images: shorter side 800 (AutoAugment), or longest side 1024 (LSJ: OOD detection), scaled.
+    test_side = {"detection": 800, "instance_segmentation": 800, "ood_detection": 1024}
+    expected_side = results.loc[is_detection, "task"].map(test_side) * config["detection"]["augment_scale"]
+    assert (results.loc[is_detection, "input_size"] == expected_side.round()).all()
     assert pd.read_csv(results_dir / "results.csv").shape == results.shape
     overall = pd.read_csv(results_dir / "ranking" / "ranking_overall.csv")
     assert set(overall["backbone"]) == set(config["backbones"])
@@ -236,7 +241,8 @@ def test_kill_during_extraction_leaves_nothing_that_looks_complete(battle, tmp_p
     # resume after a kill is tested in test_finetune.py (this keeps the suite's time down).
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["tasks"] = ["linear_probe", "knn", "retrieval"]
-    config["task_datasets"] = {task: chosen for task, chosen in config["task_datasets"].items() if task in config["tasks"]}
+    for key in ("task_datasets", "task_backbones"):
+        config[key] = {task: chosen for task, chosen in config[key].items() if task in config["tasks"]}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     process = subprocess.Popen(
         snakemake_command(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -279,7 +285,8 @@ def test_kill_during_extraction_leaves_nothing_that_looks_complete(battle, tmp_p
     rerun = snakemake(workdir)
     assert rerun.returncode == 0, rerun.stdout[-5000:] + rerun.stderr[-5000:]
     expected = metric_table(battle)
-    expected = expected[expected.protocol.isin(["linear_probe", "knn", "frozen"])].reset_index(drop=True)
+    expected = expected[expected.protocol.isin(["linear_probe", "knn", "frozen"]) & expected.task.isin(["classification", "retrieval"])]
+    expected = expected.reset_index(drop=True)
     pd.testing.assert_frame_equal(metric_table(workdir), expected, check_exact=False, atol=1e-6)
     assert not [p for p in results_dir.rglob("*") if ".partial-" in p.name]  # the rerun cleaned up
 

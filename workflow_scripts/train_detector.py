@@ -43,6 +43,8 @@ info = {
     "channels_last": False,
     "fingerprint": canonical_hash({"backbone": spec, "detection_train": train_manifest["splits"]["train"]}),
 }
+# The results table's input size of a detector: the shorter side its test images are resized to.
+info["transform"] = {**info["transform"], "size": detector.transform.min_size[-1]}
 protocol_params = {
     **dataclasses.asdict(options),
     "detector": "Mask R-CNN" if masks else "Faster R-CNN",

@@ -1,0 +1,8 @@
+"""Detection, instance segmentation and OOD detection (digest §4, §6).
+
+``model`` puts any registry backbone under torchvision's Mask R-CNN; ``data`` reads
+COCO-format datasets with BoB's augmentations; ``train`` is the resumable training
+loop; ``evaluate`` scores detections with pycocotools; ``sources`` prepares the
+datasets (synthetic canvases, COCO 2017, Sim10k, Cityscapes); ``job`` ties them
+together for the ``train_detector`` rule.
+"""
