@@ -55,6 +55,7 @@ rule finetune:
         code=code(
             "backbones",
             "tasks",
+            "training",
             "calibration",
             "stats",
             "cells",

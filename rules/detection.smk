@@ -43,7 +43,14 @@ rule train_detector:
             )
         ],
         code=code(
-            "backbones", "detection", "tasks", "cells", "config", "features", "gpu"
+            "backbones",
+            "detection",
+            "tasks",
+            "training",
+            "cells",
+            "config",
+            "features",
+            "gpu",
         ),
     output:
         record=detection_record(

@@ -11,6 +11,7 @@ rule ood_classification:
         code=code(
             "backbones",
             "tasks",
+            "training",
             "calibration",
             "stats",
             "cells",

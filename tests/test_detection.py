@@ -262,7 +262,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
 
 
 def test_a_non_finite_loss_stops_with_a_clear_message(tmp_path):
-    from bobench.tasks.finetune import TrainingDiverged
+    from bobench.training import TrainingDiverged
 
     make, dataset, options = tiny_training(tmp_path)
     model = make()

@@ -28,8 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from bobench.io import atomic_path
-from bobench.tasks.finetune import TrainingDiverged, _seed_worker, seed_epoch
+from bobench.training import TrainingDiverged, load_checkpoint, save_checkpoint, seed_epoch, seed_worker
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,7 @@ def train_detector(
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=options.lr, betas=(0.9, 0.999), weight_decay=options.weight_decay)
     checkpoint_path = Path(checkpoint_path)
-    state = _load_checkpoint(checkpoint_path, options, seed)
+    state = load_checkpoint(checkpoint_path, _protocol(options, seed))
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -143,7 +142,7 @@ def train_detector(
         generator = seed_epoch(seed, epoch)
         loader = torch.utils.data.DataLoader(
             train_set, batch_size=batch, shuffle=True, drop_last=True, generator=generator, collate_fn=collate,
-            num_workers=options.num_workers, worker_init_fn=_seed_worker if options.num_workers else None,
+            num_workers=options.num_workers, worker_init_fn=seed_worker if options.num_workers else None,
         )
         model.train()
         sums: dict[str, float] = {}
@@ -170,7 +169,7 @@ def train_detector(
         log.info("epoch %d/%d: loss %.4f (%s)", epoch + 1, options.epochs, record["loss"],
                  ", ".join(f"{k} {v / max(steps, 1):.3f}" for k, v in sums.items()))
         state.update(epoch=epoch + 1, iteration=iteration, micro_batch=micro_batch)
-        _save_checkpoint(checkpoint_path, state, model, optimizer, options, seed)
+        save_checkpoint(checkpoint_path, state, model, optimizer, _protocol(options, seed))
         if on_epoch_end is not None:
             on_epoch_end(epoch)
 
@@ -188,21 +187,3 @@ def options_from_params(params: dict[str, Any]) -> DetectionOptions:
 
 def _protocol(options: DetectionOptions, seed: int) -> dict[str, Any]:
     return {**dataclasses.asdict(options), "seed": seed, "checkpoint_format": CHECKPOINT_FORMAT}
-
-
-def _save_checkpoint(path: Path, state: dict, model: nn.Module, optimizer, options: DetectionOptions, seed: int) -> None:
-    payload = {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "protocol": _protocol(options, seed)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def _load_checkpoint(path: Path, options: DetectionOptions, seed: int) -> dict | None:
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("protocol") != _protocol(options, seed):
-        log.warning("%s was made with other detection options: starting over", path)
-        return None
-    return state
-

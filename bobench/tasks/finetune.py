@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from bobench.io import atomic_path
+from bobench.training import TrainingDiverged, load_checkpoint, save_checkpoint, seed_epoch, seed_worker
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +82,6 @@ FROZEN_PROBE_RECIPE = {
     "label_smoothing": 0.0, "mixup": 0.0, "cutmix": 0.0, "randaugment": None, "color_jitter": 0.0,
     "random_erasing": 0.0, "warmup_lr": 1e-6, "min_lr": 0.0,
 }
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became non-finite or ran away."""
 
 
 @dataclass
@@ -182,20 +177,6 @@ def train_transform(options: FinetuneOptions, size: int, mean: tuple, std: tuple
         color_jitter=options.color_jitter, auto_augment=options.randaugment, interpolation="random",
         mean=mean, std=std, re_prob=options.random_erasing, re_mode="pixel", re_count=1,
     )
-
-
-def _seed_worker(worker_id: int) -> None:
-    """numpy in a loader worker, seeded from the worker's torch seed (itself from the epoch's generator)."""
-    np.random.seed(torch.initial_seed() % 2**32)
-
-
-def seed_epoch(seed: int, epoch: int) -> torch.Generator:
-    """Seed every random source of one epoch from (seed, epoch); the shuffling generator."""
-    value = seed * 100_003 + epoch
-    random.seed(value)
-    np.random.seed(value % 2**32)
-    torch.manual_seed(value)
-    return torch.Generator().manual_seed(value)
 
 
 @torch.inference_mode()
@@ -324,7 +305,7 @@ def finetune(
         loss_fn = nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
 
     checkpoint_path = Path(checkpoint_path)
-    state = _load_checkpoint(checkpoint_path, options, seed)
+    state = load_checkpoint(checkpoint_path, _protocol(options, seed))
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -346,7 +327,7 @@ def finetune(
         scheduler.step(epoch)
         loader = torch.utils.data.DataLoader(
             train_set, batch_size=batch, shuffle=True, drop_last=True, generator=generator,
-            num_workers=options.num_workers, worker_init_fn=_seed_worker if options.num_workers else None,
+            num_workers=options.num_workers, worker_init_fn=seed_worker if options.num_workers else None,
             pin_memory=device.type == "cuda",
         )
         model.train()
@@ -389,7 +370,7 @@ def finetune(
         log.info("epoch %d/%d: train loss %.4f, %s %.4f (best %.4f at epoch %d)", epoch + 1, options.epochs,
                  train_loss, score_name, val_score, state["best"]["val_score"], state["best"]["epoch"] + 1)
         state.update(epoch=epoch + 1, micro_batch=micro_batch)
-        _save_checkpoint(checkpoint_path, state, model, optimizer, options, seed)
+        save_checkpoint(checkpoint_path, state, model, optimizer, _protocol(options, seed))
         if on_epoch_end is not None:
             on_epoch_end(epoch)
 
@@ -407,21 +388,3 @@ CHECKPOINT_FORMAT = 2
 
 def _protocol(options: FinetuneOptions, seed: int) -> dict[str, Any]:
     return {**dataclasses.asdict(options), "seed": seed, "checkpoint_format": CHECKPOINT_FORMAT}
-
-
-def _save_checkpoint(path: Path, state: dict, model: nn.Module, optimizer, options: FinetuneOptions, seed: int) -> None:
-    payload = {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "protocol": _protocol(options, seed)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def _load_checkpoint(path: Path, options: FinetuneOptions, seed: int) -> dict | None:
-    """The checkpoint to resume from, or None (none yet, or made under another protocol)."""
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("protocol") != _protocol(options, seed):
-        log.warning("%s was made with other fine-tuning options: starting over", path)
-        return None
-    return state
