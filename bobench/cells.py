@@ -75,11 +75,10 @@ def auroc_entries(scores: np.ndarray, targets: np.ndarray, class_names: list[str
     return entries
 
 
-def coco_entries(metrics: dict[str, float], primary: str) -> list[dict[str, Any]]:
-    """COCOeval's summary numbers as metric entries (no CI: COCO AP is not a mean of per-image scores)."""
-    nan = float("nan")
-    return [{"metric": name, "value": value, "ci_low": nan, "ci_high": nan, "primary": name == primary}
-            for name, value in metrics.items()]
+def coco_entries(metrics: dict[str, tuple[float, float, float]], primary: str) -> list[dict[str, Any]]:
+    """COCOeval's summary numbers, each ``(value, ci_low, ci_high)``, as metric entries."""
+    return [{"metric": name, "value": value, "ci_low": low, "ci_high": high, "primary": name == primary}
+            for name, (value, low, high) in metrics.items()]
 
 
 def write_record(path: str, **fields: Any) -> dict[str, Any]:

@@ -70,6 +70,7 @@ rule train_detector:
     params:
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
         recipe=lambda wc: bobench_config.detection_recipe(config, wc.detection_task),
+        bootstrap=options("bootstrap"),
         seed=config["seed"],
         # Not an output: Snakemake deletes the outputs of a failed job, and this
         # epoch checkpoint is what a rerun resumes from.

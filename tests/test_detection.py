@@ -165,6 +165,53 @@ def test_our_metrics_equal_pycocotools_run_directly(tmp_path):
         assert 0.1 < ours["ap"] < 1.0  # neither trivial case
 
 
+def test_a_bootstrap_resample_equals_cocoeval_on_the_resampled_images(tmp_path):
+    """The CI reuses COCOeval's per-image matches; one resample must equal a fresh COCOeval on a test
+    set in which the drawn images are physically repeated (new ids for the copies)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from bobench.detection.evaluate import _ap_stats, _bootstrap_ap_stats, coco_metrics_with_ci
+
+    path = synthetic_split(tmp_path, 12)
+    coco = load_coco(path)
+    rng = np.random.default_rng(1)
+    noisy = [{**r, "bbox": list(np.asarray(r["bbox"]) + rng.normal(0, 1.5, 4)), "score": float(rng.uniform())}
+             for r in perfect_predictions(coco) if rng.uniform() < 0.8]
+    for iou_type in ("bbox", "segm"):
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator = COCOeval(coco, coco.loadRes([dict(r) for r in noisy]), iou_type)
+            evaluator.evaluate()
+            evaluator.accumulate()
+        (ours,) = _bootstrap_ap_stats(evaluator, 1, seed=5)
+        ids = sorted(coco.imgs)
+        drawn = [ids[i] for i in np.random.default_rng(5).integers(0, len(ids), len(ids))]
+        data = json.loads(path.read_text())
+        images, annotations, results = [], [], []
+        for copy_id, image_id in enumerate(drawn, start=1):
+            images.append({**coco.imgs[image_id], "id": copy_id})
+            annotations += [{**a, "id": len(annotations) + j + 1, "image_id": copy_id}
+                            for j, a in enumerate(coco.imgToAnns[image_id])]
+            results += [{k: v for k, v in r.items() if k in ("bbox", "score", "category_id", "segmentation")} | {"image_id": copy_id}
+                        for r in noisy if r["image_id"] == image_id]
+        repeated = COCO()
+        repeated.dataset = {**data, "images": images, "annotations": annotations}
+        with contextlib.redirect_stdout(io.StringIO()):
+            repeated.createIndex()
+            direct = COCOeval(repeated, repeated.loadRes(results), iou_type)
+            direct.evaluate()
+            direct.accumulate()
+        assert list(ours) == pytest.approx(_ap_stats(direct.eval["precision"]), nan_ok=True)
+        # The interval brackets the estimate here and is not degenerate.
+        value, low, high = coco_metrics_with_ci(coco, noisy, iou_type, n_boot=200)["ap"]
+        assert low < value < high and high - low > 0.01
+    value, low, high = coco_metrics_with_ci(coco, perfect_predictions(coco), "bbox", n_boot=50)["ap"]
+    assert value == pytest.approx(1.0) and low == pytest.approx(1.0) and high == pytest.approx(1.0)
+
+
 def test_detections_of_classes_the_test_set_lacks_are_dropped():
     output = {"boxes": torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]]), "scores": torch.tensor([0.9, 0.8]),
               "labels": torch.tensor([1, 2])}

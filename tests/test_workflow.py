@@ -127,7 +127,8 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     ood = results[results.task == "ood_classification"]
     assert sorted(set(ood["dataset"])) == sorted(ood_sets) and set(ood["metric"]) == {"top1", "nll", "ece"}
     assert set(ood["protocol"]) == {"finetune"} and "Fashion-MNIST, Gaussian noise 5" in set(ood["dataset_name"])
-    with_ci = results[results["ci_low"].notna()]  # COCO AP comes without one
+    # Means of per-sample scores lie inside their percentile intervals (COCO AP, a ranking statistic, need not).
+    with_ci = results[results["ci_low"].notna() & results.task.isin(["classification", "retrieval", "ood_classification"])]
     assert (with_ci["ci_low"] <= with_ci["value"]).all() and (with_ci["value"] <= with_ci["ci_high"]).all()
     detection = results[results.task.isin(["detection", "instance_segmentation", "ood_detection"])]
     assert set(zip(detection.task, detection.dataset)) == {
