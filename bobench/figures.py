@@ -237,9 +237,11 @@ def _scatter_axes(
         if name is not None and name not in available:
             raise ValueError(f"task {name!r} has no scores; tasks with scores: {', '.join(available)}")
     if (task_x is not None and task_y is not None) or len(available) >= 2:
-        rest = [t for t in available if t not in (task_x, task_y)]
-        x = task_x or rest.pop(0)
-        y = task_y or rest.pop(0)
+        # By default classification (BoB Fig. 1's x axis) against the task most backbones share with it.
+        x = task_x or next(t for t in ["classification", *available] if t in available and t != task_y)
+        others = [t for t in available if t != x]
+        scored = tasks.notna()
+        y = task_y or max(others, key=lambda t: ((scored[x] & scored[t]).sum(), -others.index(t)))
         return tasks[[x, y]].set_axis(["x", "y"], axis=1), x, y, ""
     valid = ranking.settings.dropna(subset=["z"])
     for level in ("protocol", "dataset"):

@@ -124,3 +124,14 @@ def test_redrawing_gives_byte_identical_files(tmp_path):
     first = {p.name: p.read_bytes() for p in draw_all(results, ranking, tmp_path / "a")}
     second = {p.name: p.read_bytes() for p in draw_all(results, ranking, tmp_path / "b")}
     assert first == second
+
+
+def test_task_scatter_defaults_to_classification_against_the_best_covered_task():
+    results = make_results(6)
+    # Detection on two backbones only (the demo's case): retrieval, shared by all six, is the y axis.
+    results = results[(results.task != "detection") | results.backbone.isin(["bb0", "bb1"])]
+    pairs, x, y, note = figures._scatter_axes(compute_ranking(results), None, None)
+    assert (x, y, note) == ("classification", "retrieval", "")
+    assert len(pairs.dropna()) == 6
+    _, x, y, _ = figures._scatter_axes(compute_ranking(results), None, "detection")
+    assert (x, y) == ("classification", "detection")
