@@ -276,11 +276,15 @@ def _check_registry_entries(config: dict[str, Any], backbones: dict[str, Any], d
             raise _unknown(
                 "converter", f"{backbone}.weights.converter", converter, CONVERTERS, config["registries"]["backbones"]
             )
-    for dataset in config["datasets"]:
+    used = [*config["datasets"], *(d for sets in detection_sets(config).values() for d in sets)]
+    for dataset in used:
         try:
             validate_dataset_entry(dataset, dataset_entry(config, datasets, dataset))
         except ValueError as error:
             raise ConfigError(f"dataset registry {config['registries']['datasets']}: {error}") from None
+        source = datasets[dataset]["source"].get("from_dataset")
+        if source is not None and source not in datasets:
+            raise _unknown("dataset", f"{dataset}.source.from_dataset", source, datasets, config["registries"]["datasets"])
 
 
 def cells(config: dict[str, Any], datasets: dict[str, Any]) -> Iterable[tuple[str, str, str]]:

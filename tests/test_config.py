@@ -222,3 +222,23 @@ def test_ood_detection_sets_and_recipe_keys_are_checked(registries):
     bad["task_backbones"] = {"detection": ["sup_rn50_in1k"]}
     with pytest.raises(ConfigError, match=r"task_backbones.detection\[0\].*unknown backbone 'sup_rn50_in1k'"):
         check_config(bad, backbones, datasets)
+
+
+def test_detection_registry_entries_are_checked_before_any_job(registries):
+    backbones, datasets = copy.deepcopy(registries[0]), copy.deepcopy(registries[1])
+    config = load_config()
+    datasets["synthetic_objects"]["source"]["background"] = "meadow"
+    with pytest.raises(ConfigError, match=r"synthetic_objects.*source.background = 'meadow' is not one of plain, texture"):
+        check_config(config, backbones, datasets)
+    datasets["synthetic_objects"]["source"]["background"] = "plain"
+    del datasets["synthetic_objects_textured"]["source"]["canvas_size"]
+    with pytest.raises(ConfigError, match=r"synthetic_objects_textured.*lacks canvas_size"):
+        check_config(config, backbones, datasets)
+    datasets["synthetic_objects_textured"]["source"]["canvas_size"] = 128
+    datasets["synthetic_objects"]["source"]["from_dataset"] = "fashion_mnst"
+    with pytest.raises(ConfigError, match=r"synthetic_objects.source.from_dataset.*did you mean 'fashion_mnist'"):
+        check_config(config, backbones, datasets)
+    datasets["synthetic_objects"]["splits"]["val"] = 10
+    datasets["synthetic_objects"]["source"]["from_dataset"] = "fashion_mnist"
+    with pytest.raises(ConfigError, match=r"splits.val = 10 must be 0"):
+        check_config(config, backbones, datasets)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bobench.datasets.archives import obtain_files, require_dir
+from bobench.detection.synthetic import BACKGROUNDS
 from bobench.io import write_json
 
 MANIFEST_FORMAT = 1
@@ -38,11 +39,14 @@ SPLITS = ("train", "test")
 
 DetectionLoader = Callable[..., dict[str, Any]]
 DETECTION_LOADERS: dict[str, DetectionLoader] = {}
+_SOURCE_KEYS: dict[str, tuple[str, ...]] = {}
 
 
-def register_detection_loader(name: str) -> Callable[[DetectionLoader], DetectionLoader]:
+def register_detection_loader(name: str, *, source_keys: tuple[str, ...] = ()) -> Callable[[DetectionLoader], DetectionLoader]:
+    """Register a loader under ``name``; ``source_keys`` are the ``source`` args it requires."""
     def decorator(func: DetectionLoader) -> DetectionLoader:
         DETECTION_LOADERS[name] = func
+        _SOURCE_KEYS[name] = source_keys
         return func
     return decorator
 
@@ -56,6 +60,11 @@ def validate_detection_entry(dataset_id: str, entry: Mapping[str, Any], fail: Ca
     loader = (entry.get("source") or {}).get("loader")
     if loader not in DETECTION_LOADERS:
         fail("source.loader", loader, f"is not a detection loader; valid: {', '.join(sorted(DETECTION_LOADERS))}")
+    missing = [key for key in _SOURCE_KEYS[loader] if key not in entry["source"]]
+    if missing:
+        fail("source", entry["source"], f"lacks {', '.join(missing)}, required by loader {loader!r}")
+    if loader == "synthetic_canvases" and entry["source"]["background"] not in BACKGROUNDS:
+        fail("source.background", entry["source"]["background"], f"is not one of {', '.join(BACKGROUNDS)}")
     splits = entry.get("splits")
     if not isinstance(splits, Mapping) or set(splits) != {"train", "val", "test"}:
         fail("splits", splits, "must be a mapping with exactly the keys train, val, test")
@@ -122,7 +131,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- synthetic (offline demo)
 
 
-@register_detection_loader("synthetic_canvases")
+@register_detection_loader("synthetic_canvases", source_keys=(
+    "from_dataset", "categories", "canvas_size", "objects_per_image", "object_size", "background"))
 def load_synthetic_canvases(*, source, out_dir, splits, seed, prepared_dirs, log, **_) -> dict[str, Any]:
     from bobench.datasets import load_prepared
     from bobench.detection.synthetic import coco_annotations, make_canvases, write_canvases
@@ -154,7 +164,7 @@ def load_synthetic_canvases(*, source, out_dir, splits, seed, prepared_dirs, log
 # --------------------------------------------------------------------------- COCO 2017
 
 
-@register_detection_loader("coco2017")
+@register_detection_loader("coco2017", source_keys=("files", "how_to_get"))
 def load_coco2017(*, source, raw_dir, log, **_) -> dict[str, Any]:
     """train2017 → train, val2017 → test (BoB evaluates on val2017)."""
     paths, provenance = obtain_files(source["files"], raw_dir, log, source["how_to_get"])
@@ -190,7 +200,7 @@ def voc_to_coco(xml_files: list[Path], category: str) -> dict[str, Any]:
     return {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": category}]}
 
 
-@register_detection_loader("sim10k")
+@register_detection_loader("sim10k", source_keys=("files", "how_to_get", "expect_images"))
 def load_sim10k(*, source, raw_dir, out_dir, log, **_) -> dict[str, Any]:
     paths, provenance = obtain_files(source["files"], raw_dir, log, source["how_to_get"])
     voc = require_dir(paths["repro_10k_annotations.tgz"] / "VOC2012" / "Annotations", "Sim10k annotations", source["how_to_get"])
@@ -243,7 +253,7 @@ def cityscapes_to_coco(polygon_files: list[Path], image_root: Path, category: st
     return {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": category}]}
 
 
-@register_detection_loader("cityscapes_cars")
+@register_detection_loader("cityscapes_cars", source_keys=("files", "how_to_get", "expect_images"))
 def load_cityscapes_cars(*, source, raw_dir, out_dir, log, **_) -> dict[str, Any]:
     paths, provenance = obtain_files(source["files"], raw_dir, log, source["how_to_get"])
     polygons = require_dir(paths["gtFine_trainvaltest.zip"] / "gtFine" / "val", "Cityscapes gtFine val", source["how_to_get"])
