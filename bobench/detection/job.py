@@ -8,29 +8,24 @@ BatchNorm statistics (mmdet's ``norm_eval=False`` in BoB's random-init configs).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bobench.config import DETECTION_SETTINGS
 from bobench.detection.data import CocoInstances, eval_transform, evaluation_sizes, train_transform
 from bobench.detection.evaluate import category_map, coco_metrics_with_ci, predict
 from bobench.detection.model import build_detector, detection_spec
 from bobench.detection.train import DetectionOptions, DetectionResult, train_detector
-
-log = logging.getLogger(__name__)
-
-SETTINGS = ("finetune", "frozen")
-
 
 def build(backbone_id: str, spec: dict[str, Any], class_names: list[str], masks: bool, setting: str,
           options: DetectionOptions) -> tuple[torch.nn.Module, Any]:
     """The detector and its backbone (which carries the eval transform and description)."""
     from bobench.backbones.model import create_backbone
 
-    if setting not in SETTINGS:
-        raise ValueError(f"detection setting must be one of {SETTINGS}, got {setting!r}")
+    if setting not in DETECTION_SETTINGS:
+        raise ValueError(f"detection setting must be one of {DETECTION_SETTINGS}, got {setting!r}")
     backbone = create_backbone(backbone_id, detection_spec(spec, drop_path=options.drop_path if setting == "finetune" else 0.0))
     short, longest = evaluation_sizes(uses_lsj(backbone, options), options.augment_scale)
     detector = build_detector(
