@@ -142,9 +142,11 @@ def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: di
         for i, backbone in enumerate(chosen):
             if backbone not in config["backbones"]:
                 raise _unknown("backbone", f"task_backbones.{task}[{i}]", backbone, config["backbones"], "config key 'backbones'")
+    split_datasets = [*config["datasets"], *(d for sets in detection_sets(config).values() for d in sets)]
     for dataset in config.get("dataset_splits") or {}:
-        if dataset not in config["datasets"]:
-            raise _unknown("dataset", f"dataset_splits.{dataset}", dataset, config["datasets"], "config key 'datasets'")
+        if dataset not in split_datasets:
+            raise _unknown("dataset", f"dataset_splits.{dataset}", dataset, split_datasets,
+                           "config key 'datasets' and the OOD detection sets")
     _check_ood(config, datasets)
     _check_ood_detection(config, datasets)
     _check_registry_entries(config, backbones, datasets)

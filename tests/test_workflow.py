@@ -108,7 +108,8 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     ood_sets = [s.set_id for s in ood_plan(config)["fashion_mnist"]]
     registry = yaml.safe_load((ROOT / "config" / "datasets.yaml").read_text())
     planned = [cell for cell in cells(config, registry) if cell[0] not in ("ood", "detection", "ood_detection")]
-    assert len(planned) == len(config["backbones"]) * 6  # linear probe ×2, kNN, retrieval, finetune, frozen probe
+    # linear probe ×2, kNN, retrieval, finetune per backbone; the frozen probe on the backbones task_backbones names
+    assert len(planned) == len(config["backbones"]) * 5 + len(config["task_backbones"]["frozen_probe"])
     # One detector per detection task: box AP and mask AP rows (detection), AP on the textured set (OOD).
     n_cells = len(planned) + len(config["backbones"]) * len(ood_sets) + 3
     assert results.groupby(["backbone", "task", "dataset", "protocol"]).ngroups == n_cells
@@ -122,7 +123,8 @@ def test_battle_leaves_results_ranking_and_figures(battle):
         trained = results[(results.protocol == protocol) & (results.task == "classification")]
         assert set(trained["metric"]) == {"top1", "nll", "ece"} and set(trained["dataset"]) == {"fashion_mnist"}
         # The selected classifiers are kept; the resume checkpoints are gone once their job succeeded.
-        assert len(list((results_dir / "models" / protocol).rglob("*.pt"))) == len(config["backbones"])
+        n_trained = len(config["task_backbones"].get(protocol, config["backbones"]))
+        assert len(list((results_dir / "models" / protocol).rglob("*.pt"))) == n_trained
     assert not list((results_dir / "checkpoints").rglob("*.pt"))
     ood = results[results.task == "ood_classification"]
     assert sorted(set(ood["dataset"])) == sorted(ood_sets) and set(ood["metric"]) == {"top1", "nll", "ece"}
@@ -190,8 +192,8 @@ def test_changed_backbone_reruns_only_its_jobs(battle):
         registry_path.write_text(original)
     per_backbone = sorted(job for job in jobs if job[1] is not None)
     assert {backbone for _, backbone in per_backbone} == {"random_vit_s16"}
-    assert sorted(rule for rule, _ in per_backbone) == sorted(
-        ["extract_features", "linear_probe"] * 2 + ["knn", "retrieval", "finetune", "frozen_probe", "ood_classification"]
+    assert sorted(rule for rule, _ in per_backbone) == sorted(  # no frozen probe: not in its task_backbones
+        ["extract_features", "linear_probe"] * 2 + ["knn", "retrieval", "finetune", "ood_classification"]
     )
     assert sorted(rule for rule, backbone in jobs if backbone is None) == [
         "all", "backbone_tables", "collect", "figures", "rank"
@@ -215,8 +217,8 @@ def test_added_backbone_runs_only_its_jobs_and_the_aggregates(battle):
         registry_path.write_text(originals[0])
         config_path.write_text(originals[1])
     assert {backbone for _, backbone in jobs if backbone is not None} == {"my_resnet18"}
-    assert sorted(rule for rule, _ in jobs) == sorted(
-        ["extract_features", "linear_probe"] * 2 + ["knn", "retrieval", "finetune", "frozen_probe", "ood_classification"]
+    assert sorted(rule for rule, _ in jobs) == sorted(  # tasks narrowed by task_backbones leave it out
+        ["extract_features", "linear_probe"] * 2 + ["knn", "retrieval", "finetune", "ood_classification"]
         + ["all", "backbone_tables", "collect", "figures", "rank"]
     )
 
@@ -231,7 +233,7 @@ def test_edited_library_module_reruns_the_rules_that_import_it(battle):
     finally:
         module.write_text(original)
     assert sorted(rule for rule, _ in jobs) == sorted(
-        ["knn"] * 3 + ["linear_probe"] * 6 + ["retrieval"] * 3 + ["finetune"] * 3 + ["frozen_probe"] * 3
+        ["knn"] * 3 + ["linear_probe"] * 6 + ["retrieval"] * 3 + ["finetune"] * 3 + ["frozen_probe"] * 2
         + ["ood_classification"] * 3 + ["train_detector"] * 2 + ["all", "collect", "figures", "rank"]
     )
 
