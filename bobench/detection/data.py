@@ -38,11 +38,6 @@ def load_coco(annotation_file: str | Path) -> Any:
         return COCO(str(annotation_file))
 
 
-def category_names(coco: Any) -> list[str]:
-    """Category names in id order (the model's labels 1…K)."""
-    return [coco.cats[i]["name"] for i in sorted(coco.cats)]
-
-
 class CocoInstances(torch.utils.data.Dataset):
     """Images with boxes, labels and (optionally) masks; crowd annotations are left out, as in mmdet."""
 
