@@ -32,6 +32,7 @@ from collections import OrderedDict
 from typing import Any
 
 import torch
+from timm.layers import LayerNorm2d  # LayerNorm over the channels of NCHW maps: ViTDet's norm
 from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -45,13 +46,6 @@ FPN_CHANNELS = 256
 # Keyword arguments by which timm's transformers accept any input size (ViT, SwinV2: dynamic_img_size;
 # SAM's ViT: dynamic_size). CNNs take any size as they are.
 DYNAMIC_SIZE_KWARGS = ("dynamic_img_size", "dynamic_size")
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW map (ViTDet's norm in the pyramid and heads)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class SimpleFeaturePyramid(nn.Module):
