@@ -130,18 +130,13 @@ def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: di
     for dataset in (config.get("finetune") or {}).get("dataset_overrides") or {}:
         if dataset not in config["datasets"]:
             raise _unknown("dataset", f"finetune.dataset_overrides.{dataset}", dataset, config["datasets"], "config key 'datasets'")
-    for task, chosen in (config.get("task_datasets") or {}).items():
-        if task not in config["tasks"]:
-            raise _unknown("task", f"task_datasets.{task}", task, config["tasks"], "config key 'tasks'")
-        for i, dataset in enumerate(chosen):
-            if dataset not in config["datasets"]:
-                raise _unknown("dataset", f"task_datasets.{task}[{i}]", dataset, config["datasets"], "config key 'datasets'")
-    for task, chosen in (config.get("task_backbones") or {}).items():
-        if task not in config["tasks"]:
-            raise _unknown("task", f"task_backbones.{task}", task, config["tasks"], "config key 'tasks'")
-        for i, backbone in enumerate(chosen):
-            if backbone not in config["backbones"]:
-                raise _unknown("backbone", f"task_backbones.{task}[{i}]", backbone, config["backbones"], "config key 'backbones'")
+    for key, kind, pool in (("task_datasets", "dataset", "datasets"), ("task_backbones", "backbone", "backbones")):
+        for task, chosen in (config.get(key) or {}).items():  # a task run on a subset of the run's ids
+            if task not in config["tasks"]:
+                raise _unknown("task", f"{key}.{task}", task, config["tasks"], "config key 'tasks'")
+            for i, item in enumerate(chosen):
+                if item not in config[pool]:
+                    raise _unknown(kind, f"{key}.{task}[{i}]", item, config[pool], f"config key '{pool}'")
     split_datasets = [*config["datasets"], *(d for sets in detection_sets(config).values() for d in sets)]
     for dataset in config.get("dataset_splits") or {}:
         if dataset not in split_datasets:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from torch import nn
 from bobench.io import atomic_path
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TrainingDiverged(RuntimeError):
@@ -58,3 +59,25 @@ def load_checkpoint(path: Path, protocol: dict[str, Any]) -> dict[str, Any] | No
         log.warning("%s was made with other training options: starting over", path)
         return None
     return state
+
+
+def step_with_oom_backoff(optimizer: torch.optim.Optimizer, micro_batch: int, device: torch.device,
+                          accumulate: Callable[[int], T]) -> tuple[T, int]:
+    """One optimiser step; ``accumulate(micro_batch)`` runs forward and backward over the whole batch in
+    micro-batches of that size and returns what it summed. On out-of-memory the gradients are dropped,
+    the micro-batch halved and the step redone on the same samples (the effective batch stays).
+    Returns ``(accumulated, micro_batch used)``."""
+    while True:
+        try:
+            optimizer.zero_grad(set_to_none=True)
+            accumulated = accumulate(micro_batch)
+            optimizer.step()
+            return accumulated, micro_batch
+        except torch.OutOfMemoryError:
+            optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if micro_batch == 1:
+                raise
+            micro_batch //= 2
+            log.warning("out of memory: micro-batch halved to %d (effective batch unchanged)", micro_batch)

@@ -28,7 +28,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from bobench.training import TrainingDiverged, load_checkpoint, save_checkpoint, seed_epoch, seed_worker
+from bobench.training import (
+    TrainingDiverged,
+    load_checkpoint,
+    save_checkpoint,
+    seed_epoch,
+    seed_worker,
+    step_with_oom_backoff,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,34 +82,28 @@ def lr_factor(iteration: int, epoch: int, options: DetectionOptions) -> float:
 
 
 def _train_step(model, optimizer, images, targets, micro_batch, device, autocast_dtype) -> tuple[dict[str, float], int]:
-    """One optimiser step over the batch in micro-batches; halve them on out-of-memory."""
-    while True:
-        try:
-            optimizer.zero_grad(set_to_none=True)
-            totals: dict[str, float] = {}
-            for start in range(0, len(images), micro_batch):
-                xb = [image.to(device) for image in images[start : start + micro_batch]]
-                tb = [{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in t.items()} for t in targets[start : start + micro_batch]]
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    losses = model(xb, tb)
-                weight = len(xb) / len(images)
-                loss = sum(value.float() for value in losses.values()) * weight
-                if not torch.isfinite(loss):
-                    bad = [name for name, value in losses.items() if not torch.isfinite(value)]
-                    raise TrainingDiverged(f"non-finite {', '.join(bad)}")
-                loss.backward()
-                for name, value in losses.items():
-                    totals[name] = totals.get(name, 0.0) + float(value.detach()) * weight
-            optimizer.step()
-            return totals, micro_batch
-        except torch.OutOfMemoryError:
-            optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            if micro_batch == 1:
-                raise
-            micro_batch //= 2
-            log.warning("out of memory: micro-batch halved to %d images (batch unchanged)", micro_batch)
+    """One optimiser step over the batch in micro-batches (each loss weighted by its share of the images);
+    halve them on out-of-memory."""
+
+    def accumulate(micro_batch: int) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for start in range(0, len(images), micro_batch):
+            xb = [image.to(device) for image in images[start : start + micro_batch]]
+            tb = [{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in t.items()}
+                  for t in targets[start : start + micro_batch]]
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                losses = model(xb, tb)
+            weight = len(xb) / len(images)
+            loss = sum(value.float() for value in losses.values()) * weight
+            if not torch.isfinite(loss):
+                bad = [name for name, value in losses.items() if not torch.isfinite(value)]
+                raise TrainingDiverged(f"non-finite {', '.join(bad)}")
+            loss.backward()
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach()) * weight
+        return totals
+
+    return step_with_oom_backoff(optimizer, micro_batch, device, accumulate)
 
 
 def train_detector(

@@ -43,7 +43,14 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from bobench.training import TrainingDiverged, load_checkpoint, save_checkpoint, seed_epoch, seed_worker
+from bobench.training import (
+    TrainingDiverged,
+    load_checkpoint,
+    save_checkpoint,
+    seed_epoch,
+    seed_worker,
+    step_with_oom_backoff,
+)
 
 log = logging.getLogger(__name__)
 
@@ -213,30 +220,22 @@ def selection_score(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def _train_step(model, optimizer, x, targets, loss_fn, micro_batch, device, autocast_dtype, memory_format):
     """One optimiser step over the batch in micro-batches; halve them on out-of-memory."""
-    while True:
-        try:
-            optimizer.zero_grad(set_to_none=True)
-            total = 0.0
-            for start in range(0, len(x), micro_batch):
-                xb = x[start : start + micro_batch].to(device).contiguous(memory_format=memory_format)
-                yb = targets[start : start + micro_batch].to(device)
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    logits = model(xb)
-                loss = loss_fn(logits.float(), yb) * (len(xb) / len(x))
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged("non-finite loss")
-                loss.backward()
-                total += float(loss.detach())
-            optimizer.step()
-            return total, micro_batch
-        except torch.OutOfMemoryError:
-            optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            if micro_batch == 1:
-                raise
-            micro_batch //= 2
-            log.warning("out of memory: micro-batch halved to %d (effective batch unchanged)", micro_batch)
+
+    def accumulate(micro_batch: int) -> float:
+        total = 0.0
+        for start in range(0, len(x), micro_batch):
+            xb = x[start : start + micro_batch].to(device).contiguous(memory_format=memory_format)
+            yb = targets[start : start + micro_batch].to(device)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                logits = model(xb)
+            loss = loss_fn(logits.float(), yb) * (len(xb) / len(x))
+            if not torch.isfinite(loss):
+                raise TrainingDiverged("non-finite loss")
+            loss.backward()
+            total += float(loss.detach())
+        return total
+
+    return step_with_oom_backoff(optimizer, micro_batch, device, accumulate)
 
 
 def finetune(
