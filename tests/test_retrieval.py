@@ -1,11 +1,25 @@
-"""Retrieval: split, ranking and metrics against hand computation and a brute-force reference."""
+"""Retrieval: split, exact search and metrics against hand computation, revisitop's definition and brute force."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bobench.tasks.retrieval import class_folder_split, rank_database, retrieval_metrics
+from bobench.retrieval import search
+from bobench.retrieval.ground_truth import GroundTruth, revisited_protocols
+from bobench.retrieval.metrics import evaluate_retrieval
+from bobench.retrieval.search import brute_force_ranking, search_topk
+from bobench.retrieval.splits import class_folder_split
+
+
+def retrieval_metrics(query_x, query_y, db_x, db_y, **kwargs):
+    """The class-folder protocol's result (one protocol, positives from labels)."""
+    results, _ = evaluate_retrieval(query_x, db_x, {"default": GroundTruth.from_labels(query_y, db_y)}, **kwargs)
+    return results["default"]
+
+
+def rank_database(query_x, db_x, chunk_cells=None):
+    return search_topk(query_x, db_x, k=len(db_x), chunk_cells=chunk_cells)
 
 KEYS = ["map", "mrr", "precision@1", "precision@5", "precision@10", "recall@1", "recall@5", "recall@10"]
 
@@ -121,22 +135,122 @@ def test_matches_brute_force_reference(seed: int) -> None:
     assert res.n_queries == len(query) and res.n_database == len(database)
 
 
-def test_chunking_does_not_change_results(monkeypatch) -> None:
-    import bobench.tasks.retrieval as retrieval
-
+def test_chunking_does_not_change_results() -> None:
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 4, size=80)
     feats = rng.standard_normal((80, 6))
     query, database = class_folder_split(labels)
     args = (feats[query], labels[query], feats[database], labels[database])
     whole, whole_order = retrieval_metrics(*args), rank_database(args[0], args[2])
-    monkeypatch.setattr(retrieval, "CHUNK_CELLS", 1)  # one query per chunk
-    chunked, chunked_order = retrieval_metrics(*args), rank_database(args[0], args[2])
+    chunked = retrieval_metrics(*args, chunk_cells=1)  # one query per block
     for key in KEYS:
         np.testing.assert_array_equal(whole.per_query[key], chunked.per_query[key])
-    np.testing.assert_array_equal(whole_order, chunked_order)
+    np.testing.assert_array_equal(whole_order, rank_database(args[0], args[2], chunk_cells=1))
 
 
-def test_query_without_positive_is_an_error() -> None:
-    with pytest.raises(ValueError, match="no positive"):
-        retrieval_metrics(np.eye(2), np.array([0, 7]), np.eye(2), np.array([0, 0]))
+@pytest.mark.parametrize("chunk_cells", [1, 3 * 500, None])
+def test_search_topk_equals_brute_force(chunk_cells) -> None:
+    """Random descriptors, plus duplicated database rows (exact ties), against one full argsort."""
+    rng = np.random.default_rng(5)
+    db = rng.standard_normal((500, 32)).astype(np.float32)
+    db[250:300] = db[:50]  # exact ties: the lower index must come first, as in a stable sort
+    queries = rng.standard_normal((37, 32)).astype(np.float32)
+    expected = brute_force_ranking(queries, db)
+    np.testing.assert_array_equal(search_topk(queries, db, k=10, chunk_cells=chunk_cells), expected[:, :10])
+    np.testing.assert_array_equal(search_topk(queries, db, k=500, chunk_cells=chunk_cells), expected)
+    assert search_topk(queries, db, k=900).shape == (37, 500)  # k beyond the database: all of it
+
+
+def test_query_blocks_bound_the_similarity_cells() -> None:
+    blocks = list(search.query_blocks(10, 4, chunk_cells=9))
+    assert [(b.start, b.stop) for b in blocks] == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
+    assert [(b.start, b.stop) for b in search.query_blocks(3, 100, chunk_cells=1)] == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_junk_is_removed_before_scoring() -> None:
+    """Hand computation: the database ranked 0..9 for one query; positives 1, 4, 8; junk 0 and 3."""
+    db = np.eye(10)
+    query = np.arange(10, 0, -1, dtype=float)[None]
+    truth = GroundTruth.from_lists([[1, 4, 8]], [[0, 3]])
+    result = evaluate_retrieval(query, db, {"p": truth})[0]["p"]
+    # Without junk the ranking is 1 2 4 5 6 7 8 9: positives at ranks r = 0, 2, 6.
+    #   j=0 r=0: (1 + 1) / 2 = 1;  j=1 r=2: (1/2 + 2/3) / 2 = 7/12;  j=2 r=6: (2/6 + 3/7) / 2 = 8/21
+    #   AP = (1 + 7/12 + 8/21) / 3 = (84 + 49 + 32) / 84 / 3 = 165/252
+    #   MRR = 1; P@1 = 1, P@5 = 2/5, P@10 = 3/10; R@1 = 1/3, R@5 = 2/3, R@10 = 1
+    expected = [165 / 252, 1.0, 1.0, 0.4, 0.3, 1 / 3, 2 / 3, 1.0]
+    assert result.metrics == pytest.approx(dict(zip(KEYS, expected)), rel=1e-12)
+    # The same ranking with junk counted as negatives scores lower: junk must not be.
+    plain = evaluate_retrieval(query, db, {"p": GroundTruth.from_lists([[1, 4, 8]])})[0]["p"]
+    assert plain.metrics["map"] < result.metrics["map"]
+
+
+def revisitop_map(ranks: np.ndarray, positives: list, junk: list) -> tuple[float, np.ndarray]:
+    """revisitop's compute_map (python/evaluate.py), written out: ranks is (n_db, n_query), 0-based."""
+    aps = []
+    for q in range(ranks.shape[1]):
+        ok = np.array(positives[q])
+        if ok.size == 0:
+            aps.append(np.nan)
+            continue
+        pos = np.arange(ranks.shape[0])[np.isin(ranks[:, q], ok)]
+        junk_at = np.arange(ranks.shape[0])[np.isin(ranks[:, q], np.array(junk[q]))]
+        k, ij = 0, 0
+        for ip in range(len(pos)):  # each positive moves up by the junk ranked above it
+            while ij < len(junk_at) and pos[ip] > junk_at[ij]:
+                k, ij = k + 1, ij + 1
+            pos[ip] -= k
+        ap = 0.0
+        for j, rank in enumerate(pos):
+            precision_0 = 1.0 if rank == 0 else j / rank
+            ap += (precision_0 + (j + 1) / (rank + 1)) / 2 / len(ok)
+        aps.append(ap)
+    aps = np.array(aps)
+    return float(np.nanmean(aps)), aps
+
+
+def test_revisited_protocols_match_revisitop() -> None:
+    """Easy / Medium / Hard on random descriptors with random easy, hard and junk lists."""
+    rng = np.random.default_rng(7)
+    n_db, n_query = 60, 9
+    db, queries = rng.standard_normal((n_db, 8)), rng.standard_normal((n_query, 8))
+    easy, hard, junk = [], [], []
+    for q in range(n_query):
+        images = rng.permutation(n_db)
+        n_easy = 0 if q == 0 else int(rng.integers(1, 6))  # query 0: no easy positive (skipped under Easy)
+        easy.append(images[:n_easy]); hard.append(images[n_easy : n_easy + 4]); junk.append(images[n_easy + 4 : n_easy + 9])
+    protocols = revisited_protocols(easy, hard, junk)
+    assert protocols["easy"].positives_of(1).tolist() == sorted(easy[1].tolist())
+    assert protocols["easy"].junk_of(1).tolist() == sorted([*junk[1], *hard[1]])
+    assert protocols["medium"].positives_of(1).tolist() == sorted([*easy[1], *hard[1]])
+    assert protocols["hard"].junk_of(1).tolist() == sorted([*junk[1], *easy[1]])
+    results, _ = evaluate_retrieval(queries, db, protocols)
+    ranks = brute_force_ranking(queries, db).T
+    definitions = {"easy": (easy, [list(j) + list(h) for j, h in zip(junk, hard)]),
+                   "medium": ([list(e) + list(h) for e, h in zip(easy, hard)], junk),
+                   "hard": (hard, [list(j) + list(e) for j, e in zip(junk, easy)])}
+    for name, (ok, ignored) in definitions.items():
+        expected_map, expected_aps = revisitop_map(ranks, ok, ignored)
+        assert results[name].metrics["map"] == pytest.approx(expected_map, rel=1e-12), name
+        np.testing.assert_allclose(results[name].per_query["map"], expected_aps[~np.isnan(expected_aps)], rtol=1e-12)
+    assert results["easy"].n_skipped == 1 and results["easy"].scored.tolist() == list(range(1, n_query))
+    assert results["medium"].n_skipped == 0
+
+
+def test_ground_truth_checks_and_round_trip() -> None:
+    with pytest.raises(ValueError, match="positive and junk"):
+        GroundTruth.from_lists([[1, 2]], [[2]]).check(5)
+    with pytest.raises(ValueError, match="outside the database"):
+        GroundTruth.from_lists([[7]]).check(5)
+    truth = GroundTruth.from_lists([[3, 1, 1], []], [[0], [4, 2]])
+    assert truth.positives_of(0).tolist() == [1, 3] and truth.junk_of(1).tolist() == [2, 4]
+    again = GroundTruth.from_arrays(truth.arrays("x"), "x")
+    for a, b in zip(vars(truth).values(), vars(again).values()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_query_without_positive_is_skipped_and_all_empty_is_an_error() -> None:
+    truth = GroundTruth.from_lists([[0], []])
+    result = evaluate_retrieval(np.eye(2), np.eye(2), {"p": truth})[0]["p"]
+    assert result.n_skipped == 1 and result.metrics["map"] == 1.0
+    with pytest.raises(ValueError, match="no query has a positive"):
+        evaluate_retrieval(np.eye(2), np.eye(2), {"p": GroundTruth.from_lists([[], []])})

@@ -79,7 +79,7 @@ def load_image_folder(source: Mapping[str, Any], raw_dir: Path, log: logging.Log
     splits, class_names = {}, None
     for split, folder in dirs.items():
         require_dir(folder, f"split {split!r}", source["how_to_get"])
-        classes, images, labels = _scan_class_folders(folder, raw_dir)
+        classes, images, labels = scan_class_folders(folder, raw_dir)
         if class_names is not None and classes != class_names:
             raise ValueError(f"{folder}: its class folders differ from the other splits'")
         class_names = classes
@@ -108,7 +108,7 @@ def load_image_folder(source: Mapping[str, Any], raw_dir: Path, log: logging.Log
     )
 
 
-def _scan_class_folders(folder: Path, root: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+def scan_class_folders(folder: Path, root: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Class names (sorted; numerically when all are numbers) and the images of each, in a fixed order."""
     classes = sorted((d.name for d in folder.iterdir() if d.is_dir()), key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
     images, labels = [], []

@@ -90,7 +90,10 @@ def validate_dataset_entry(dataset_id: str, entry: Any) -> None:
 
     if not isinstance(entry, Mapping):
         fail("entry", entry, "must be a mapping")
-    missing = [key for key in REQUIRED_KEYS if key not in entry]
+    from bobench.retrieval.sources import is_retrieval_benchmark, validate_retrieval_entry
+
+    benchmark = isinstance(entry.get("tasks"), list) and is_retrieval_benchmark(entry)
+    missing = [key for key in REQUIRED_KEYS if key not in entry and not (benchmark and key in ("splits", "seed"))]
     if missing:
         raise ValueError(
             f"dataset {dataset_id!r}: missing required key(s) {', '.join(missing)} "
@@ -110,6 +113,8 @@ def validate_dataset_entry(dataset_id: str, entry: Any) -> None:
         from bobench.detection.sources import validate_detection_entry
 
         return validate_detection_entry(dataset_id, entry, fail)
+    if benchmark:
+        return validate_retrieval_entry(dataset_id, entry, fail)
 
     source = entry["source"]
     if not isinstance(source, Mapping) or "loader" not in source:

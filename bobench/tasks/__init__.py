@@ -1,1 +1,1 @@
-"""Frozen-feature evaluation tasks: linear probe, kNN classification, retrieval."""
+"""Frozen-feature evaluation tasks: linear probe and kNN classification (retrieval: bobench.retrieval)."""
