@@ -10,6 +10,8 @@ sys.path.insert(
 
 from bobench import config as bobench_config
 from bobench.datasets import prepared_filenames
+from bobench.retrieval.splits import prepared_split_files
+from bobench.retrieval.sources import is_retrieval_benchmark
 
 SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
 
@@ -39,7 +41,7 @@ DETECTION_JOBS = bobench_config.detection_jobs(config, DATASETS, BACKBONES)
 DETECTION_SETS = bobench_config.detection_sets(
     config
 )  # OOD detection: training set → test sets
-# Classification datasets that synthetic detection sets are made from.
+# Classification datasets that synthetic detection and retrieval sets are made from.
 DETECTION_SOURCES = sorted(
     {
         DATASETS[d]["source"]["from_dataset"]
@@ -99,6 +101,30 @@ def all_cell_records():
         for cell in CELLS
         if cell[0] not in ("detection", "ood_detection")
     ] + [detection_record(*job) for job in DETECTION_JOBS]
+
+
+def retrieval_split(dataset):
+    return [f"{DATA}/retrieval/{dataset}/{name}" for name in prepared_split_files()]
+
+
+def retrieval_inputs(wildcards):
+    """A retrieval benchmark's split and features, or a classification dataset's cached features."""
+    if is_retrieval_benchmark(DATASETS[wildcards.dataset]):
+        return {
+            "split": retrieval_split(wildcards.dataset),
+            "features": f"{RESULTS}/retrieval_features/{wildcards.backbone}/{wildcards.dataset}.npz",
+            "info": f"{RESULTS}/retrieval_features/{wildcards.backbone}/{wildcards.dataset}.json",
+        }
+    return {
+        "features": f"{RESULTS}/features/{wildcards.backbone}/{wildcards.dataset}.npz",
+        "info": f"{RESULTS}/features/{wildcards.backbone}/{wildcards.dataset}.json",
+    }
+
+
+def retrieval_transform_params(backbone):
+    from bobench.retrieval.transform import transform_params
+
+    return transform_params(BACKBONES[backbone], config["retrieval"])
 
 
 def detection_manifest(dataset):

@@ -1,13 +1,68 @@
-# Stage 3b: BoB's class-folder image retrieval on frozen features.
+# Stage 3b: image retrieval (BoB §7). Retrieval benchmarks (registry tasks [retrieval]) get a versioned
+# query/database split and their own features; classification datasets use BoB's class-folder protocol
+# on the features already cached for the probes.
+
+
+rule prepare_retrieval_dataset:
+    input:
+        # A synthetic set is made from a prepared classification dataset.
+        sources=lambda wc: (
+            prepared(DATASETS[wc.dataset]["source"]["from_dataset"])
+            if "from_dataset" in DATASETS[wc.dataset]["source"]
+            else []
+        ),
+        code=code("datasets", "retrieval"),
+    output:
+        retrieval_split("{dataset}"),
+    log:
+        "logs/prepare_retrieval_dataset/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/prepare_retrieval_dataset/{dataset}.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        entry=lambda wc: bobench_config.dataset_entry(config, DATASETS, wc.dataset),
+        raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
+        prepared_dirs=lambda wc: {
+            d: f"{DATA}/prepared/{d}"
+            for d in [DATASETS[wc.dataset]["source"].get("from_dataset")]
+            if d
+        },
+    script:
+        "../workflow_scripts/prepare_retrieval_dataset.py"
+
+
+rule extract_retrieval_features:
+    input:
+        split=retrieval_split("{dataset}"),
+        code=code("backbones", "features", "datasets", "retrieval", "gpu"),
+    output:
+        features=f"{RESULTS}/retrieval_features/{{backbone}}/{{dataset}}.npz",
+        info=f"{RESULTS}/retrieval_features/{{backbone}}/{{dataset}}.json",
+    log:
+        "logs/extract_retrieval_features/{backbone}/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/extract_retrieval_features/{backbone}/{dataset}.tsv"
+    conda:
+        "../environment.yml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
+        transform=lambda wc: retrieval_transform_params(wc.backbone),
+        extraction=options("extraction"),
+    script:
+        "../workflow_scripts/extract_retrieval_features.py"
 
 
 rule retrieval:
     input:
-        features=rules.extract_features.output.features,
-        info=rules.extract_features.output.info,
-        code=code("tasks", "stats", "cells", "config", "features", "gpu"),
+        unpack(retrieval_inputs),
+        code=code("retrieval", "stats", "cells", "config", "features", "gpu"),
     output:
         record=cell_record("retrieval", "{backbone}", "{dataset}"),
+        predictions=f"{RESULTS}/predictions/retrieval/{{backbone}}/{{dataset}}.npz",
     log:
         "logs/retrieval/{backbone}/{dataset}.log",
     benchmark:

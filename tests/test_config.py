@@ -158,10 +158,11 @@ def test_paper_config_builds_its_dag(tmp_path):
     registry = yaml.safe_load((ROOT / "config" / "backbones.yaml").read_text())
     n_backbones, chosen = len(paper["backbones"]), paper["task_datasets"]
     ood_sets = {item["trained_on"] for item in paper["ood"]["sets"]}
+    retrieval_sets = ["cub200", "inaturalist_val", "objectnet", "instre_s1", "gldv2_retrieval", "roxford5k", "rparis6k", "copydays"]
     expected = {
         # BoB's suite: every backbone fine-tuned on each classification dataset (low-data ImageNet, CheXpert and
         # VisDA included), probed on cached features, LARS-probed on ImageNet, and tested on the OOD sets.
-        "prepare_dataset": len(set(paper["datasets"]) - {"coco2017", "sim10k"})
+        "prepare_dataset": len(set(paper["datasets"]) - {"coco2017", "sim10k", *retrieval_sets})
         + sum(len(item["datasets"]) for item in paper["ood"]["sets"]),
         "finetune": n_backbones * len(chosen["finetune"]),
         "linear_probe": n_backbones * len(chosen["linear_probe"]),
@@ -175,8 +176,13 @@ def test_paper_config_builds_its_dag(tmp_path):
             (1 if registry[b]["weights"]["source"] == "random" else 2) * n_lrs
             for task, n_lrs in (("detection", 4), ("ood_detection", 1)) for b in paper["task_backbones"][task]
         ),
+        # BoB's eight retrieval benchmarks (§7), each with its versioned split, for every backbone.
+        "prepare_retrieval_dataset": 8,
+        "extract_retrieval_features": n_backbones * 8,
+        "retrieval": n_backbones * 8,
         "figures": 1,
     }
+    assert set(retrieval_sets) <= set(paper["datasets"]) and "retrieval" not in paper.get("task_backbones", {})
     assert len(paper["task_backbones"]["detection"]) == 33 and len(paper["task_backbones"]["ood_detection"]) == 29
     assert set(paper["datasets"]) >= {"imagenet", "imagenet_1pct", "imagenet_10pct", "cifar100", "flowers102",
                                       "fgvc_aircraft", "eurosat", "chexpert", "visda2017_synthetic"}

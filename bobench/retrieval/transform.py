@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bobench.backbones.transforms import EvalTransform
+if TYPE_CHECKING:  # the Snakefile calls transform_params, which must not import torch
+    from bobench.backbones.transforms import EvalTransform
 
 #: Input size → resize of the shorter side in BoB's retrieval code.
 BOB_RESIZE = {224: 256, 256: 256, 384: 400, 448: 460}

@@ -1,0 +1,19 @@
+"""Rule prepare_retrieval_dataset: registry entry → versioned query/database split."""
+
+from pathlib import Path
+
+from bobench.workflow import start_job
+
+log = start_job(snakemake)  # noqa: F821 (injected by Snakemake)
+
+from bobench.retrieval.sources import prepare_retrieval_dataset  # noqa: E402
+
+sm = snakemake  # noqa: F821
+prepare_retrieval_dataset(
+    sm.wildcards.dataset,
+    sm.params.entry,
+    out_dir=Path(sm.output[0]).parent,
+    raw_dir=Path(sm.params.raw_dir),
+    log=log,
+    prepared_dirs=sm.params.prepared_dirs,
+)
