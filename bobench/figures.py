@@ -31,6 +31,7 @@ from scipy.stats import spearmanr
 
 from bobench.io import atomic_path
 from bobench.ranking import RANDOM_METHOD, Ranking
+from bobench.retrieval.reference import ALL_DATASETS
 
 log = logging.getLogger(__name__)
 # fontTools logs every glyph subset at INFO while PDFs embed TrueType fonts; keep pipeline logs readable.
@@ -114,14 +115,14 @@ def _rho_text(x: pd.Series, y: pd.Series) -> str:
     return f"Spearman ρ = {rho:.2f} (n = {n})"
 
 
-def _legend(ax: Axes, methods: list[str], families: list[str] | None = None) -> None:
-    """One legend outside the axes: colour = method, then (optionally) shape = family."""
+def _legend(ax: Axes, methods: list[str], families: list[str] | None = None, sized: bool = True) -> None:
+    """One legend outside the axes: colour = method, then (optionally) shape = family (``sized``: and size = parameters)."""
     handles = [
         Line2D([], [], marker="s", linestyle="", markersize=8, color=method_colour(m), label=m)
         for m in _ordered_methods(methods)
     ]
     if families:
-        handles.append(Line2D([], [], linestyle="", label="\nfamily (size ∝ parameters)"))
+        handles.append(Line2D([], [], linestyle="", label="\nfamily" + (" (size ∝ parameters)" if sized else "")))
         handles += [
             Line2D([], [], marker=family_marker(f), linestyle="", markersize=7, color="grey", label=f)
             for f in _ordered_families(families)
@@ -355,6 +356,60 @@ def plot_zscore_vs_params(ranking: Ranking, path_stem: str | os.PathLike) -> lis
             handles.append(Line2D([], [], marker="o", linestyle="", markersize=7, markerfacecolor="none",
                                   color="grey", label="random init (hollow; not in ρ)"))
         _outside_legend(ax, handles, "family")
+        return _save(fig, path_stem)
+
+
+def plot_retrieval_vs_published(
+    comparison: pd.DataFrame, correlations: pd.DataFrame, path_stem: str | os.PathLike, metric: str = "MRR"
+) -> list[Path]:
+    """Ours against the published value, one panel per reference dataset (bobench.retrieval.reference).
+
+    Each point is a backbone both have (bar: our bootstrap CI); the diagonal marks equal values and each panel
+    states Spearman's ρ from ``correlations``. A dataset without our results says so instead of plotting.
+    """
+    datasets = [str(d) for d in comparison["dataset"].cat.categories] if hasattr(comparison["dataset"], "cat") \
+        else list(dict.fromkeys(comparison["dataset"]))
+    rho = correlations.set_index("dataset")
+    columns = min(4, max(len(datasets), 1))
+    rows = -(-len(datasets) // columns)
+    with _style():
+        fig = Figure(figsize=(3.0 * columns + 1.8, 3.0 * rows + 0.6), layout="constrained")
+        axes = fig.subplots(rows, columns, squeeze=False).ravel()
+        pooled = rho.loc[ALL_DATASETS] if ALL_DATASETS in rho.index else None
+        title = f"Retrieval {metric}: ours vs published (BoB, May 2023)"
+        if pooled is not None and pooled["n_backbones"]:
+            title += f" — pooled Spearman ρ = {pooled['spearman_rho']:.2f} over {int(pooled['n_backbones'])} pairs"
+        fig.suptitle(title, fontsize=11)
+        methods, families = [], []
+        for ax, dataset in zip(axes, datasets):
+            panel = comparison[comparison["dataset"].astype(str) == dataset]
+            pairs = panel.dropna(subset=["ours", "published"])
+            ax.set_title(f"{dataset} ({len(pairs)}/{len(panel)} backbones)", fontsize=9)
+            ax.plot([0, 1], [0, 1], color="grey", linewidth=0.6, zorder=1)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_aspect("equal")
+            ax.set_xlabel(f"published {metric}")
+            ax.set_ylabel(f"our {metric}")
+            if pairs.empty:
+                _note(ax, "no results of ours\nfor this dataset yet")
+                continue
+            for _, row in pairs.iterrows():
+                ax.errorbar(row["published"], row["ours"], yerr=[[row["ours"] - row["ours_ci_low"]], [row["ours_ci_high"] - row["ours"]]],
+                            color=method_colour(row["method"]), linewidth=0.6, zorder=2)
+                ax.scatter(row["published"], row["ours"], color=method_colour(row["method"]), marker=family_marker(row["family"]),
+                           s=22, edgecolor="white", linewidth=0.4, zorder=3)
+            methods += list(pairs["method"])
+            families += list(pairs["family"])
+            stats = rho.loc[dataset] if dataset in rho.index else None
+            text = (f"ρ = {stats['spearman_rho']:.2f} (n = {int(stats['n_backbones'])})"
+                    if stats is not None and np.isfinite(stats["spearman_rho"]) else f"ρ: n = {len(pairs)} < {MIN_POINTS_FOR_RHO}")
+            ax.text(0.04, 0.96, text, transform=ax.transAxes, va="top", fontsize=8,
+                    bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+        for ax in axes[len(datasets):]:
+            ax.set_axis_off()
+        if methods:
+            _legend(axes[min(columns, len(datasets)) - 1], methods, families, sized=False)
         return _save(fig, path_stem)
 
 

@@ -58,6 +58,11 @@ DETECTION_DATASETS = sorted(
     }
 )
 FIGURE_NAMES = ["overall_ranking", "zscore_heatmap", "task_scatter", "zscore_vs_params"]
+RETRIEVAL_REFERENCE = str(
+    bobench_config.resolve_path(
+        config["registries"]["retrieval_reference"], workflow.basedir
+    )
+)
 
 
 wildcard_constraints:
@@ -169,8 +174,39 @@ def dataset_display():
     return shown
 
 
+def reference_table(description):
+    """The table file a reference description (YAML) names."""
+    import yaml
+
+    return str(
+        Path(description).parent
+        / yaml.safe_load(Path(description).read_text())["table"]
+    )
+
+
+def compares_with_published():
+    """Whether the run has retrieval results on a dataset of the published reference table."""
+    import yaml
+
+    if "retrieval" not in config["tasks"]:
+        return False
+    reference = yaml.safe_load(Path(RETRIEVAL_REFERENCE).read_text())
+    return any(
+        task == "retrieval" and dataset in reference["datasets"].values()
+        for task, _, dataset in CELLS
+    )
+
+
 def final_targets():
-    return [
+    comparison = (
+        [
+            f"{RESULTS}/tables/retrieval_vs_published.md",
+            *expand(f"{FIGURES}/retrieval_vs_published.{{ext}}", ext=["png", "pdf"]),
+        ]
+        if compares_with_published()
+        else []
+    )
+    return comparison + [
         f"{RESULTS}/results.csv",
         f"{RESULTS}/results.parquet",
         f"{RESULTS}/ranking/ranking.md",

@@ -29,3 +29,30 @@ rule figures:
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     script:
         "../workflow_scripts/figures.py"
+
+
+rule retrieval_reference:
+    input:
+        results=rules.collect.output.parquet,
+        reference=RETRIEVAL_REFERENCE,
+        table=lambda wc: reference_table(RETRIEVAL_REFERENCE),
+        code=code("retrieval/reference", "figures", "markdown", "results"),
+    output:
+        figure=[
+            report(
+                f"{FIGURES}/retrieval_vs_published.{ext}",
+                caption="../report/retrieval_vs_published.rst",
+                category="Figures",
+                labels={"figure": "retrieval_vs_published", "format": ext},
+            )
+            for ext in ("png", "pdf")
+        ],
+        comparison=f"{RESULTS}/tables/retrieval_vs_published.csv",
+        correlations=f"{RESULTS}/tables/retrieval_vs_published_rho.csv",
+        markdown=f"{RESULTS}/tables/retrieval_vs_published.md",
+    log:
+        "logs/retrieval_reference.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/retrieval_reference.py"

@@ -11,7 +11,13 @@ rule prepare_retrieval_dataset:
             if "from_dataset" in DATASETS[wc.dataset]["source"]
             else []
         ),
-        code=code("datasets", "retrieval"),
+        code=code(
+            "datasets",
+            "retrieval/sources",
+            "retrieval/splits",
+            "retrieval/ground_truth",
+            "retrieval/synthetic",
+        ),
     output:
         retrieval_split("{dataset}"),
     log:
@@ -35,7 +41,15 @@ rule prepare_retrieval_dataset:
 rule extract_retrieval_features:
     input:
         split=retrieval_split("{dataset}"),
-        code=code("backbones", "features", "datasets", "retrieval", "gpu"),
+        code=code(
+            "backbones",
+            "features",
+            "datasets",
+            "retrieval/splits",
+            "retrieval/ground_truth",
+            "retrieval/transform",
+            "gpu",
+        ),
     output:
         features=f"{RESULTS}/retrieval_features/{{backbone}}/{{dataset}}.npz",
         info=f"{RESULTS}/retrieval_features/{{backbone}}/{{dataset}}.json",
@@ -59,7 +73,17 @@ rule extract_retrieval_features:
 rule retrieval:
     input:
         unpack(retrieval_inputs),
-        code=code("retrieval", "stats", "cells", "config", "features", "gpu"),
+        code=code(
+            "retrieval/search",
+            "retrieval/metrics",
+            "retrieval/ground_truth",
+            "retrieval/splits",
+            "stats",
+            "cells",
+            "config",
+            "features",
+            "gpu",
+        ),
     output:
         record=cell_record("retrieval", "{backbone}", "{dataset}"),
         predictions=f"{RESULTS}/predictions/retrieval/{{backbone}}/{{dataset}}.npz",
