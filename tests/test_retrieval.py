@@ -254,3 +254,10 @@ def test_query_without_positive_is_skipped_and_all_empty_is_an_error() -> None:
     assert result.n_skipped == 1 and result.metrics["map"] == 1.0
     with pytest.raises(ValueError, match="no query has a positive"):
         evaluate_retrieval(np.eye(2), np.eye(2), {"p": GroundTruth.from_lists([[], []])})
+
+
+def test_topk_ties_at_the_boundary_keep_index_order() -> None:
+    """Four database images tie for the best score: the top 2 are the two lowest indices, as a stable sort gives."""
+    db = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    assert search_topk(np.array([[1.0, 0.0]]), db, k=2).tolist() == [[1, 2]]
+    assert search_topk(np.array([[1.0, 0.0]]), db, k=5).tolist() == [[1, 2, 3, 4, 5]]

@@ -108,8 +108,9 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     ood_sets = [s.set_id for s in ood_plan(config)["fashion_mnist"]]
     registry = yaml.safe_load((ROOT / "config" / "datasets.yaml").read_text())
     planned = [cell for cell in cells(config, registry) if cell[0] not in ("ood", "detection", "ood_detection")]
-    # linear probe ×2, kNN, retrieval, finetune per backbone; the frozen probe on the backbones task_backbones names
-    assert len(planned) == len(config["backbones"]) * 5 + len(config["task_backbones"]["frozen_probe"])
+    # linear probe ×2, kNN, retrieval ×2 (digits, synthetic copies), finetune per backbone; the frozen probe on
+    # the backbones task_backbones names
+    assert len(planned) == len(config["backbones"]) * 6 + len(config["task_backbones"]["frozen_probe"])
     # One detector per detection task: box AP and mask AP rows (detection), AP on the textured set (OOD).
     n_cells = len(planned) + len(config["backbones"]) * len(ood_sets) + 3
     assert results.groupby(["backbone", "task", "dataset", "protocol"]).ngroups == n_cells
@@ -117,6 +118,13 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     assert set(results.loc[results.task == "retrieval", "metric"]) == {
         "map", "mrr", "precision@1", "precision@5", "precision@10", "recall@1", "recall@5", "recall@10"
     }
+    # The retrieval benchmark: its versioned split, its own features, the raw top-k per query.
+    copies = results[(results.dataset == "synthetic_copies") & results.primary].set_index("backbone")
+    assert set(copies.index) == set(config["backbones"]) and (copies["n_test"] == 40).all()
+    assert copies["test_split"].str.startswith("retrieval split v1 (").all()
+    assert copies.loc["effnet_lite0_in1k", "value"] > copies.loc["random_effnet_lite0", "value"]
+    with np.load(results_dir / "predictions" / "retrieval" / "effnet_lite0_in1k" / "synthetic_copies.npz") as raw:
+        assert raw["top"].shape == (40, 100) and raw["per_query_map"].mean() == pytest.approx(copies.loc["effnet_lite0_in1k", "value"])
     assert results.loc[results.metric != "nll", "value"].dropna().between(0, 1).all()
     assert (results.loc[results.metric == "nll", "value"] > 0).all()
     for protocol in ("finetune", "frozen_probe"):
@@ -194,6 +202,7 @@ def test_changed_backbone_reruns_only_its_jobs(battle):
     assert {backbone for _, backbone in per_backbone} == {"random_vit_s16"}
     assert sorted(rule for rule, _ in per_backbone) == sorted(  # no frozen probe: not in its task_backbones
         ["extract_features", "linear_probe"] * 2 + ["knn", "retrieval", "finetune", "ood_classification"]
+        + ["extract_retrieval_features", "retrieval"]
     )
     assert sorted(rule for rule, backbone in jobs if backbone is None) == [
         "all", "backbone_tables", "collect", "figures", "rank"
@@ -219,7 +228,7 @@ def test_added_backbone_runs_only_its_jobs_and_the_aggregates(battle):
     assert {backbone for _, backbone in jobs if backbone is not None} == {"my_resnet18"}
     assert sorted(rule for rule, _ in jobs) == sorted(  # tasks narrowed by task_backbones leave it out
         ["extract_features", "linear_probe"] * 2 + ["knn", "retrieval", "finetune", "ood_classification"]
-        + ["all", "backbone_tables", "collect", "figures", "rank"]
+        + ["extract_retrieval_features", "retrieval"] + ["all", "backbone_tables", "collect", "figures", "rank"]
     )
 
 
@@ -233,7 +242,7 @@ def test_edited_library_module_reruns_the_rules_that_import_it(battle):
     finally:
         module.write_text(original)
     assert sorted(rule for rule, _ in jobs) == sorted(
-        ["knn"] * 3 + ["linear_probe"] * 6 + ["retrieval"] * 3 + ["finetune"] * 3 + ["frozen_probe"] * 2
+        ["knn"] * 3 + ["linear_probe"] * 6 + ["finetune"] * 3 + ["frozen_probe"] * 2
         + ["ood_classification"] * 3 + ["train_detector"] * 2 + ["all", "collect", "figures", "rank"]
     )
 
