@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import tarfile
 import zipfile
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from bobench.datasets.paper_sources import CHEXPERT_FINDINGS, chexpert_labels, i
 from bobench.datasets.prepared import PreparedDataError
 from bobench.io import sha256_file
 
+from archives import write_tar
+
 ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "file:///nonexistent/bobench-test-download"
 
@@ -37,15 +38,6 @@ def registry() -> dict:
 def _image(seed: int, size: tuple[int, int] = (12, 10)) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8))
-
-
-def _tar(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz" if path.name.endswith("gz") else "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
 
 
 def _png(seed: int, size=(12, 10)) -> bytes:
@@ -70,7 +62,7 @@ def imagenet_r_like(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     members = {f"imagenet-r/{w}/{i}.png": _png(10 * c + i) for c, w in enumerate(wnids) for i in range(4)}
-    archive = _tar(raw / "imagenet-r.tar", members)
+    archive = write_tar(raw / "imagenet-r.tar", members)
     return raw, archive, wnids
 
 
@@ -117,7 +109,7 @@ def test_imagenet_v2_numbered_folders_are_named_by_imagenet_index(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     members = {f"v2/{c}/{i}.png": _png(c * 7 + i) for c in (0, 1, 2, 10) for i in range(2)}
-    archive = _tar(raw / "v2.tar.gz", members)
+    archive = write_tar(raw / "v2.tar.gz", members)
     entry = _ood_entry("v2.tar.gz", "v2.tar.gz.d/v2", sha256_file(archive), class_names="imagenet_index")
     meta = prepare_dataset("tiny_v2", entry, tmp_path / "prepared", raw)
     synsets = imagenet_synsets()
@@ -164,7 +156,7 @@ def test_cifar100_parses_the_python_archive_with_the_numpy_only_unpickler(regist
     }
     raw = tmp_path / "raw"
     raw.mkdir()
-    archive = _tar(raw / "cifar-100-python.tar.gz", members)
+    archive = write_tar(raw / "cifar-100-python.tar.gz", members)
     entry = {**registry["cifar100"], "splits": {"train": "all", "val": 3, "test": "all"}}
     entry["source"] = {**entry["source"], "files": [{**entry["source"]["files"][0], "url": UNREACHABLE, "sha256": sha256_file(archive)}]}
     meta = prepare_dataset("cifar100", entry, tmp_path / "prepared", raw)
@@ -177,7 +169,7 @@ def test_cifar100_parses_the_python_archive_with_the_numpy_only_unpickler(regist
             return (print, ("pwned",))
 
     members["cifar-100-python/meta"] = pickle.dumps({"fine_label_names": Evil()}, protocol=2)
-    archive = _tar(raw / "cifar-100-python.tar.gz", members)
+    archive = write_tar(raw / "cifar-100-python.tar.gz", members)
     entry["source"]["files"][0]["sha256"] = sha256_file(archive)
     (raw / "cifar-100-python.tar.gz.sha256").unlink()
     with pytest.raises(pickle.UnpicklingError, match="refusing to unpickle global __builtin__.print"):
@@ -195,7 +187,7 @@ def test_flowers102_official_splits_and_the_bob_validation_switch(registry, tmp_
         buffer = io.BytesIO()
         _image(i, (9 + i % 3, 11)).save(buffer, "JPEG")  # sizes differ, as in the real set
         members[f"jpg/image_{i:05d}.jpg"] = buffer.getvalue()
-    _tar(raw / "102flowers.tgz", members)
+    write_tar(raw / "102flowers.tgz", members)
     labels = np.array([1, 2, 3] * 4)  # 1-based in the .mat
     savemat(raw / "imagelabels.mat", {"labels": labels[None]})
     savemat(raw / "setid.mat", {"trnid": np.array([[1, 2, 3, 4, 5, 6]]), "valid": np.array([[7, 8, 9]]), "tstid": np.array([[10, 11, 12]])})
@@ -228,7 +220,7 @@ def test_fgvc_aircraft_variant_lists(registry, tmp_path):
             buffer = io.BytesIO()
             _image(int(i)).save(buffer, "JPEG")
             members[f"{root}/images/{i}.jpg"] = buffer.getvalue()
-    archive = _tar(raw / "fgvc-aircraft-2013b.tar.gz", members)
+    archive = write_tar(raw / "fgvc-aircraft-2013b.tar.gz", members)
     spec = {**registry["fgvc_aircraft"]["source"]["files"][0], "url": UNREACHABLE, "sha256": sha256_file(archive)}
     entry = {**registry["fgvc_aircraft"], "source": {**registry["fgvc_aircraft"]["source"], "files": [spec]}}
     meta = prepare_dataset("fgvc_aircraft", entry, tmp_path / "prepared", raw)

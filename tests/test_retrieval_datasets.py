@@ -9,7 +9,6 @@ import hashlib
 import http.server
 import io
 import pickle
-import tarfile
 import threading
 from pathlib import Path
 
@@ -23,6 +22,8 @@ from bobench.retrieval.sources import RETRIEVAL_LOADERS, prepare_retrieval_datas
 from bobench.retrieval.splits import load_split
 from bobench.retrieval.synthetic import write_copydays_layout
 
+from archives import write_tar
+
 ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "file:///nonexistent/bobench-test-download"
 
@@ -31,16 +32,6 @@ def _jpeg(seed: int, size=(16, 12)) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)).save(buffer, "JPEG")
     return buffer.getvalue()
-
-
-def _tar(path: Path, members: dict[str, bytes]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz" if path.name.endswith("gz") else "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
 
 
 def _entry(loader: str, **source) -> dict:
@@ -64,7 +55,7 @@ def test_class_folders_cub_layout_with_per_class_cut(tmp_path):
         for i in range(n):
             members[f"CUB/images/{name}/{name[4:]}_{i:02d}.jpg"] = _jpeg(10 * c + i)
             members[f"CUB/images/{name}/{name[4:]}_{i:02d}.txt"] = b"1 2 3 4"
-    archive = _tar(tmp_path / "raw" / "cub.tgz", members)
+    archive = write_tar(tmp_path / "raw" / "cub.tgz", members)
     entry = _entry("retrieval_class_folders", folder="cub.tgz.d/CUB/images", expect={"classes": 3, "images": 11},
                    files=[{"name": "cub.tgz", "url": UNREACHABLE, "sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
                            "extract": True}])
@@ -112,7 +103,7 @@ def _gldv2_raw(tmp_path: Path) -> Path:
     mirror = tmp_path / "mirror"
     index_ids, test_ids = ["abc001", "abd002", "bcd003", "bce004"], ["fff010", "ffe011", "fed012"]
     for part, ids in (("index", index_ids), ("test", test_ids)):
-        shard = _tar(mirror / part / "images_000.tar", {f"{i[0]}/{i[1]}/{i[2]}/{i}.jpg": _jpeg(n) for n, i in enumerate(ids)})
+        shard = write_tar(mirror / part / "images_000.tar", {f"{i[0]}/{i[1]}/{i[2]}/{i}.jpg": _jpeg(n) for n, i in enumerate(ids)})
         listing = mirror / "md5sum" / part / "md5.images_000.txt"
         listing.parent.mkdir(parents=True, exist_ok=True)
         listing.write_text(f"{hashlib.md5(shard.read_bytes()).hexdigest()}  images_000.tar\n")
@@ -142,7 +133,7 @@ def _revisited_raw(tmp_path: Path) -> Path:
     """An Oxford-like archive (flat) plus revisitop's gnd pickle: 2 queries, 6 database images."""
     raw = tmp_path / "raw"
     names = [f"all_souls_{i:06d}" for i in range(8)]
-    _tar(raw / "oxbuild_images-v1.tgz", {f"{n}.jpg": _jpeg(i) for i, n in enumerate(names)})
+    write_tar(raw / "oxbuild_images-v1.tgz", {f"{n}.jpg": _jpeg(i) for i, n in enumerate(names)})
     gnd = {"qimlist": names[:2], "imlist": names[2:], "gnd": [
         {"bbx": [0.0, 0.0, 5.0, 5.0], "easy": [0, 1], "hard": [2], "junk": [3]},
         {"bbx": [1.0, 1.0, 6.0, 6.0], "easy": [], "hard": [4, 5], "junk": [0]},

@@ -14,7 +14,7 @@ import importlib.resources
 import importlib.util
 import logging
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -32,6 +32,7 @@ from bobench.datasets.downloads import (
     sha256_bytes,
 )
 from bobench.datasets.images import ImageFiles
+from bobench.datasets.loader_registry import LoaderRegistry
 from bobench.datasets.prepared import SPLIT_METHOD, SPLITS, make_splits, write_prepared
 
 LOG = logging.getLogger("bobench.datasets")
@@ -59,24 +60,10 @@ class RawDataset:
     provenance: dict[str, Any]
 
 
-Loader = Callable[[Mapping[str, Any], Path, logging.Logger], RawDataset]
 
 #: Registered loaders by name (the ``source.loader`` value in the registry).
-LOADERS: dict[str, Loader] = {}
-_SOURCE_KEYS: dict[str, tuple[str, ...]] = {}
-
-
-def register_loader(name: str, *, source_keys: tuple[str, ...] = ()) -> Callable[[Loader], Loader]:
-    """Register a loader under ``name``; ``source_keys`` are the ``source`` args it requires."""
-
-    def decorator(func: Loader) -> Loader:
-        if name in LOADERS:
-            raise ValueError(f"loader {name!r} is already registered")
-        LOADERS[name] = func
-        _SOURCE_KEYS[name] = source_keys
-        return func
-
-    return decorator
+LOADERS = LoaderRegistry("dataset")
+register_loader = LOADERS.register
 
 
 # --------------------------------------------------------------------------- registry
@@ -126,11 +113,11 @@ def validate_dataset_entry(dataset_id: str, entry: Any) -> None:
             loader,
             f"is not a registered loader; valid loaders: {', '.join(sorted(LOADERS))}",
         )
-    missing = [key for key in _SOURCE_KEYS[loader] if key not in source]
+    missing = LOADERS.missing_keys(loader, source)
     if missing:
         raise ValueError(
             f"dataset {dataset_id!r}: source is missing key(s) {', '.join(missing)} "
-            f"required by loader {loader!r} (required: {', '.join(_SOURCE_KEYS[loader])})"
+            f"required by loader {loader!r} (required: {', '.join(LOADERS.source_keys[loader])})"
         )
 
     splits = entry["splits"]

@@ -31,24 +31,15 @@ from typing import Any
 import numpy as np
 
 from bobench.datasets.archives import obtain_files, require_dir
+from bobench.datasets.loader_registry import LoaderRegistry
 from bobench.detection.synthetic import BACKGROUNDS
 from bobench.io import write_json
 
 MANIFEST_FORMAT = 1
 SPLITS = ("train", "test")
 
-DetectionLoader = Callable[..., dict[str, Any]]
-DETECTION_LOADERS: dict[str, DetectionLoader] = {}
-_SOURCE_KEYS: dict[str, tuple[str, ...]] = {}
-
-
-def register_detection_loader(name: str, *, source_keys: tuple[str, ...] = ()) -> Callable[[DetectionLoader], DetectionLoader]:
-    """Register a loader under ``name``; ``source_keys`` are the ``source`` args it requires."""
-    def decorator(func: DetectionLoader) -> DetectionLoader:
-        DETECTION_LOADERS[name] = func
-        _SOURCE_KEYS[name] = source_keys
-        return func
-    return decorator
+DETECTION_LOADERS = LoaderRegistry("detection")
+register_detection_loader = DETECTION_LOADERS.register
 
 
 def validate_detection_entry(dataset_id: str, entry: Mapping[str, Any], fail: Callable[[str, Any, str], Any]) -> None:
@@ -60,7 +51,7 @@ def validate_detection_entry(dataset_id: str, entry: Mapping[str, Any], fail: Ca
     loader = (entry.get("source") or {}).get("loader")
     if loader not in DETECTION_LOADERS:
         fail("source.loader", loader, f"is not a detection loader; valid: {', '.join(sorted(DETECTION_LOADERS))}")
-    missing = [key for key in _SOURCE_KEYS[loader] if key not in entry["source"]]
+    missing = DETECTION_LOADERS.missing_keys(loader, entry["source"])
     if missing:
         fail("source", entry["source"], f"lacks {', '.join(missing)}, required by loader {loader!r}")
     if loader == "synthetic_canvases" and entry["source"]["background"] not in BACKGROUNDS:

@@ -34,27 +34,19 @@ import numpy as np
 
 from bobench.datasets.archives import UNPINNED, obtain_files
 from bobench.datasets.downloads import DataUnavailableError, NumpyOnlyUnpickler
+from bobench.datasets.loader_registry import LoaderRegistry
 from bobench.datasets.paper_sources import IMAGE_EXTENSIONS, scan_class_folders
 from bobench.retrieval.ground_truth import GroundTruth, revisited_protocols
 from bobench.retrieval.splits import RetrievalSplit, write_split
 
 LOG = logging.getLogger("bobench.retrieval")
 
-RetrievalLoader = Callable[..., RetrievalSplit]
-RETRIEVAL_LOADERS: dict[str, RetrievalLoader] = {}
-_SOURCE_KEYS: dict[str, tuple[str, ...]] = {}
+RETRIEVAL_LOADERS = LoaderRegistry("retrieval")
+register_retrieval_loader = RETRIEVAL_LOADERS.register
 
 #: Copydays' variant folders (the layout DINO's and SSCD's loaders expect).
 COPYDAYS_JPEG_QUALITIES = (3, 5, 8, 10, 15, 20, 30, 50, 75)
 COPYDAYS_CROPS = (10, 15, 20, 30, 40, 50, 60, 70, 80)
-
-
-def register_retrieval_loader(name: str, *, source_keys: tuple[str, ...] = ()) -> Callable[[RetrievalLoader], RetrievalLoader]:
-    def decorator(func: RetrievalLoader) -> RetrievalLoader:
-        RETRIEVAL_LOADERS[name] = func
-        _SOURCE_KEYS[name] = source_keys
-        return func
-    return decorator
 
 
 def is_retrieval_benchmark(entry: Mapping[str, Any]) -> bool:
@@ -67,7 +59,7 @@ def validate_retrieval_entry(dataset_id: str, entry: Mapping[str, Any], fail: Ca
     loader = (entry.get("source") or {}).get("loader")
     if loader not in RETRIEVAL_LOADERS:
         fail("source.loader", loader, f"is not a retrieval loader; valid: {', '.join(sorted(RETRIEVAL_LOADERS))}")
-    missing = [key for key in _SOURCE_KEYS[loader] if key not in entry["source"]]
+    missing = RETRIEVAL_LOADERS.missing_keys(loader, entry["source"])
     if missing:
         fail("source", entry["source"], f"lacks {', '.join(missing)}, required by loader {loader!r}")
     for key in ("splits", "seed"):
