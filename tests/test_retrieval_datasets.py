@@ -8,6 +8,7 @@ import functools
 import hashlib
 import http.server
 import io
+import json
 import pickle
 import threading
 from pathlib import Path
@@ -222,3 +223,19 @@ def test_bob_retrieval_preprocessing_and_the_clip_normalisation_switch():
     assert retrieval_transform(native, buggy).mean == IMAGENET_MEAN
     # The bug only ever hit CLIP backbones.
     assert transform_params({"algorithm": "DINO"}, {"clip_imagenet_normalisation": True})["normalisation"] == "own"
+
+
+def test_a_file_already_present_is_checked_against_its_published_md5(tmp_path):
+    """GLDv2 shards, iNat, COCO train2017: no published sha256, but an md5; a manual copy is checked too."""
+    import logging
+
+    from bobench.datasets.archives import verified_sha256
+
+    path = tmp_path / "shard.tar"
+    path.write_bytes(b"the real bytes")
+    good = hashlib.md5(b"the real bytes").hexdigest()
+    digest = verified_sha256(path, "unpinned", logging.getLogger("test"), md5=good)
+    assert digest == hashlib.sha256(b"the real bytes").hexdigest()
+    assert json.loads(path.with_name("shard.tar.sha256").read_text())["md5"] == good  # hashed once, remembered
+    with pytest.raises(ChecksumError, match="differs from the published"):
+        verified_sha256(path, "unpinned", logging.getLogger("test"), md5="0" * 32)

@@ -79,7 +79,9 @@ def prepare_retrieval_dataset(
     prepared_dirs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Registry entry → ``out_dir`` with the split files (``split.json`` last); returns its content."""
-    validate_retrieval_entry(dataset_id, entry, _fail(dataset_id))
+    from bobench.datasets import validate_dataset_entry
+
+    validate_dataset_entry(dataset_id, entry)  # dispatches to validate_retrieval_entry
     source = entry["source"]
     split = RETRIEVAL_LOADERS[source["loader"]](source, Path(raw_dir), log, prepared_dirs=prepared_dirs or {})
     info = {"dataset_id": dataset_id, "name": entry["name"], "domain": entry["domain"], "licence": entry["licence"],
@@ -89,12 +91,6 @@ def prepare_retrieval_dataset(
              dataset_id, len(split.queries), len(split.database), ", ".join(meta["protocols"]),
              split.split_version, meta["split_sha256"])
     return meta
-
-
-def _fail(dataset_id: str) -> Callable[[str, Any, str], Any]:
-    def fail(key: str, value: Any, problem: str) -> None:
-        raise ValueError(f"dataset {dataset_id!r}: {key} = {value!r} {problem}")
-    return fail
 
 
 def _expect(found: int, expected: int | None, what: str, how_to_get: str) -> None:
