@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from bobench.detection.sources import DETECTION_LOADERS
+from bobench.retrieval.sources import RETRIEVAL_LOADERS
 from bobench.datasets import (
     LOADERS,
     ChecksumError,
@@ -198,9 +199,12 @@ def test_registry_entries_are_valid(registry: dict) -> None:
     bob = {"imagenet", "imagenet_1pct", "imagenet_10pct", "cifar100", "flowers102", "fgvc_aircraft", "eurosat", "chexpert",
            "visda2017_synthetic", "visda2017_real", "imagenet_a", "imagenet_r", "imagenet_sketch", "imagenet_v2"}
     detection = {"synthetic_objects", "synthetic_objects_textured", "coco2017", "sim10k", "cityscapes_cars"}
-    assert set(registry) == offline | bob | detection
+    retrieval = {"synthetic_copies", "cub200", "inaturalist_val", "objectnet", "instre_s1", "gldv2_retrieval", "roxford5k",
+                 "rparis6k", "copydays"}
+    assert set(registry) == offline | bob | detection | retrieval
     assert {registry[d]["source"]["loader"] for d in offline | bob} <= set(LOADERS)
     assert {registry[d]["source"]["loader"] for d in detection} <= set(DETECTION_LOADERS)
+    assert {registry[d]["source"]["loader"] for d in retrieval} <= set(RETRIEVAL_LOADERS)
     for dataset_id, entry in registry.items():
         validate_dataset_entry(dataset_id, entry)
         files = entry["source"].get("files")
