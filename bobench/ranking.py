@@ -284,14 +284,19 @@ def _top_table(tasks: pd.DataFrame, overall: pd.DataFrame, options: RankingOptio
     return pd.DataFrame(rows, columns=columns)
 
 
-def write_ranking(ranking: Ranking, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write the four ranking CSVs and a readable ``ranking.md``; returns name -> path."""
+def write_ranking(
+    ranking: Ranking, out_dir: str | os.PathLike, intervals: pd.DataFrame | None = None, iqm: pd.DataFrame | None = None
+) -> dict[str, Path]:
+    """Write the ranking CSVs (with ``intervals`` and ``iqm`` of bobench.ranking_uncertainty when given) and a
+    readable ``ranking.md``; returns name -> path."""
     out_dir = Path(out_dir)
     tables = {
         "overall": ranking.overall,
         "tasks": ranking.tasks,
         "settings": ranking.settings,
         "top": ranking.top,
+        **({"intervals": intervals} if intervals is not None else {}),
+        **({"iqm": iqm} if iqm is not None else {}),
     }
     paths: dict[str, Path] = {}
     for name, table in tables.items():
@@ -301,9 +306,31 @@ def write_ranking(ranking: Ranking, out_dir: str | os.PathLike) -> dict[str, Pat
         paths[name] = path
     path = out_dir / "ranking.md"
     with atomic_path(path) as tmp:
-        tmp.write_text(ranking_markdown(ranking))
+        tmp.write_text(ranking_markdown(ranking, intervals, iqm))
     paths["markdown"] = path
     return paths
+
+
+def _uncertainty_sections(intervals: pd.DataFrame | None, iqm: pd.DataFrame | None, names: pd.Series) -> list[str]:
+    parts = []
+    if intervals is not None and len(intervals):
+        overall = intervals[intervals["task"] == ALL_TASKS].sort_values("rank")
+        shown = pd.DataFrame({
+            "backbone": overall["backbone"].map(names),
+            "score": overall["score"],
+            "score 95% CI": [f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in zip(overall["ci_low"], overall["ci_high"])],
+            "rank": overall["rank"],
+            "rank CI": [f"{lo}–{hi}" for lo, hi in zip(overall["rank_ci_low"], overall["rank_ci_high"])],
+        })
+        parts += ["## Overall score and rank with bootstrap intervals", "",
+                  "Settings resampled with replacement within each task (stratified bootstrap); "
+                  "every task score, overall score and rank recomputed per resample (`ranking_intervals.csv` "
+                  "has the task scores too).", "", markdown_table(shown), ""]
+    if iqm is not None and len(iqm):
+        shown = iqm.assign(backbone=iqm["backbone"].map(names))
+        parts += ["## Robust view: interquartile mean of setting z-scores (GEO-Bench)", "",
+                  markdown_table(shown), ""]
+    return parts
 
 
 def read_ranking(out_dir: str | os.PathLike, options: RankingOptions) -> Ranking:
@@ -314,8 +341,8 @@ def read_ranking(out_dir: str | os.PathLike, options: RankingOptions) -> Ranking
     return Ranking(**tables, options=options)
 
 
-def ranking_markdown(ranking: Ranking) -> str:
-    """Human-readable report: options, overall ranking, top-k table, task scores, dropped settings."""
+def ranking_markdown(ranking: Ranking, intervals: pd.DataFrame | None = None, iqm: pd.DataFrame | None = None) -> str:
+    """Human-readable report: options, overall ranking, top-k table, task scores, intervals, dropped settings."""
     opts = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(ranking.options).items())
     names = ranking.overall.set_index("backbone")["backbone_name"]
     task_table = ranking.tasks.pivot(index="backbone", columns="task", values="z")
@@ -346,6 +373,7 @@ def ranking_markdown(ranking: Ranking) -> str:
         "",
         markdown_table(task_table.reset_index()),
         "",
+        *_uncertainty_sections(intervals, iqm, names),
         "## Settings dropped from aggregation (pool < 2 backbones or std = 0)",
         "",
         markdown_table(dropped) if len(dropped) else "None.",

@@ -25,18 +25,22 @@ rule collect:
 rule rank:
     input:
         results=rules.collect.output.parquet,
-        code=code("ranking", "markdown", "results"),
+        code=code("ranking", "ranking_uncertainty", "markdown", "results"),
     output:
         overall=f"{RESULTS}/ranking/ranking_overall.csv",
         tasks=f"{RESULTS}/ranking/ranking_tasks.csv",
         settings=f"{RESULTS}/ranking/ranking_settings.csv",
         top=f"{RESULTS}/ranking/ranking_top.csv",
         markdown=f"{RESULTS}/ranking/ranking.md",
+        intervals=f"{RESULTS}/ranking/ranking_intervals.csv",
+        iqm=f"{RESULTS}/ranking/ranking_iqm.csv",
     log:
         "logs/rank.log",
     conda:
         "../environment.yml"
     params:
         ranking=options("ranking"),
+        bootstrap=options("bootstrap"),
+        seed=config["seed"],
     script:
         "../workflow_scripts/rank.py"

@@ -281,3 +281,20 @@ def test_read_ranking_returns_what_write_ranking_wrote(results, tmp_path):
     again = read_ranking(tmp_path, ranking.options)
     for name in ("overall", "tasks", "settings", "top"):
         pd.testing.assert_frame_equal(getattr(again, name), getattr(ranking, name), check_dtype=False)
+
+
+def test_write_ranking_with_intervals_and_iqm(results, tmp_path):
+    from bobench.ranking_uncertainty import BootstrapOptions, bootstrap_scores, iqm_scores
+
+    ranking = compute_ranking(results)
+    options = BootstrapOptions(n_boot=100)
+    paths = write_ranking(ranking, tmp_path, intervals=bootstrap_scores(ranking.settings, options),
+                          iqm=iqm_scores(ranking.settings, options))
+    assert {"intervals", "iqm"} <= set(paths)
+    intervals = pd.read_csv(paths["intervals"])
+    overall = intervals[intervals.task == "all tasks"].set_index("backbone")
+    # The point scores are the ranking's own overall scores.
+    expected = ranking.overall.set_index("backbone")["score"].dropna()
+    pd.testing.assert_series_equal(overall["score"].reindex(expected.index), expected, check_names=False)
+    text = paths["markdown"].read_text()
+    assert "## Overall score and rank with bootstrap intervals" in text and "interquartile mean" in text

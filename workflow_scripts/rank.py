@@ -1,13 +1,18 @@
-"""Rule rank: BoB z-scores per setting → per task → overall, plus top-k tables."""
+"""Rule rank: BoB z-scores per setting → per task → overall, top-k tables, bootstrap intervals and the IQM view."""
 
 from pathlib import Path
 
 from bobench.ranking import RankingOptions, compute_ranking, write_ranking
+from bobench.ranking_uncertainty import BootstrapOptions, bootstrap_scores, iqm_scores
 from bobench.results import read_results
 from bobench.workflow import start_job
 
 log = start_job(snakemake)  # noqa: F821 (injected by Snakemake)
 sm = snakemake  # noqa: F821
-ranking = compute_ranking(read_results(sm.input.results), RankingOptions.from_config(dict(sm.params.ranking)))
-write_ranking(ranking, Path(sm.output.overall).parent)
+options = RankingOptions.from_config(dict(sm.params.ranking))
+ranking = compute_ranking(read_results(sm.input.results), options)
+bootstrap = BootstrapOptions(n_boot=sm.params.bootstrap["n_boot"], level=sm.params.bootstrap["level"], seed=sm.params.seed,
+                             aggregate=options.aggregate)
+write_ranking(ranking, Path(sm.output.overall).parent, intervals=bootstrap_scores(ranking.settings, bootstrap),
+              iqm=iqm_scores(ranking.settings, bootstrap))
 log.info("overall ranking:\n%s", ranking.overall.to_string(index=False))
