@@ -67,7 +67,8 @@ def topk_block(queries: torch.Tensor, database: torch.Tensor, k: int) -> torch.T
     """
     similarity = queries @ database.T
     values, indices = similarity.topk(min(k + 1, similarity.shape[1]), dim=1)
-    boundary_tie = values[:, k - 1] == values[:, k] if values.shape[1] > k else torch.zeros(len(values), dtype=torch.bool)
+    boundary_tie = (values[:, k - 1] == values[:, k] if values.shape[1] > k
+                    else torch.zeros(len(values), dtype=torch.bool, device=values.device))
     values, indices = values[:, :k], indices[:, :k]
     order = torch.sort(indices, dim=1).indices  # by index, then a stable sort by score: ties keep index order
     indices, values = indices.gather(1, order), values.gather(1, order)

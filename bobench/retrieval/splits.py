@@ -6,7 +6,7 @@ workflow writes them: ``data/retrieval/<id>/``::
 
     queries.npy        unicode (n_query,)     image paths relative to split.json's image_root
     database.npy       unicode (n_database,)  likewise
-    ground_truth.npz   per protocol: CSR arrays of positives and junk (bobench.retrieval.metrics.GroundTruth)
+    ground_truth.npz   per protocol: CSR arrays of positives and junk (bobench.retrieval.ground_truth.GroundTruth)
     split.json         written last: split_version, protocols, counts, the rule in words,
                        source provenance and a sha256 manifest of the three files above
 
