@@ -65,6 +65,7 @@ rule extract_retrieval_features:
     params:
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
         transform=lambda wc: retrieval_transform_params(wc.backbone),
+        crop_queries=config["retrieval"]["crop_revisited_queries"],
         extraction=options("extraction"),
     script:
         "../workflow_scripts/extract_retrieval_features.py"

@@ -156,6 +156,9 @@ def test_revisited_protocols_from_the_gnd_pickle(tmp_path):
     assert medium.positives_of(0).tolist() == [0, 1, 2] and medium.junk_of(0).tolist() == [3]
     assert hard.positives_of(0).tolist() == [2] and hard.junk_of(0).tolist() == [0, 1, 3]
     assert easy.positives_of(1).size == 0  # no easy positive: skipped under Easy when scored
+    # The query boxes are kept: full images by default (BoB), cropped on request (revisitop's standard).
+    assert split.query_boxes.tolist() == [[0.0, 0.0, 5.0, 5.0], [1.0, 1.0, 6.0, 6.0]]
+    assert split.query_files()[0].shape == (16, 12, 3) and split.query_files(crop=True)[1].shape == (5, 5, 3)
     # A pickle that could run code is refused, not loaded.
     (raw / "gnd_tiny.pkl").write_bytes(pickle.dumps({"imlist": [], "qimlist": [], "gnd": [Path("x")]}))
     with pytest.raises(pickle.UnpicklingError, match="refusing"):

@@ -28,7 +28,7 @@ options = ExtractionOptions(
     num_workers=extraction["num_workers"],
 )
 images = {
-    "query": (split.query_files(), np.arange(len(split.queries))),
+    "query": (split.query_files(crop=sm.params.crop_queries), np.arange(len(split.queries))),
     "database": (split.database_files(), np.arange(len(split.database))),
 }
 arrays, info = extract_features(backbone, images, family=spec["family"], options=options)
@@ -37,8 +37,10 @@ info.update(
     split_version=meta["split_version"],
     split_sha256=meta["split_sha256"],
     transform_params=dict(sm.params.transform),
+    cropped_queries=bool(sm.params.crop_queries and split.query_boxes is not None),
     fingerprint=canonical_hash({
         "backbone": spec, "transform": dict(sm.params.transform), "split": meta["split_sha256"],
+        "crop_queries": bool(sm.params.crop_queries and split.query_boxes is not None),
         "extraction": {k: v for k, v in extraction.items() if k != "num_workers"},
     }),
 )

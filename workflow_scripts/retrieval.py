@@ -48,6 +48,7 @@ write_record(
         **split_info, "protocols": sorted(protocols), "primary_protocol": primary, "ks": list(params["ks"]),
         "descriptor": "L2-normalised pooled features", "similarity": "dot product, exact (stable sort)",
         "ap": "revisitop trapezoidal AP, junk removed", "transform": info.get("transform_params"),
+        "cropped_queries": info.get("cropped_queries", False),
     },
     metrics=[
         # The primary protocol's metrics keep their names; the others (revisited Easy, Hard) get a suffix.

@@ -197,8 +197,9 @@ def _image_ids(root: Path, folders: list[Path]) -> dict[str, str]:
 
 @register_retrieval_loader("revisited", source_keys=("files", "how_to_get", "ground_truth"))
 def load_revisited(source: Mapping[str, Any], raw_dir: Path, log: logging.Logger, **_: Any) -> RetrievalSplit:
-    """revisitop's ``gnd_<name>.pkl`` (``imlist``, ``qimlist``, per query ``easy``/``hard``/``junk``) over the
-    images of the archives. Queries are the full images (BoB); revisitop's standard crops them to ``bbx``."""
+    """revisitop's ``gnd_<name>.pkl`` (``imlist``, ``qimlist``, per query ``easy``/``hard``/``junk``/``bbx``) over
+    the images of the archives. The query boxes are kept: BoB used the full images, revisitop's standard
+    protocol crops them (``retrieval.crop_revisited_queries``)."""
     paths, provenance = _obtain(source, raw_dir, log)
     with open(paths[source["ground_truth"]], "rb") as handle:
         gnd = NumpyOnlyUnpickler(io.BytesIO(handle.read())).load()
@@ -216,9 +217,11 @@ def load_revisited(source: Mapping[str, Any], raw_dir: Path, log: logging.Logger
     return RetrievalSplit(
         raw_dir, np.array([images[n] for n in gnd["qimlist"]]), np.array([images[n] for n in gnd["imlist"]]),
         revisited_protocols(lists["easy"], lists["hard"], lists["junk"]), "medium",
-        "revisitop's qimlist (queries, full images) and imlist (database) in file order; Easy = easy positives with "
-        "hard as junk, Medium = easy + hard with junk, Hard = hard positives with easy as junk.",
+        "revisitop's qimlist (queries, full images unless retrieval.crop_revisited_queries) and imlist (database) in "
+        "file order; Easy = easy positives with hard as junk, Medium = easy + hard with junk, Hard = hard positives "
+        "with easy as junk.",
         split_version=1, provenance={"files": provenance},
+        query_boxes=np.array([np.asarray(q.get("bbx", [np.nan] * 4), dtype=float) for q in gnd["gnd"]]).reshape(-1, 4),
     )
 
 

@@ -6,7 +6,8 @@ workflow writes them: ``data/retrieval/<id>/``::
 
     queries.npy        unicode (n_query,)     image paths relative to split.json's image_root
     database.npy       unicode (n_database,)  likewise
-    ground_truth.npz   per protocol: CSR arrays of positives and junk (bobench.retrieval.ground_truth.GroundTruth)
+    ground_truth.npz   per protocol: CSR arrays of positives and junk (bobench.retrieval.ground_truth.GroundTruth);
+                       query_boxes where the dataset gives the queries' objects (revisited Oxford/Paris)
     split.json         written last: split_version, protocols, counts, the rule in words,
                        source provenance and a sha256 manifest of the three files above
 
@@ -82,6 +83,8 @@ class RetrievalSplit:
     rule: str  # how queries, database and positives were chosen, in words
     split_version: int
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: (n_query, 4) pixel boxes x1, y1, x2, y2 of the queries' objects (revisited Oxford/Paris), or None
+    query_boxes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.queries = np.asarray(self.queries, dtype=str)
@@ -103,8 +106,9 @@ class RetrievalSplit:
         return cls(image_root, paths[query_idx], paths[db_idx], {"default": truth}, "default",
                    CLASS_FOLDER_RULE, split_version, provenance)
 
-    def query_files(self) -> ImageFiles:
-        return ImageFiles(self.image_root, self.queries)
+    def query_files(self, crop: bool = False) -> ImageFiles:
+        """The query images; ``crop`` cuts them to their boxes where the dataset has them."""
+        return ImageFiles(self.image_root, self.queries, self.query_boxes if crop else None)
 
     def database_files(self) -> ImageFiles:
         return ImageFiles(self.image_root, self.database)
@@ -128,6 +132,8 @@ def write_split(out_dir: str | Path, split: RetrievalSplit, info: Mapping[str, A
     save_npy(out_dir / "queries.npy", split.queries)
     save_npy(out_dir / "database.npy", split.database)
     arrays = {key: value for name, truth in sorted(split.ground_truth.items()) for key, value in truth.arrays(name).items()}
+    if split.query_boxes is not None:
+        arrays["query_boxes"] = np.asarray(split.query_boxes, dtype=float)
     save_npz(out_dir / "ground_truth.npz", **arrays)
     # np.savez stamps the zip with the time, so the ground truth is hashed by content.
     manifest = {"queries.npy": sha256_file(out_dir / "queries.npy"), "database.npy": sha256_file(out_dir / "database.npy"),
@@ -180,5 +186,6 @@ def load_split(out_dir: str | Path, verify: bool = False) -> tuple[RetrievalSpli
         rule=meta["rule"],
         split_version=meta["split_version"],
         provenance=meta["source"],
+        query_boxes=arrays.get("query_boxes"),
     )
     return split, meta
