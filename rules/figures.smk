@@ -8,6 +8,7 @@ rule figures:
         tasks=rules.rank.output.tasks,
         settings=rules.rank.output.settings,
         top=rules.rank.output.top,
+        intervals=rules.rank.output.intervals,
         code=code("ranking", "markdown", "figures", "results"),
     output:
         [
