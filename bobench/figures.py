@@ -30,7 +30,7 @@ from matplotlib.lines import Line2D
 from scipy.stats import spearmanr
 
 from bobench.io import atomic_path
-from bobench.ranking import RANDOM_METHOD, Ranking
+from bobench.ranking import RANDOM_METHOD, TASK_ORDER, Ranking
 from bobench.retrieval.reference import ALL_DATASETS
 
 log = logging.getLogger(__name__)
@@ -413,6 +413,46 @@ def plot_retrieval_vs_published(
         return _save(fig, path_stem)
 
 
+def task_correlations(ranking: Ranking) -> pd.DataFrame:
+    """Spearman's ρ between every two tasks' scores over the backbones scored on both (NaN below
+    :data:`MIN_POINTS_FOR_RHO` backbones or with constant scores); long form, both orders and the diagonal."""
+    scores = ranking.tasks.pivot(index="backbone", columns="task", values="z")
+    tasks = [t for t in TASK_ORDER if t in scores.columns] + sorted(set(scores.columns).difference(TASK_ORDER))
+    rows = []
+    for a in tasks:
+        for b in tasks:
+            pairs = scores[[a, b]].dropna() if a != b else scores[[a]].dropna().assign(_b=lambda df: df[a])
+            x, y = pairs.iloc[:, 0], pairs.iloc[:, 1]
+            defined = len(pairs) >= MIN_POINTS_FOR_RHO and x.nunique() > 1 and y.nunique() > 1
+            rows.append({"task_a": a, "task_b": b, "n_backbones": len(pairs),
+                         "spearman_rho": float(spearmanr(x, y).statistic) if defined else np.nan})
+    return pd.DataFrame(rows, columns=["task_a", "task_b", "n_backbones", "spearman_rho"])
+
+
+def plot_task_correlations(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
+    """Task × task matrix of Spearman's ρ between task scores (BoB: the ranking is consistent across tasks)."""
+    data = task_correlations(ranking)
+    with _style():
+        tasks = list(dict.fromkeys(data["task_a"]))
+        fig = Figure(figsize=(2.6 + 0.9 * max(len(tasks), 2), 1.8 + 0.8 * max(len(tasks), 2)), layout="constrained")
+        ax = fig.add_subplot()
+        ax.set_title("Rank correlation between tasks (Spearman ρ of task z-scores)")
+        if len(tasks) < 2:
+            _note(ax, "Fewer than two tasks with scores: no correlation to show.")
+            ax.set_axis_off()
+            return _save(fig, path_stem)
+        rho = data.pivot(index="task_a", columns="task_b", values="spearman_rho").reindex(index=tasks, columns=tasks)
+        n = data.pivot(index="task_a", columns="task_b", values="n_backbones").reindex(index=tasks, columns=tasks)
+        labels = np.where(rho.isna(), "n = " + n.astype(str), rho.map(lambda v: f"{v:.2f}") + "\nn = " + n.astype(str))
+        sns.heatmap(rho, ax=ax, cmap="RdBu_r", vmin=-1, vmax=1, center=0, annot=labels, fmt="",
+                    annot_kws={"fontsize": 7}, linewidths=0.4, linecolor="white", cbar_kws={"label": "Spearman ρ"})
+        ax.set_xlabel("task")
+        ax.set_ylabel("task")
+        fig.text(0.01, 0.0, f"n: backbones scored on both tasks; blank: n < {MIN_POINTS_FOR_RHO} or constant scores",
+                 fontsize=7, va="top")
+        return _save(fig, path_stem)
+
+
 def _warn_if_stale(results: pd.DataFrame, ranking: Ranking) -> None:
     """Figures are only meaningful if the ranking was computed from these results."""
     in_results = set(results["backbone"])
@@ -441,4 +481,5 @@ FIGURES = {
     "zscore_heatmap": plot_zscore_heatmap,
     "task_scatter": plot_task_scatter,
     "zscore_vs_params": plot_zscore_vs_params,
+    "task_correlations": plot_task_correlations,
 }

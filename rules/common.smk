@@ -57,7 +57,13 @@ DETECTION_DATASETS = sorted(
         for d in DETECTION_SETS.get(source, [])
     }
 )
-FIGURE_NAMES = ["overall_ranking", "zscore_heatmap", "task_scatter", "zscore_vs_params"]
+FIGURE_NAMES = [
+    "overall_ranking",
+    "zscore_heatmap",
+    "task_scatter",
+    "zscore_vs_params",
+    "task_correlations",
+]
 RETRIEVAL_REFERENCE = str(
     bobench_config.resolve_path(
         config["registries"]["retrieval_reference"], workflow.basedir

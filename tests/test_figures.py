@@ -135,3 +135,23 @@ def test_task_scatter_defaults_to_classification_against_the_best_covered_task()
     assert len(pairs.dropna()) == 6
     _, x, y, _ = figures._scatter_axes(compute_ranking(results), None, "detection")
     assert (x, y) == ("classification", "detection")
+
+
+def test_task_correlations_data():
+    """Spearman's ρ between task scores over the shared backbones, from a ranking with a known task order."""
+    from bobench.figures import task_correlations
+
+    settings = [("classification", "a", "lp", "top1"), ("retrieval", "r", "frozen", "map"), ("detection", "c", "ft", "ap")]
+    results = make_results(6, settings=settings)
+    # Retrieval follows classification exactly; detection reverses it; one backbone lacks detection.
+    cls = results.task == "classification"
+    order = results[cls].set_index("backbone")["value"]
+    results.loc[results.task == "retrieval", "value"] = results.loc[results.task == "retrieval", "backbone"].map(order * 0.5)
+    results.loc[results.task == "detection", "value"] = results.loc[results.task == "detection", "backbone"].map(1 - order)
+    results = results[~((results.task == "detection") & (results.backbone == "bb5"))]
+    data = task_correlations(compute_ranking(results)).set_index(["task_a", "task_b"])
+    assert data.loc[("classification", "retrieval"), "spearman_rho"] == pytest.approx(1.0)
+    assert data.loc[("classification", "detection"), "spearman_rho"] == pytest.approx(-1.0)
+    assert data.loc[("detection", "classification"), "n_backbones"] == 5
+    assert data.loc[("retrieval", "retrieval"), "spearman_rho"] == pytest.approx(1.0)
+    assert list(dict.fromkeys(data.index.get_level_values(0))) == ["classification", "detection", "retrieval"]
