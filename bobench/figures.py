@@ -283,10 +283,9 @@ def plot_task_scatter(
     task_x: str | None = None,
     task_y: str | None = None,
 ) -> list[Path]:
-    """BoB Fig. 1: task z-score of one task against another; size = parameters, colour = method."""
+    """Task z-score of one task against another; size = parameters, colour = method."""
     pairs, x_name, y_name, note = _scatter_axes(ranking, task_x, task_y)
     info = ranking.overall.set_index("backbone")
-    data = pairs.dropna().join(info[["backbone_name", "family", "method", "n_params"]])
     with _style():
         fig = Figure(figsize=(7.5, 5.5), layout="constrained")
         ax = fig.add_subplot()
@@ -294,26 +293,67 @@ def plot_task_scatter(
         if note:
             title += f"\n({note})"
         ax.set_title(title)
-        if data.empty:
-            _note(ax, "No backbone has z-scores on both axes." if x_name else note.capitalize() + ".")
-            ax.set_axis_off()
-            return _save(fig, path_stem)
-        largest = max(float(info["n_params"].max()), 1.0)
-        for _, row in data.iterrows():
-            ax.scatter(
-                row["x"], row["y"], s=20 + 280 * row["n_params"] / largest,
-                color=method_colour(row["method"]), marker=family_marker(row["family"]),
-                edgecolor="white", linewidth=0.5, alpha=0.85, zorder=3,
-            )
-        ax.axhline(0, color="grey", linewidth=0.6)
-        ax.axvline(0, color="grey", linewidth=0.6)
-        ax.set_xlabel(f"{x_name} z-score (SD)")
-        ax.set_ylabel(f"{y_name} z-score (SD)")
-        ax.text(0.02, 0.98, _rho_text(data["x"], data["y"]), transform=ax.transAxes, va="top",
-                fontsize=9, bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
-        _label_points(ax, data["x"].to_numpy(float), data["y"].to_numpy(float), list(data["backbone_name"]))
-        ax.margins(x=0.25, y=0.1)  # room for point labels inside the axes
-        _legend(ax, list(data["method"]), list(data["family"]))
+        data = _scatter_panel(ax, pairs, x_name, y_name, info, empty_note=None if x_name else note.capitalize() + ".")
+        if not data.empty:
+            _legend(ax, list(data["method"]), list(data["family"]))
+        return _save(fig, path_stem)
+
+
+def _scatter_panel(ax: Axes, pairs: pd.DataFrame, x_name: str, y_name: str, info: pd.DataFrame,
+                   empty_note: str | None = None) -> pd.DataFrame:
+    """One z-score scatter (x, y per backbone) with sizes, colours, ρ and labels; returns the points drawn."""
+    data = pairs.dropna().join(info[["backbone_name", "family", "method", "n_params"]])
+    if data.empty:
+        _note(ax, empty_note or f"No backbone has z-scores on both {x_name} and {y_name}.")
+        ax.set_axis_off()
+        return data
+    largest = max(float(info["n_params"].max()), 1.0)
+    for _, row in data.iterrows():
+        ax.scatter(
+            row["x"], row["y"], s=20 + 280 * row["n_params"] / largest,
+            color=method_colour(row["method"]), marker=family_marker(row["family"]),
+            edgecolor="white", linewidth=0.5, alpha=0.85, zorder=3,
+        )
+    ax.axhline(0, color="grey", linewidth=0.6)
+    ax.axvline(0, color="grey", linewidth=0.6)
+    ax.set_xlabel(f"{x_name} z-score (SD)")
+    ax.set_ylabel(f"{y_name} z-score (SD)")
+    ax.text(0.02, 0.98, _rho_text(data["x"], data["y"]), transform=ax.transAxes, va="top",
+            fontsize=9, bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+    _label_points(ax, data["x"].to_numpy(float), data["y"].to_numpy(float), list(data["backbone_name"]))
+    ax.margins(x=0.25, y=0.1)  # room for point labels inside the axes
+    return data
+
+
+#: BoB's Figure 1: detection and OOD classification, each against classification.
+FIGURE1_PANELS = (("classification", "detection"), ("classification", "ood_classification"))
+
+
+def figure1_data(ranking: Ranking) -> dict[tuple[str, str], pd.DataFrame]:
+    """Per panel (x task, y task): the backbones scored on both, with their x and y task z-scores."""
+    scores = ranking.tasks.pivot(index="backbone", columns="task", values="z")
+    return {(x, y): (scores[[x, y]].set_axis(["x", "y"], axis=1).dropna() if {x, y} <= set(scores.columns)
+                     else pd.DataFrame(columns=["x", "y"], dtype=float))
+            for x, y in FIGURE1_PANELS}
+
+
+def plot_figure1(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
+    """BoB Fig. 1: detection vs classification and OOD classification vs classification task z-scores;
+    colour = pretraining method, size = parameters, Spearman's ρ in each panel. A panel whose tasks have no
+    shared backbones says so instead of plotting."""
+    info = ranking.overall.set_index("backbone")
+    with _style():
+        fig = Figure(figsize=(13, 5.5), layout="constrained")
+        axes = fig.subplots(1, len(FIGURE1_PANELS))
+        fig.suptitle("Task scores against classification (BoB Fig. 1)", fontsize=11)
+        drawn = []
+        for ax, ((x, y), pairs) in zip(axes, figure1_data(ranking).items()):
+            ax.set_title(f"{y} vs {x}")
+            drawn.append(_scatter_panel(ax, pairs, x, y, info,
+                                        empty_note=f"No results on both {x} and {y} yet:\nthis panel needs both tasks."))
+        shown = pd.concat([d for d in drawn if not d.empty]) if any(not d.empty for d in drawn) else pd.DataFrame()
+        if not shown.empty:
+            _legend(axes[-1], list(shown["method"]), list(shown["family"]))
         return _save(fig, path_stem)
 
 
@@ -482,4 +522,5 @@ FIGURES = {
     "task_scatter": plot_task_scatter,
     "zscore_vs_params": plot_zscore_vs_params,
     "task_correlations": plot_task_correlations,
+    "figure1": plot_figure1,
 }

@@ -63,6 +63,7 @@ FIGURE_NAMES = [
     "task_scatter",
     "zscore_vs_params",
     "task_correlations",
+    "figure1",
 ]
 RETRIEVAL_REFERENCE = str(
     bobench_config.resolve_path(

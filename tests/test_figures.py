@@ -155,3 +155,23 @@ def test_task_correlations_data():
     assert data.loc[("detection", "classification"), "n_backbones"] == 5
     assert data.loc[("retrieval", "retrieval"), "spearman_rho"] == pytest.approx(1.0)
     assert list(dict.fromkeys(data.index.get_level_values(0))) == ["classification", "detection", "retrieval"]
+
+
+def test_figure1_panels_data_and_missing_task():
+    """Detection vs classification has points; OOD classification is absent, so its panel is a note."""
+    from bobench.figures import figure1_data
+
+    results = make_results(6)
+    ranking = compute_ranking(results)
+    data = figure1_data(ranking)
+    detection = data["classification", "detection"]
+    expected = ranking.tasks.pivot(index="backbone", columns="task", values="z")[["classification", "detection"]].dropna()
+    np.testing.assert_allclose(detection.to_numpy(), expected.to_numpy())
+    assert data["classification", "ood_classification"].empty
+
+
+def test_figure1_renders_with_a_missing_task(tmp_path):
+    from bobench.figures import plot_figure1
+
+    paths = plot_figure1(compute_ranking(make_results(6)), tmp_path / "figure1")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
