@@ -357,45 +357,77 @@ def plot_figure1(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
         return _save(fig, path_stem)
 
 
-def plot_zscore_vs_params(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
-    """Overall score against parameter count (log x), Spearman rho per family (BoB Observation 2).
+#: The scaling figure's panels: results-table column, axis label.
+SCALE_PANELS = (("n_params", "parameters (count, log scale)"), ("pretrain_size", "pretraining images (count, log scale)"))
 
-    Random-init baselines are drawn hollow and left out of rho: the trend BoB
-    reports is over pretrained backbones.
-    """
+
+def scaling_fits(ranking: Ranking) -> pd.DataFrame:
+    """Per panel and family: Spearman's ρ and a least-squares line ``score = a + b·log10(x)`` over the
+    pretrained backbones (random init, with no pretraining data, is left out as in BoB Observation 2)."""
+    rows = []
     data = ranking.overall.dropna(subset=["score"])
-    data = data[data["n_params"] > 0]
+    data = data[data["method"] != RANDOM_METHOD]
+    for column, _ in SCALE_PANELS:
+        valid = data[pd.to_numeric(data[column], errors="coerce") > 0]
+        for family in _ordered_families(list(valid["family"])):
+            members = valid[valid["family"] == family]
+            x, y = np.log10(members[column].astype(float)), members["score"].astype(float)
+            enough = len(members) >= MIN_POINTS_FOR_RHO and x.nunique() > 1 and y.nunique() > 1
+            slope, intercept = np.polyfit(x, y, 1) if enough else (np.nan, np.nan)
+            rows.append({"axis": column, "family": family, "n_backbones": len(members),
+                         "spearman_rho": float(spearmanr(x, y).statistic) if enough else np.nan,
+                         "slope_per_decade": float(slope), "intercept": float(intercept)})
+    return pd.DataFrame(rows, columns=["axis", "family", "n_backbones", "spearman_rho", "slope_per_decade", "intercept"])
+
+
+def plot_zscore_vs_scale(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
+    """Overall score against parameter count and against pretraining-set size (log x), one least-squares line
+    and Spearman's ρ per architecture family (BoB Observation 2). Random-init baselines are drawn hollow in the
+    parameter panel and left out of the fits; they have no pretraining data to plot."""
+    data = ranking.overall.dropna(subset=["score"])
+    fits = scaling_fits(ranking).set_index(["axis", "family"])
     with _style():
-        fig = Figure(figsize=(9.0, 5.0), layout="constrained")
-        ax = fig.add_subplot()
-        ax.set_title("Overall z-score vs model size")
-        if data.empty:
-            _note(ax, "No backbone has both a valid overall score and a parameter count.")
-            ax.set_axis_off()
-            return _save(fig, path_stem)
-        handles = []
-        for family in _ordered_families(list(data["family"])):
-            members = data[data["family"] == family]
-            colour = FAMILY_PALETTE.get(family, OTHER_COLOUR)
-            random = members["method"] == RANDOM_METHOD
-            ax.scatter(members.loc[~random, "n_params"], members.loc[~random, "score"], color=colour,
-                       marker=family_marker(family), s=40, edgecolor="white", linewidth=0.5, zorder=3)
-            ax.scatter(members.loc[random, "n_params"], members.loc[random, "score"], facecolor="none",
-                       edgecolor=colour, marker=family_marker(family), s=40, zorder=3)
-            pretrained = members[~random]
-            label = family
-            if len(pretrained) >= MIN_POINTS_FOR_RHO:
-                label += f": {_rho_text(pretrained['n_params'], pretrained['score'])}"
-            handles.append(Line2D([], [], marker=family_marker(family), linestyle="", markersize=7,
-                                  color=colour, label=label))
-        ax.set_xscale("log")
-        ax.axhline(0, color="grey", linewidth=0.6)
-        ax.set_xlabel("parameters (count, log scale)")
-        ax.set_ylabel("overall score (mean z-score, SD)")
+        fig = Figure(figsize=(13.0, 5.0), layout="constrained")
+        axes = fig.subplots(1, len(SCALE_PANELS), sharey=True)
+        fig.suptitle("Overall z-score vs model size and pretraining data", fontsize=11)
+        handles = {}
+        for ax, (column, label) in zip(axes, SCALE_PANELS):
+            shown = data[pd.to_numeric(data[column], errors="coerce") > 0]
+            if shown.empty:
+                _note(ax, f"No backbone has both an overall score and a {column}.")
+                ax.set_axis_off()
+                continue
+            for family in _ordered_families(list(shown["family"])):
+                members = shown[shown["family"] == family]
+                colour = FAMILY_PALETTE.get(family, OTHER_COLOUR)
+                random = members["method"] == RANDOM_METHOD
+                ax.scatter(members.loc[~random, column], members.loc[~random, "score"], color=colour,
+                           marker=family_marker(family), s=40, edgecolor="white", linewidth=0.5, zorder=3)
+                ax.scatter(members.loc[random, column], members.loc[random, "score"], facecolor="none",
+                           edgecolor=colour, marker=family_marker(family), s=40, zorder=3)
+                fit = fits.loc[(column, family)] if (column, family) in fits.index else None
+                text = f"{family}"
+                if fit is not None and np.isfinite(fit["spearman_rho"]):
+                    pretrained = members.loc[~random, column].astype(float)
+                    xs = np.logspace(np.log10(pretrained.min()), np.log10(pretrained.max()), 20)
+                    ax.plot(xs, fit["intercept"] + fit["slope_per_decade"] * np.log10(xs), color=colour, linewidth=1.2)
+                    text += f": ρ = {fit['spearman_rho']:.2f} (n = {int(fit['n_backbones'])})"
+                elif fit is not None:
+                    text += f": n = {int(fit['n_backbones'])}, no fit"
+                ax.text(0.02, 0.98 - 0.06 * list(_ordered_families(list(shown["family"]))).index(family), text,
+                        transform=ax.transAxes, va="top", fontsize=8, color=colour)
+                handles[family] = Line2D([], [], marker=family_marker(family), linestyle="", markersize=7,
+                                         color=colour, label=family)
+            ax.set_xscale("log")
+            ax.axhline(0, color="grey", linewidth=0.6)
+            ax.set_xlabel(label)
+        axes[0].set_ylabel("overall score (mean z-score, SD)")
+        legend = list(handles.values())
         if (data["method"] == RANDOM_METHOD).any():
-            handles.append(Line2D([], [], marker="o", linestyle="", markersize=7, markerfacecolor="none",
-                                  color="grey", label="random init (hollow; not in ρ)"))
-        _outside_legend(ax, handles, "family")
+            legend.append(Line2D([], [], marker="o", linestyle="", markersize=7, markerfacecolor="none",
+                                 color="grey", label="random init (hollow; not fitted)"))
+        if legend:
+            _outside_legend(axes[-1], legend, "family (line: least squares on log x)")
         return _save(fig, path_stem)
 
 
@@ -520,7 +552,7 @@ FIGURES = {
     "overall_ranking": plot_overall_ranking,
     "zscore_heatmap": plot_zscore_heatmap,
     "task_scatter": plot_task_scatter,
-    "zscore_vs_params": plot_zscore_vs_params,
+    "zscore_vs_scale": plot_zscore_vs_scale,
     "task_correlations": plot_task_correlations,
     "figure1": plot_figure1,
 }

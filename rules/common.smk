@@ -61,7 +61,7 @@ FIGURE_NAMES = [
     "overall_ranking",
     "zscore_heatmap",
     "task_scatter",
-    "zscore_vs_params",
+    "zscore_vs_scale",
     "task_correlations",
     "figure1",
 ]

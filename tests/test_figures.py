@@ -175,3 +175,23 @@ def test_figure1_renders_with_a_missing_task(tmp_path):
 
     paths = plot_figure1(compute_ranking(make_results(6)), tmp_path / "figure1")
     assert [p.suffix for p in paths] == [".png", ".pdf"]
+
+
+def test_scaling_fits_per_family_over_pretrained_backbones():
+    """Scores rising exactly linearly in log10(params) for CNNs give slope 1/decade and ρ = 1; random init is not fitted."""
+    from bobench.figures import scaling_fits
+
+    results = make_results(9)
+    results["family"] = results["backbone"].map(lambda b: "CNN" if int(b[2:]) % 2 else "ViT")
+    results["method"] = results["backbone"].map(lambda b: "none" if b == "bb8" else "supervised")
+    results["pretrain_size"] = results["backbone"].map(lambda b: 0 if b == "bb8" else 10**6)
+    ranking = compute_ranking(results)
+    cnn = ranking.overall["family"] == "CNN"
+    ranking.overall["n_params"] = ranking.overall["n_params"].astype(float)
+    ranking.overall.loc[cnn, "n_params"] = 10.0 ** (6 + ranking.overall.loc[cnn, "score"])
+    fits = scaling_fits(ranking).set_index(["axis", "family"])
+    assert fits.loc[("n_params", "CNN"), "slope_per_decade"] == pytest.approx(1.0)
+    assert fits.loc[("n_params", "CNN"), "spearman_rho"] == pytest.approx(1.0)
+    assert fits.loc[("n_params", "ViT"), "n_backbones"] == 4  # bb0, 2, 4, 6: bb8 is random init
+    assert fits.loc[("pretrain_size", "CNN"), "n_backbones"] == 4
+    assert np.isnan(fits.loc[("pretrain_size", "CNN"), "spearman_rho"])  # every pretrain_size is 10**6: no fit
