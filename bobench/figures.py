@@ -485,6 +485,63 @@ def plot_retrieval_vs_published(
         return _save(fig, path_stem)
 
 
+#: Per task, the frozen-backbone protocol fine-tuning is compared with (BoB Observation 5).
+FROZEN_COUNTERPART = {"classification": "linear_probe", "detection": "frozen", "instance_segmentation": "frozen"}
+
+
+def architecture_group(family: str) -> str:
+    return "CNN" if family == "CNN" else "transformer"
+
+
+def finetune_gain(ranking: Ranking) -> pd.DataFrame:
+    """Per backbone and task: mean over datasets of z(fine-tuned) − z(frozen counterpart), where both exist."""
+    z = ranking.settings.dropna(subset=["z"])
+    info = ranking.overall.set_index("backbone")
+    rows = []
+    for task, frozen in FROZEN_COUNTERPART.items():
+        grid = z[z["task"] == task].pivot_table(index=["backbone", "dataset"], columns="protocol", values="z")
+        if "finetune" not in grid.columns or frozen not in grid.columns:
+            continue
+        gain = (grid["finetune"] - grid[frozen]).dropna().groupby(level="backbone").agg(["mean", "size"])
+        for backbone, (mean, size) in gain.iterrows():
+            family = info.at[backbone, "family"]
+            rows.append({"backbone": backbone, "backbone_name": info.at[backbone, "backbone_name"], "family": family,
+                         "group": architecture_group(family), "method": info.at[backbone, "method"], "task": task,
+                         "versus": frozen, "gain": float(mean), "n_datasets": int(size)})
+    return pd.DataFrame(rows, columns=["backbone", "backbone_name", "family", "group", "method", "task", "versus", "gain", "n_datasets"])
+
+
+def plot_finetune_gain(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
+    """What fine-tuning adds over a frozen backbone, per backbone, CNNs against transformers (BoB Observation 5)."""
+    data = finetune_gain(ranking)
+    tasks = list(dict.fromkeys(data["task"]))
+    with _style():
+        fig = Figure(figsize=(3.6 * max(len(tasks), 1) + 2.2, 4.8), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, max(len(tasks), 1), sharey=True))
+        fig.suptitle("Fine-tuned minus frozen z-score per backbone (BoB Observation 5)", fontsize=11)
+        if data.empty:
+            _note(axes[0], "No backbone has both a fine-tuned and a frozen (linear probe) result on one dataset.")
+            axes[0].set_axis_off()
+            return _save(fig, path_stem)
+        for ax, task in zip(axes, tasks):
+            panel = data[data["task"] == task]
+            for position, group in enumerate(("CNN", "transformer")):
+                members = panel[panel["group"] == group]
+                jitter = np.linspace(-0.18, 0.18, len(members)) if len(members) > 1 else np.zeros(len(members))
+                ax.scatter(position + jitter, members["gain"], c=[method_colour(m) for m in members["method"]],
+                           marker="o", s=30, edgecolor="white", linewidth=0.4, zorder=3)
+                if len(members):
+                    ax.hlines(members["gain"].mean(), position - 0.3, position + 0.3, color="black", linewidth=1.5, zorder=4)
+            ax.axhline(0, color="grey", linewidth=0.6)
+            ax.set_xticks([0, 1], [f"CNN (n = {(panel.group == 'CNN').sum()})",
+                                   f"transformer (n = {(panel.group == 'transformer').sum()})"])
+            ax.set_xlim(-0.6, 1.6)
+            ax.set_title(f"{task}: finetune − {panel['versus'].iloc[0]}")
+        axes[0].set_ylabel("z(fine-tuned) − z(frozen), SD (bar: group mean)")
+        _legend(axes[len(tasks) - 1], list(data["method"]))
+        return _save(fig, path_stem)
+
+
 def task_correlations(ranking: Ranking) -> pd.DataFrame:
     """Spearman's ρ between every two tasks' scores over the backbones scored on both (NaN below
     :data:`MIN_POINTS_FOR_RHO` backbones or with constant scores); long form, both orders and the diagonal."""
@@ -555,4 +612,5 @@ FIGURES = {
     "zscore_vs_scale": plot_zscore_vs_scale,
     "task_correlations": plot_task_correlations,
     "figure1": plot_figure1,
+    "finetune_gain": plot_finetune_gain,
 }

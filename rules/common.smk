@@ -64,6 +64,7 @@ FIGURE_NAMES = [
     "zscore_vs_scale",
     "task_correlations",
     "figure1",
+    "finetune_gain",
 ]
 RETRIEVAL_REFERENCE = str(
     bobench_config.resolve_path(

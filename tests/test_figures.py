@@ -195,3 +195,27 @@ def test_scaling_fits_per_family_over_pretrained_backbones():
     assert fits.loc[("n_params", "ViT"), "n_backbones"] == 4  # bb0, 2, 4, 6: bb8 is random init
     assert fits.loc[("pretrain_size", "CNN"), "n_backbones"] == 4
     assert np.isnan(fits.loc[("pretrain_size", "CNN"), "spearman_rho"])  # every pretrain_size is 10**6: no fit
+
+
+def test_finetune_gain_data():
+    """z(finetune) − z(linear_probe) per backbone on the datasets that have both protocols."""
+    from bobench.figures import finetune_gain
+
+    settings = [("classification", "a", "linear_probe", "top1"), ("classification", "a", "finetune", "top1"),
+                ("classification", "b", "linear_probe", "top1")]
+    results = make_results(6, settings=settings)
+    ranking = compute_ranking(results)
+    gain = finetune_gain(ranking).set_index("backbone")
+    z = ranking.settings.dropna(subset=["z"]).set_index(["backbone", "dataset", "protocol"])["z"]
+    for backbone, row in gain.iterrows():
+        assert row["gain"] == pytest.approx(z[backbone, "a", "finetune"] - z[backbone, "a", "linear_probe"])
+        assert row["n_datasets"] == 1 and row["group"] == ("CNN" if row["family"] == "CNN" else "transformer")
+    assert set(gain["task"]) == {"classification"}
+
+
+def test_finetune_gain_without_pairs_is_a_note(tmp_path):
+    from bobench.figures import finetune_gain, plot_finetune_gain
+
+    ranking = compute_ranking(make_results(6))  # linear probe and kNN, no fine-tuning
+    assert finetune_gain(ranking).empty
+    assert [p.suffix for p in plot_finetune_gain(ranking, tmp_path / "gain")] == [".png", ".pdf"]

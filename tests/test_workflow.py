@@ -23,7 +23,8 @@ import yaml
 from bobench.config import cells, ood_plan
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ["overall_ranking", "zscore_heatmap", "task_scatter", "zscore_vs_scale", "task_correlations", "figure1"]
+FIGURES = ["overall_ranking", "zscore_heatmap", "task_scatter", "zscore_vs_scale", "task_correlations", "figure1",
+           "finetune_gain"]
 pytestmark = pytest.mark.slow
 
 
