@@ -542,6 +542,65 @@ def plot_finetune_gain(ranking: Ranking, path_stem: str | os.PathLike) -> list[P
         return _save(fig, path_stem)
 
 
+#: The pretraining methods compared at matched data size (BoB Observation 3): self-supervised and
+#: vision-language against supervised.
+MATCHED_METHODS = ("supervised", "SSL", "vision-language")
+
+
+def matched_data_comparison(ranking: Ranking) -> pd.DataFrame:
+    """Per task and pretraining-data decade (``floor(log10(pretrain_size))``): each method's mean task score.
+
+    Only decades holding supervised backbones and SSL or vision-language ones are kept: those are the
+    comparisons at matched data scale.
+    """
+    info = ranking.overall.set_index("backbone")
+    data = ranking.tasks.join(info[["method", "pretrain_size"]], on="backbone")
+    data = data[data["method"].isin(MATCHED_METHODS) & (pd.to_numeric(data["pretrain_size"], errors="coerce") > 0)]
+    data = data.assign(decade=np.floor(np.log10(data["pretrain_size"].astype(float))).astype(int))
+    summary = (data.groupby(["task", "decade", "method"], as_index=False)
+               .agg(mean_z=("z", "mean"), n_backbones=("z", "size"), backbones=("backbone", lambda b: ", ".join(sorted(b)))))
+    methods = summary.groupby(["task", "decade"])["method"].agg(set)
+    matched = methods[methods.map(lambda m: "supervised" in m and bool(m & {"SSL", "vision-language"}))].index
+    keep = summary.set_index(["task", "decade"]).index.isin(matched)
+    return summary[keep].reset_index(drop=True)
+
+
+def plot_matched_data(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
+    """SSL and vision-language against supervised pretraining at matched data size, per task (BoB Observation 3)."""
+    data = matched_data_comparison(ranking)
+    tasks = [t for t in TASK_ORDER if t in set(data["task"])] + sorted(set(data["task"]).difference(TASK_ORDER))
+    with _style():
+        fig = Figure(figsize=(3.4 * max(len(tasks), 1) + 2.2, 4.6), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, max(len(tasks), 1), sharey=True))
+        fig.suptitle("Pretraining method at matched data size: mean task z-score per decade of pretraining images",
+                     fontsize=11)
+        if data.empty:
+            _note(axes[0], "No decade of pretraining-set size holds both supervised and\n"
+                           "SSL or vision-language backbones with scores: nothing to match.")
+            axes[0].set_axis_off()
+            return _save(fig, path_stem)
+        width = 0.8 / len(MATCHED_METHODS)
+        for ax, task in zip(axes, tasks):
+            panel = data[data["task"] == task]
+            decades = sorted(panel["decade"].unique())
+            for k, method in enumerate(MATCHED_METHODS):
+                rows = panel[panel["method"] == method].set_index("decade")
+                xs = [i + (k - 1) * width for i, d in enumerate(decades) if d in rows.index]
+                ys = [rows.at[d, "mean_z"] for d in decades if d in rows.index]
+                bars = ax.bar(xs, ys, width=width, color=method_colour(method), label=method)
+                for bar, d in zip(bars, [d for d in decades if d in rows.index]):
+                    ax.annotate(f"n={rows.at[d, 'n_backbones']}", (bar.get_x() + width / 2, bar.get_height()),
+                                ha="center", va="bottom" if bar.get_height() >= 0 else "top", fontsize=6)
+            ax.axhline(0, color="grey", linewidth=0.6)
+            ax.set_xticks(range(len(decades)), [f"$10^{{{d}}}$" for d in decades])
+            ax.set_xlim(-0.6, len(decades) - 0.4)
+            ax.set_xlabel("pretraining images (decade)")
+            ax.set_title(task)
+        axes[0].set_ylabel("mean task z-score (SD)")
+        _legend(axes[len(tasks) - 1], list(MATCHED_METHODS))
+        return _save(fig, path_stem)
+
+
 def task_correlations(ranking: Ranking) -> pd.DataFrame:
     """Spearman's ρ between every two tasks' scores over the backbones scored on both (NaN below
     :data:`MIN_POINTS_FOR_RHO` backbones or with constant scores); long form, both orders and the diagonal."""
@@ -613,4 +672,5 @@ FIGURES = {
     "task_correlations": plot_task_correlations,
     "figure1": plot_figure1,
     "finetune_gain": plot_finetune_gain,
+    "matched_data": plot_matched_data,
 }

@@ -65,6 +65,7 @@ FIGURE_NAMES = [
     "task_correlations",
     "figure1",
     "finetune_gain",
+    "matched_data",
 ]
 RETRIEVAL_REFERENCE = str(
     bobench_config.resolve_path(

@@ -219,3 +219,19 @@ def test_finetune_gain_without_pairs_is_a_note(tmp_path):
     ranking = compute_ranking(make_results(6))  # linear probe and kNN, no fine-tuning
     assert finetune_gain(ranking).empty
     assert [p.suffix for p in plot_finetune_gain(ranking, tmp_path / "gain")] == [".png", ".pdf"]
+
+
+def test_matched_data_comparison_keeps_only_matched_decades():
+    from bobench.figures import matched_data_comparison
+
+    results = make_results(6)
+    methods = {"bb0": "supervised", "bb1": "SSL", "bb2": "supervised", "bb3": "vision-language", "bb4": "SSL", "bb5": "none"}
+    sizes = {"bb0": 1_281_167, "bb1": 1_281_167, "bb2": 14_000_000, "bb3": 400_000_000, "bb4": 5_000_000, "bb5": 0}
+    results["method"], results["pretrain_size"] = results["backbone"].map(methods), results["backbone"].map(sizes)
+    ranking = compute_ranking(results)
+    data = matched_data_comparison(ranking)
+    # Decade 6 has supervised bb0 and SSL bb1 (and SSL bb4): matched. 10^7 has supervised bb2 only; 10^8 VL only.
+    assert set(data["decade"]) == {6}
+    z = ranking.tasks.set_index(["backbone", "task"])["z"]
+    ssl = data[(data.task == "classification") & (data.method == "SSL")].iloc[0]
+    assert ssl["n_backbones"] == 2 and ssl["mean_z"] == pytest.approx((z["bb1", "classification"] + z["bb4", "classification"]) / 2)
