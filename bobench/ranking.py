@@ -284,6 +284,37 @@ def _top_table(tasks: pd.DataFrame, overall: pd.DataFrame, options: RankingOptio
     return pd.DataFrame(rows, columns=columns)
 
 
+#: Tasks BoB's Table 2 marks as out-of-distribution.
+OOD_TASKS = ("ood_classification", "ood_detection")
+ORDINALS = ("1st", "2nd", "3rd")
+
+
+def table2(top: pd.DataFrame) -> pd.DataFrame:
+    """BoB Table 2 ("Which backbone should I choose?"): per task and subset, the top backbones left to right,
+    each with its score; ``kind`` marks the OOD rows and the all-tasks row."""
+    rows = []
+    for (subset, task), group in top.groupby(["subset", "task"], sort=False):
+        kind = "all tasks" if task == ALL_TASKS else ("OOD" if task in OOD_TASKS else "in-distribution")
+        ranked = group.sort_values("position")
+        row = {"subset": subset, "kind": kind, "task": task}
+        for position, (name, score) in enumerate(zip(ranked["backbone_name"], ranked["score"]), start=1):
+            row[ORDINALS[position - 1] if position <= len(ORDINALS) else f"{position}th"] = f"{name} ({score:+.2f})"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table2_markdown(top: pd.DataFrame) -> str:
+    table = table2(top)
+    parts = ["# Which backbone should I choose? (BoB Table 2)", "",
+             "Top backbones per task (task score, SD), best first; random-init baselines left out. "
+             "**OOD** rows test out of distribution; the last row of each block is the overall ranking.", ""]
+    for subset, block in table.groupby("subset", sort=False):
+        block = block.assign(task=[f"**{t}** (OOD)" if k == "OOD" else (f"_{t}_" if k == "all tasks" else t)
+                                   for t, k in zip(block["task"], block["kind"])])
+        parts += [f"## Backbones: {subset}", "", markdown_table(block.drop(columns=["subset", "kind"])), ""]
+    return "\n".join(parts)
+
+
 def write_ranking(
     ranking: Ranking, out_dir: str | os.PathLike, intervals: pd.DataFrame | None = None, iqm: pd.DataFrame | None = None
 ) -> dict[str, Path]:
@@ -308,6 +339,11 @@ def write_ranking(
     with atomic_path(path) as tmp:
         tmp.write_text(ranking_markdown(ranking, intervals, iqm))
     paths["markdown"] = path
+    for name, write in (("table2.csv", lambda p: table2(ranking.top).to_csv(p, index=False)),
+                        ("table2.md", lambda p: p.write_text(table2_markdown(ranking.top)))):
+        with atomic_path(out_dir / name) as tmp:
+            write(tmp)
+        paths[name.replace(".", "_")] = out_dir / name
     return paths
 
 

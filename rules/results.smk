@@ -34,6 +34,8 @@ rule rank:
         markdown=f"{RESULTS}/ranking/ranking.md",
         intervals=f"{RESULTS}/ranking/ranking_intervals.csv",
         iqm=f"{RESULTS}/ranking/ranking_iqm.csv",
+        table2_csv=f"{RESULTS}/ranking/table2.csv",
+        table2_md=f"{RESULTS}/ranking/table2.md",
     log:
         "logs/rank.log",
     conda:

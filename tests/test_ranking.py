@@ -263,9 +263,10 @@ def test_from_config_errors_name_key_value_and_choices(config, expected):
 
 def test_write_ranking_files(results, tmp_path):
     paths = write_ranking(compute_ranking(results), tmp_path / "out")
-    assert set(paths) == {"overall", "tasks", "settings", "top", "markdown"}
+    assert set(paths) == {"overall", "tasks", "settings", "top", "markdown", "table2_csv", "table2_md"}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        ["ranking_overall.csv", "ranking_tasks.csv", "ranking_settings.csv", "ranking_top.csv", "ranking.md"]
+        ["ranking_overall.csv", "ranking_tasks.csv", "ranking_settings.csv", "ranking_top.csv", "ranking.md",
+         "table2.csv", "table2.md"]
     )
     overall = pd.read_csv(paths["overall"])
     assert list(overall["backbone"]) == ["C", "B", "A", "R"]
@@ -298,3 +299,19 @@ def test_write_ranking_with_intervals_and_iqm(results, tmp_path):
     pd.testing.assert_series_equal(overall["score"].reindex(expected.index), expected, check_names=False)
     text = paths["markdown"].read_text()
     assert "## Overall score and rank with bootstrap intervals" in text and "interquartile mean" in text
+
+
+def test_table2_marks_ood_rows_and_the_overall_row():
+    from bobench.ranking import table2, table2_markdown
+
+    top = pd.DataFrame([
+        {"task": "classification", "subset": "all", "position": 1, "backbone": "a", "backbone_name": "A", "score": 1.0},
+        {"task": "classification", "subset": "all", "position": 2, "backbone": "b", "backbone_name": "B", "score": 0.5},
+        {"task": "ood_classification", "subset": "all", "position": 1, "backbone": "b", "backbone_name": "B", "score": 0.9},
+        {"task": "all tasks", "subset": "all", "position": 1, "backbone": "a", "backbone_name": "A", "score": 0.7},
+    ])
+    table = table2(top).set_index("task")
+    assert table.loc["classification", ["kind", "1st", "2nd"]].tolist() == ["in-distribution", "A (+1.00)", "B (+0.50)"]
+    assert table.loc["ood_classification", "kind"] == "OOD" and table.loc["all tasks", "kind"] == "all tasks"
+    text = table2_markdown(top)
+    assert "| **ood_classification** (OOD) | B (+0.90) |" in text and "| _all tasks_ | A (+0.70) |" in text
