@@ -25,6 +25,7 @@ from scipy.stats import trim_mean
 from bobench.ranking import ALL_TASKS, SETTING_KEYS
 
 IQM_TRIM = 0.25  # cut from each end: the interquartile mean
+INTERVAL_COLUMNS = ["backbone", "task", "score", "ci_low", "ci_high", "rank", "rank_ci_low", "rank_ci_high", "n_settings"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ def bootstrap_scores(settings: pd.DataFrame, options: BootstrapOptions = Bootstr
     estimates are the ranking's own (all settings once); the intervals come from the resampled settings.
     """
     matrix, tasks = _z_matrix(settings)
+    if matrix.empty:
+        return pd.DataFrame(columns=INTERVAL_COLUMNS)
     task_names = sorted(set(tasks))
     z = matrix.to_numpy(dtype=float)
     point = _scores(z, tasks, np.arange(len(tasks)), task_names, options.aggregate)
@@ -108,7 +111,7 @@ def bootstrap_scores(settings: pd.DataFrame, options: BootstrapOptions = Bootstr
                 "rank_ci_high": int(np.ceil(np.quantile(places, 1 - alpha))),
                 "n_settings": int(np.sum(~np.isnan(z[i, tasks == task]))) if task != ALL_TASKS else int(np.sum(~np.isnan(z[i]))),
             })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=INTERVAL_COLUMNS)
 
 
 def iqm_scores(settings: pd.DataFrame, options: BootstrapOptions = BootstrapOptions()) -> pd.DataFrame:
@@ -127,6 +130,6 @@ def iqm_scores(settings: pd.DataFrame, options: BootstrapOptions = BootstrapOpti
         rows.append({"backbone": backbone, "iqm": float(trim_mean(z[i, own], IQM_TRIM)),
                      "ci_low": float(np.quantile(boot, alpha)), "ci_high": float(np.quantile(boot, 1 - alpha)),
                      "n_settings": int(own.sum())})
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=["backbone", "iqm", "ci_low", "ci_high", "n_settings"])
     out["rank"] = out["iqm"].rank(ascending=False, method="min").astype(int)
     return out.sort_values(["iqm", "backbone"], ascending=[False, True]).reset_index(drop=True)

@@ -48,7 +48,7 @@ def test_schema_fills_defaults():
     [
         (lambda c: c["backbones"].append("resnet9000"), ["backbones[5]", "unknown backbone 'resnet9000'", "effnet_lite0_in1k"]),
         (lambda c: c["backbones"].append("effnet_lite0_in1"), ["did you mean 'effnet_lite0_in1k'"]),
-        (lambda c: c["datasets"].append("imagenet_z"), ["datasets[4]", "unknown dataset 'imagenet_z'", "fashion_mnist"]),
+        (lambda c: c["datasets"].append("imagenet_z"), ["datasets[5]", "unknown dataset 'imagenet_z'", "fashion_mnist"]),
         (lambda c: c["backbones"].append("effnet_lite1_in1k"), ["'backbones'", "more than once", "effnet_lite1_in1k"]),
         (lambda c: c.__setitem__("dataset_splits", {"cifar": {"train": 5}}), ["dataset_splits.cifar", "unknown dataset"]),
     ],

@@ -66,3 +66,10 @@ def test_intervals_cover_the_true_score_at_about_the_nominal_rate():
         row = out[(out.task == "classification") & (out.backbone == "a")].iloc[0]
         covered += row["ci_low"] <= true["a"] <= row["ci_high"]
     assert 0.8 <= covered / trials <= 0.97, covered / trials
+
+
+def test_no_valid_z_gives_empty_tables():
+    """A run whose settings all have fewer than two backbones: nothing to resample, but the rule still writes its files."""
+    table = settings_table({("classification", "a"): {"x": 1.0}}).assign(z=np.nan)
+    assert bootstrap_scores(table, BootstrapOptions(n_boot=10)).empty
+    assert list(iqm_scores(table, BootstrapOptions(n_boot=10)).columns) == ["backbone", "iqm", "ci_low", "ci_high", "n_settings", "rank"]
