@@ -300,7 +300,7 @@ def table2(top: pd.DataFrame) -> pd.DataFrame:
         for position, (name, score) in enumerate(zip(ranked["backbone_name"], ranked["score"]), start=1):
             row[ORDINALS[position - 1] if position <= len(ORDINALS) else f"{position}th"] = f"{name} ({score:+.2f})"
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else ["subset", "kind", "task"])
 
 
 def table2_markdown(top: pd.DataFrame) -> str:
@@ -308,6 +308,8 @@ def table2_markdown(top: pd.DataFrame) -> str:
     parts = ["# Which backbone should I choose? (BoB Table 2)", "",
              "Top backbones per task (task score, SD), best first; random-init baselines left out. "
              "**OOD** rows test out of distribution; the last row of each block is the overall ranking.", ""]
+    if table.empty:
+        parts.append("No backbone has a task score yet (each setting needs two or more backbones in its pool).")
     for subset, block in table.groupby("subset", sort=False):
         block = block.assign(task=[f"**{t}** (OOD)" if k == "OOD" else (f"_{t}_" if k == "all tasks" else t)
                                    for t, k in zip(block["task"], block["kind"])])

@@ -315,3 +315,4 @@ def test_table2_marks_ood_rows_and_the_overall_row():
     assert table.loc["ood_classification", "kind"] == "OOD" and table.loc["all tasks", "kind"] == "all tasks"
     text = table2_markdown(top)
     assert "| **ood_classification** (OOD) | B (+0.90) |" in text and "| _all tasks_ | A (+0.70) |" in text
+    assert table2(top.iloc[:0]).empty and "No backbone has a task score yet" in table2_markdown(top.iloc[:0])

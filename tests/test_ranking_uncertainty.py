@@ -59,10 +59,10 @@ def test_intervals_cover_the_true_score_at_about_the_nominal_rate():
     run a little short)."""
     rng = np.random.default_rng(0)
     true = {"a": 0.6, "b": 0.0, "c": -0.6}
-    covered, trials = 0, 150
+    covered, trials = 0, 120
     for trial in range(trials):
         z = {("classification", f"s{i}"): {b: mu + rng.normal(0, 1.0) for b, mu in true.items()} for i in range(12)}
-        out = bootstrap_scores(settings_table(z), BootstrapOptions(n_boot=300, level=0.9, seed=trial))
+        out = bootstrap_scores(settings_table(z), BootstrapOptions(n_boot=200, level=0.9, seed=trial))
         row = out[(out.task == "classification") & (out.backbone == "a")].iloc[0]
         covered += row["ci_low"] <= true["a"] <= row["ci_high"]
     assert 0.8 <= covered / trials <= 0.97, covered / trials

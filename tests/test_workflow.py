@@ -256,6 +256,7 @@ def test_kill_during_extraction_leaves_nothing_that_looks_complete(battle, tmp_p
     config["tasks"] = ["linear_probe", "knn", "retrieval"]
     for key in ("task_datasets", "task_backbones"):
         config[key] = {task: chosen for task, chosen in config[key].items() if task in config["tasks"]}
+    config["task_datasets"]["retrieval"] = ["digits"]  # the retrieval benchmark's route is the battle's
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     process = subprocess.Popen(
         snakemake_command(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -298,7 +299,8 @@ def test_kill_during_extraction_leaves_nothing_that_looks_complete(battle, tmp_p
     rerun = snakemake(workdir)
     assert rerun.returncode == 0, rerun.stdout[-5000:] + rerun.stderr[-5000:]
     expected = metric_table(battle)
-    expected = expected[expected.protocol.isin(["linear_probe", "knn", "frozen"]) & expected.task.isin(["classification", "retrieval"])]
+    expected = expected[expected.protocol.isin(["linear_probe", "knn", "frozen"]) & expected.task.isin(["classification", "retrieval"])
+                        & (expected.dataset != "synthetic_copies")]
     expected = expected.reset_index(drop=True)
     pd.testing.assert_frame_equal(metric_table(workdir), expected, check_exact=False, atol=1e-6)
     assert not [p for p in results_dir.rglob("*") if ".partial-" in p.name]  # the rerun cleaned up
