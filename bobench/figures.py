@@ -601,6 +601,33 @@ def plot_matched_data(ranking: Ranking, path_stem: str | os.PathLike) -> list[Pa
         return _save(fig, path_stem)
 
 
+def plot_published_retrieval(scores: pd.DataFrame, methods: dict[str, str], path_stem: str | os.PathLike,
+                             metric: str = "MRR") -> list[Path]:
+    """The published retrieval table itself (``bobench.retrieval.reference.published_scores``): backbones ×
+    datasets, best mean z-score at the top, cells coloured by z within each dataset and annotated with the
+    published value; row labels coloured by pretraining method (``methods``: BoB name → method)."""
+    order = scores.drop_duplicates("bob_backbone").sort_values(["task_z", "bob_backbone"], ascending=[False, True])["bob_backbone"]
+    columns = list(dict.fromkeys(scores["bob_dataset"]))
+    z = scores.pivot(index="bob_backbone", columns="bob_dataset", values="z").reindex(index=order, columns=columns)
+    value = scores.pivot(index="bob_backbone", columns="bob_dataset", values="published").reindex(index=order, columns=columns)
+    with _style():
+        fig = Figure(figsize=(2.6 + 0.95 * len(columns), 1.6 + 0.3 * len(order)), layout="constrained")
+        ax = fig.add_subplot()
+        ax.set_title(f"Retrieval {metric} published by BoB's authors (May 2023): rows by mean z-score")
+        sns.heatmap(z, ax=ax, cmap="RdBu_r", center=0, vmin=-HEATMAP_LIMIT, vmax=HEATMAP_LIMIT, annot=value, fmt=".2f",
+                    annot_kws={"fontsize": 6}, linewidths=0.4, linecolor="white",
+                    cbar_kws={"label": "z-score within the dataset (SD)"})
+        ax.set_xlabel("dataset (BoB's name)")
+        ax.set_ylabel("backbone (BoB's name)")
+        ax.tick_params(axis="x", labelrotation=45)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+        for label in ax.get_yticklabels():
+            label.set_color(method_colour(methods.get(label.get_text(), "")))
+        _legend(ax, sorted({m for m in methods.values() if m}))
+        return _save(fig, path_stem)
+
+
 def task_correlations(ranking: Ranking) -> pd.DataFrame:
     """Spearman's ρ between every two tasks' scores over the backbones scored on both (NaN below
     :data:`MIN_POINTS_FOR_RHO` backbones or with constant scores); long form, both orders and the diagonal."""

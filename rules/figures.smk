@@ -32,6 +32,31 @@ rule figures:
         "../workflow_scripts/figures.py"
 
 
+rule published_figures:
+    input:
+        reference=RETRIEVAL_REFERENCE,
+        table=reference_table(RETRIEVAL_REFERENCE),
+        code=code("retrieval/reference", "figures"),
+    output:
+        [
+            report(
+                f"{FIGURES}/published_retrieval_mrr.{ext}",
+                caption="../report/published_retrieval_mrr.rst",
+                category="Figures",
+                labels={"figure": "published_retrieval_mrr", "format": ext},
+            )
+            for ext in ("png", "pdf")
+        ],
+    log:
+        "logs/published_figures.log",
+    conda:
+        "../environment.yml"
+    params:
+        methods=lambda wc: published_methods(),
+    script:
+        "../workflow_scripts/published_figures.py"
+
+
 rule retrieval_reference:
     input:
         results=rules.collect.output.parquet,

@@ -94,3 +94,20 @@ def test_figure_and_markdown_render(published, fabricated, tmp_path):
     assert f"{row['ours']:.3f} / {row['published']:.3f}" in text
     assert "– / 0.343" in text  # SSCD (ImageNet) on CUB: published only (0.343347)
     assert "Spearman ρ" in text and "before the 2023-11-16" in text
+
+
+def test_published_scores_and_their_figure(published, tmp_path):
+    """z within each dataset over the table's backbones, then the mean over datasets: BoB's retrieval ranking."""
+    from bobench.figures import plot_published_retrieval
+    from bobench.retrieval.reference import published_scores
+
+    scores = published_scores(published)
+    cub = scores[scores.bob_dataset == "CUB200"]
+    values = cub["published"].to_numpy()
+    np.testing.assert_allclose(cub["z"], (values - values.mean()) / values.std())
+    top = scores.drop_duplicates("bob_backbone").sort_values("task_z", ascending=False)["bob_backbone"].head(3).tolist()
+    # The digest's headline (§11): IN-21k ConvNeXt and SwinV2 lead BoB's retrieval.
+    assert {"timm-convnext_base_in22ft1k", "timm-convnext_xlarge_in22ft1k"} & set(top)
+    assert scores.loc[scores.bob_backbone == "mae-vit_base_patch16_224", "task_z"].iloc[0] == scores["task_z"].min()
+    paths = plot_published_retrieval(scores, {"timm-resnet50": "supervised"}, tmp_path / "published")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]

@@ -98,6 +98,16 @@ def rank_correlations(comparison: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def published_scores(published: PublishedTable) -> pd.DataFrame:
+    """The published table with each backbone's z-score per dataset (population std over the table's
+    backbones, as bobench.ranking) and its mean over datasets: BoB's retrieval task score, from their numbers."""
+    values = published.values.assign(dataset=published.values["dataset"].astype(str))
+    by_dataset = values.groupby("dataset")["published"]
+    values["z"] = (values["published"] - by_dataset.transform("mean")) / by_dataset.transform(lambda v: v.std(ddof=0))
+    values["task_z"] = values.groupby("bob_backbone")["z"].transform("mean")
+    return values
+
+
 def comparison_markdown(comparison: pd.DataFrame, correlations: pd.DataFrame, published: PublishedTable) -> str:
     """The comparison for people: provenance, ρ per dataset, then ours / published per backbone and dataset."""
     from bobench.markdown import markdown_table
