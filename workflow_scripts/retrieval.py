@@ -12,7 +12,7 @@ from bobench.features import pick_device  # noqa: E402
 from bobench.io import save_npz  # noqa: E402
 from bobench.retrieval.ground_truth import REVISITED_PROTOCOLS, GroundTruth  # noqa: E402
 from bobench.retrieval.metrics import evaluate_retrieval  # noqa: E402
-from bobench.retrieval.splits import CLASS_FOLDER_RULE, class_folder_split, load_split  # noqa: E402
+from bobench.retrieval.splits import class_folder_rule, class_folder_split, load_split  # noqa: E402
 
 sm = snakemake  # noqa: F821
 started = time.perf_counter()
@@ -30,7 +30,7 @@ else:  # a classification dataset: BoB's class-folder protocol on one cached spl
     queries, database = features[query_idx], features[db_idx]
     protocols, primary = {"default": GroundTruth.from_labels(labels[query_idx], labels[db_idx])}, "default"
     split_info = {"split": params["split"], "query_fraction": params["query_fraction"],
-                  "rule": CLASS_FOLDER_RULE.replace("0.2", str(params["query_fraction"]))}
+                  "rule": class_folder_rule(params["query_fraction"])}
     test_split = info.get("test_split") if params["split"] == "test" else params["split"]
 
 results, top = evaluate_retrieval(queries, database, protocols, ks=params["ks"], device=pick_device(), topk=params["topk"])

@@ -10,7 +10,7 @@ the one written here):
 
 * ``retrieval_class_folders``: CUB-200-2011, iNaturalist 2021 val (first 5 per
   class), ObjectNet (first 50 per class), INSTRE-S1 (first 50 per class): BoB's
-  ``TwoLeveldataset`` split (:data:`~bobench.retrieval.splits.CLASS_FOLDER_RULE`);
+  ``TwoLeveldataset`` split (:func:`~bobench.retrieval.splits.class_folder_rule`);
 * ``gldv2_retrieval``: Google Landmarks v2 test queries against the index, with
   ``retrieval_solution_v2.1.csv`` (rows without images dropped);
 * ``revisited``: ROxford5k / RParis6k with revisitop's ``gnd_*.pkl``: full

@@ -36,11 +36,13 @@ FORMAT_VERSION = 1
 SPLIT_FILENAME = "split.json"
 ARRAY_FILES = ("queries.npy", "database.npy", "ground_truth.npz")
 
-CLASS_FOLDER_RULE = (
-    "Class folders, files sorted by name within each class (after keeping the first `per_class` files where set); "
-    "the first floor(0.2 * n) files of each class are queries (at least one for a class of two or more, never "
-    "the whole class), the rest the database; a query's positives are the database images of its class."
-)
+def class_folder_rule(query_fraction: float = 0.2) -> str:
+    """BoB's class-folder split rule in words, for split files and result records."""
+    return (
+        "Class folders, files sorted by name within each class (after keeping the first `per_class` files where set); "
+        f"the first floor({query_fraction} * n) files of each class are queries (at least one for a class of two or more, never "
+        "the whole class), the rest the database; a query's positives are the database images of its class."
+    )
 
 
 def prepared_split_files() -> list[str]:
@@ -104,7 +106,7 @@ class RetrievalSplit:
         query_idx, db_idx = class_folder_split(labels)
         truth = GroundTruth.from_labels(labels[query_idx], labels[db_idx])
         return cls(image_root, paths[query_idx], paths[db_idx], {"default": truth}, "default",
-                   CLASS_FOLDER_RULE, split_version, provenance)
+                   class_folder_rule(), split_version, provenance)
 
     def query_files(self, crop: bool = False) -> ImageFiles:
         """The query images; ``crop`` cuts them to their boxes where the dataset has them."""
