@@ -24,6 +24,7 @@ include: "rules/retrieval.smk"
 include: "rules/results.smk"
 include: "rules/figures.smk"
 include: "rules/tables.smk"
+include: "rules/report.smk"
 
 
 # Run on the submitting host under a cluster executor: `all` is a target only, and

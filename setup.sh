@@ -16,14 +16,20 @@ fi
 .venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
 .venv/bin/pip install --quiet -e ".[test,slurm]"
 
-# Fashion-MNIST from Debian (checked against pinned checksums at prepare time).
-# Without it the workflow downloads the official files instead.
-if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then
+# From Debian when apt is available:
+# - dataset-fashion-mnist: Fashion-MNIST (checked against pinned checksums at prepare time; without it the
+#   workflow downloads the official files instead);
+# - chromium + chromium-driver: the headless browser the report test opens the report in.
+PACKAGES=""
+[ -d /usr/share/datasets/fashion-mnist ] || PACKAGES="dataset-fashion-mnist"
+command -v chromedriver >/dev/null || PACKAGES="$PACKAGES chromium chromium-driver"
+if [ -n "$PACKAGES" ] && command -v apt-get >/dev/null; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
     if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
-        $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist \
-            || echo "note: could not install dataset-fashion-mnist; the workflow will download Fashion-MNIST"
+        # shellcheck disable=SC2086 # the package list is meant to split
+        $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES \
+            || echo "note: could not install $PACKAGES (Fashion-MNIST is then downloaded; the report test needs chromium)"
     fi
 fi
 echo "set-up done: source .venv/bin/activate"

@@ -16,7 +16,7 @@ import numpy as np
 from bobench.config import INSTANCE_SEGMENTATION, TASKS
 from bobench.io import read_json, write_json
 from bobench.provenance import canonical_hash, provenance_record
-from bobench.stats import bootstrap_ci
+from bobench.stats import bootstrap_means, bootstrap_statistic_values, percentile_interval
 
 
 def load_features(npz_path: str, info_path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -25,29 +25,40 @@ def load_features(npz_path: str, info_path: str) -> tuple[dict[str, np.ndarray],
     return arrays, read_json(info_path)
 
 
+def _entry(name: str, value: float, replicates: np.ndarray, level: float, primary: bool) -> dict[str, Any]:
+    """A metric with its percentile interval; the primary metric also keeps its bootstrap replicates.
+
+    Every job resamples its test samples with the run's seed, so replicate ``b`` of every backbone
+    scored on the same test set comes from the same drawn samples: the ranking's bootstrap recomputes
+    each setting's z-scores per replicate from them (:mod:`bobench.ranking_uncertainty`).
+    """
+    low, high = percentile_interval(replicates, level)
+    entry = {"metric": name, "value": float(value), "ci_low": low, "ci_high": high, "primary": primary}
+    if primary:
+        entry["replicates"] = [None if np.isnan(r) else round(float(r), 6) for r in replicates]  # short JSON
+    return entry
+
+
 def metric_entry(
     name: str, per_sample: np.ndarray, bootstrap: dict[str, Any], seed: int, primary: bool
 ) -> dict[str, Any]:
     """Mean of a per-sample score with a percentile-bootstrap CI."""
     per_sample = np.asarray(per_sample, dtype=np.float64)
-    low, high = bootstrap_ci(per_sample, n_boot=bootstrap["n_boot"], level=bootstrap["level"], seed=seed)
-    return {"metric": name, "value": float(per_sample.mean()), "ci_low": low, "ci_high": high, "primary": primary}
+    replicates = bootstrap_means(per_sample, n_boot=bootstrap["n_boot"], seed=seed)
+    return _entry(name, per_sample.mean(), replicates, bootstrap["level"], primary)
 
 
 def calibration_entries(probs: np.ndarray, labels: np.ndarray, bootstrap: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """NLL (a mean of per-sample scores) and ECE (a binned statistic), each with a bootstrap CI."""
     from bobench.calibration import expected_calibration_error, per_sample_nll
-    from bobench.stats import bootstrap_statistic_ci
 
     labels = np.asarray(labels)
-    ece = expected_calibration_error(probs, labels)
-    low, high = bootstrap_statistic_ci(
-        lambda idx: expected_calibration_error(probs[idx], labels[idx]), len(labels),
-        n_boot=bootstrap["n_boot"], level=bootstrap["level"], seed=seed,
+    replicates = bootstrap_statistic_values(
+        lambda idx: expected_calibration_error(probs[idx], labels[idx]), len(labels), n_boot=bootstrap["n_boot"], seed=seed
     )
     return [
         metric_entry("nll", per_sample_nll(probs, labels), bootstrap, seed, primary=False),
-        {"metric": "ece", "value": ece, "ci_low": low, "ci_high": high, "primary": False},
+        _entry("ece", expected_calibration_error(probs, labels), replicates, bootstrap["level"], primary=False),
     ]
 
 
@@ -55,8 +66,6 @@ def auroc_entries(scores: np.ndarray, targets: np.ndarray, class_names: list[str
     """Multi-label results: mean AUROC over classes (primary; BoB's CheXpert metric) and each class's AUROC,
     with bootstrap CIs (resamples in which a class has one label value only are skipped)."""
     from sklearn.metrics import roc_auc_score
-
-    from bobench.stats import bootstrap_statistic_ci
 
     def auroc(columns: slice | int) -> Any:
         def statistic(idx: np.ndarray) -> float:
@@ -69,16 +78,15 @@ def auroc_entries(scores: np.ndarray, targets: np.ndarray, class_names: list[str
     entries = []
     for name, columns in [("mean_auroc", slice(None)), *((f"auroc_{c}", i) for i, c in enumerate(class_names))]:
         statistic = auroc(columns)
-        low, high = bootstrap_statistic_ci(statistic, len(targets), n_boot=bootstrap["n_boot"], level=bootstrap["level"], seed=seed)
-        entries.append({"metric": name, "value": statistic(np.arange(len(targets))), "ci_low": low, "ci_high": high,
-                        "primary": name == "mean_auroc"})
+        replicates = bootstrap_statistic_values(statistic, len(targets), n_boot=bootstrap["n_boot"], seed=seed)
+        entries.append(_entry(name, statistic(np.arange(len(targets))), replicates, bootstrap["level"],
+                              primary=name == "mean_auroc"))
     return entries
 
 
-def coco_entries(metrics: dict[str, tuple[float, float, float]], primary: str) -> list[dict[str, Any]]:
-    """COCOeval's summary numbers, each ``(value, ci_low, ci_high)``, as metric entries."""
-    return [{"metric": name, "value": value, "ci_low": low, "ci_high": high, "primary": name == primary}
-            for name, (value, low, high) in metrics.items()]
+def coco_entries(metrics: dict[str, tuple[float, np.ndarray]], level: float, primary: str) -> list[dict[str, Any]]:
+    """COCOeval's summary numbers, each ``(value, bootstrap replicates over test images)``, as metric entries."""
+    return [_entry(name, value, replicates, level, primary=name == primary) for name, (value, replicates) in metrics.items()]
 
 
 def write_record(path: str, **fields: Any) -> dict[str, Any]:

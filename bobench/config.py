@@ -109,6 +109,24 @@ def _unknown(kind: str, key: str, value: Any, valid: Iterable[str], where: str) 
     return ConfigError(f"config key {key!r}: unknown {kind} {value!r}{hint}; valid {kind}s ({where}): {', '.join(valid)}")
 
 
+def _check_results_table(config: dict[str, Any]) -> None:
+    """Redraw mode's table must exist, be a results table file, and not be the one collect writes."""
+    table = config.get("results_table")
+    if not table:
+        return
+    path = Path(table)
+    if path.suffix not in (".csv", ".parquet"):
+        raise ConfigError(f"config key 'results_table': {table!r} is not a .csv or .parquet results table")
+    if not path.is_file():
+        raise ConfigError(f"config key 'results_table': no such file {table!r} (an existing results.csv or .parquet)")
+    own = [Path(config["results_dir"]) / f"results.{ext}" for ext in ("csv", "parquet")]
+    if any(path.resolve() == p.resolve() for p in own):
+        raise ConfigError(
+            f"config key 'results_table': {table!r} is the table this workflow writes; to redraw a finished run "
+            f"use `snakemake figures`, or copy the table elsewhere and point results_table at the copy"
+        )
+
+
 def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: dict[str, Any]) -> None:
     """Cross-check config ids against the registries and the task table."""
     for i, backbone in enumerate(config["backbones"]):
@@ -120,6 +138,7 @@ def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: di
     for i, task in enumerate(config["tasks"]):
         if task not in TASKS:
             raise _unknown("task", f"tasks[{i}]", task, TASKS, "bobench.config.TASKS")
+    _check_results_table(config)
     for key in ("backbones", "datasets", "tasks"):
         duplicates = sorted({x for x in config[key] if config[key].count(x) > 1})
         if duplicates:

@@ -147,14 +147,40 @@ def _ordered_families(families: list[str]) -> list[str]:
 
 def plot_overall_ranking(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
     """Horizontal bars of the overall score, best at the top, coloured by pretraining method."""
-    data = ranking.overall.dropna(subset=["score"])
-    n_unscored = len(ranking.overall) - len(data)
+    title = f"Overall backbone ranking ({ranking.options.aggregate.replace('_', ' ')} of z-scores)"
+    return _ranking_bars(ranking.overall, title, f"No backbone has a valid z-score\n{NEED_POOL}.", path_stem)
+
+
+def small_backbones(ranking: Ranking) -> pd.DataFrame:
+    """The overall ranking restricted to pretrained backbones under ``small_params_threshold`` parameters
+    (BoB's small-model ranking: Table 2's lower block), ranked within that subset."""
+    overall = ranking.overall
+    small = overall[(overall["method"] != RANDOM_METHOD) & (overall["n_params"] < ranking.options.small_params_threshold)]
+    small = small.dropna(subset=["score"]).copy()
+    small["rank_among_small"] = small["score"].rank(ascending=False, method="min").astype(int)
+    return small.reset_index(drop=True)
+
+
+def plot_small_backbones(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
+    """The overall score of the pretrained backbones under the small-model threshold, best at the top."""
+    limit = f"{ranking.options.small_params_threshold / 1e6:g}M"
+    data = small_backbones(ranking)
+    title = (f"Pretrained backbones under {limit} parameters: overall score\n"
+             f"(z-scores from the full pools; {len(data)} of {int(ranking.overall['score'].notna().sum())} scored backbones)")
+    return _ranking_bars(data, title, f"No pretrained backbone under {limit} parameters has a valid score.", path_stem,
+                         label=lambda row: f"{row.backbone_name} ({row.n_params / 1e6:.1f}M)")
+
+
+def _ranking_bars(overall: pd.DataFrame, title: str, empty_note: str, path_stem: str | os.PathLike,
+                  label=lambda row: row.backbone_name) -> list[Path]:
+    """Bars of ``overall``'s scores in its order (best first), with bootstrap error bars where given."""
+    data = overall.dropna(subset=["score"])
+    n_unscored = len(overall) - len(data)
     with _style():
         fig = Figure(figsize=(7.5, 1.2 + 0.28 * max(len(data), 3)), layout="constrained")
         ax = fig.add_subplot()
-        title = f"Overall backbone ranking ({ranking.options.aggregate.replace('_', ' ')} of z-scores)"
         if data.empty:
-            _note(ax, f"No backbone has a valid z-score\n{NEED_POOL}.")
+            _note(ax, empty_note)
             ax.set_axis_off()
         else:
             y = np.arange(len(data))[::-1]
@@ -168,7 +194,7 @@ def plot_overall_ranking(ranking: Ranking, path_stem: str | os.PathLike) -> list
                 edgecolor="none", error_kw={"elinewidth": 0.8, "capsize": 2},
             )
             ax.axvline(0, color="black", linewidth=0.8)
-            ax.set_yticks(y, data["backbone_name"])
+            ax.set_yticks(y, [label(row) for row in data.itertuples()])
             ax.set_ylim(-0.6, len(data) - 0.4)
             ax.grid(axis="y", visible=False)
             ax.set_xlabel("overall score (mean z-score, SD above the pool mean)")
@@ -681,7 +707,7 @@ def _warn_if_stale(results: pd.DataFrame, ranking: Ranking) -> None:
 
 
 def draw_all(results: pd.DataFrame, ranking: Ranking, out_dir: str | os.PathLike) -> list[Path]:
-    """Draw the four BoB figures into ``out_dir`` (PNG + PDF each); returns the written paths."""
+    """Draw every figure of :data:`FIGURES` into ``out_dir`` (PNG + PDF each); returns the written paths."""
     _warn_if_stale(results, ranking)
     paths: list[Path] = []
     for name, plot in FIGURES.items():
@@ -693,6 +719,7 @@ def draw_all(results: pd.DataFrame, ranking: Ranking, out_dir: str | os.PathLike
 # Fixed output names (stems) used by the workflow; each is written as .png and .pdf.
 FIGURES = {
     "overall_ranking": plot_overall_ranking,
+    "small_backbones": plot_small_backbones,
     "zscore_heatmap": plot_zscore_heatmap,
     "task_scatter": plot_task_scatter,
     "zscore_vs_scale": plot_zscore_vs_scale,

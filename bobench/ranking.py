@@ -360,9 +360,13 @@ def _uncertainty_sections(intervals: pd.DataFrame | None, iqm: pd.DataFrame | No
             "rank": overall["rank"],
             "rank CI": [f"{lo}–{hi}" for lo, hi in zip(overall["rank_ci_low"], overall["rank_ci_high"])],
         })
+        resampled = int(overall["n_settings_samples_resampled"].sum()) if "n_settings_samples_resampled" in overall else 0
+        samples = (f" Within each drawn setting the test samples are resampled too ({resampled} of "
+                   f"{int(overall['n_settings'].sum())} backbone × setting scores had paired replicates), and its "
+                   "z-scores recomputed." if resampled else "")
         parts += ["## Overall score and rank with bootstrap intervals", "",
-                  "Settings resampled with replacement within each task (stratified bootstrap); "
-                  "every task score, overall score and rank recomputed per resample (`ranking_intervals.csv` "
+                  "Settings resampled with replacement within each task (stratified bootstrap)." + samples +
+                  " Every task score, overall score and rank recomputed per resample (`ranking_intervals.csv` "
                   "has the task scores too).", "", markdown_table(shown), ""]
     if iqm is not None and len(iqm):
         shown = iqm.assign(backbone=iqm["backbone"].map(names))

@@ -59,6 +59,7 @@ DETECTION_DATASETS = sorted(
 )
 FIGURE_NAMES = [
     "overall_ranking",
+    "small_backbones",
     "zscore_heatmap",
     "task_scatter",
     "zscore_vs_scale",
@@ -67,6 +68,13 @@ FIGURE_NAMES = [
     "finetune_gain",
     "matched_data",
 ]
+# The report's HTML tables (rule report_tables): file stem → label shown in the report.
+REPORT_TABLES = {
+    "leaderboard": "leaderboard",
+    "results": "results table (primary metrics)",
+    "table1": "Table 1: backbones",
+    "table2": "Table 2: top backbones per task",
+}
 RETRIEVAL_REFERENCE = str(
     bobench_config.resolve_path(
         config["registries"]["retrieval_reference"], workflow.basedir
@@ -236,6 +244,7 @@ def final_targets():
             f"{RESULTS}/results.parquet",
             f"{RESULTS}/ranking/ranking.md",
             f"{RESULTS}/tables/table1.md",
+            *expand(f"{RESULTS}/report/{{name}}.html", name=REPORT_TABLES),
             *expand(
                 f"{FIGURES}/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=["png", "pdf"]
             ),

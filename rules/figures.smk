@@ -11,16 +11,17 @@ rule figures:
         intervals=rules.rank.output.intervals,
         code=code("ranking", "markdown", "figures", "results"),
     output:
+        # The report shows the PNGs; the PDFs (for papers) sit next to them.
         [
             report(
-                f"{FIGURES}/{name}.{ext}",
+                f"{FIGURES}/{name}.png",
                 caption=f"../report/{name}.rst",
                 category="Figures",
-                labels={"figure": name, "format": ext},
+                labels={"figure": name},
             )
             for name in FIGURE_NAMES
-            for ext in ("png", "pdf")
         ],
+        expand(f"{FIGURES}/{{name}}.pdf", name=FIGURE_NAMES),
     log:
         "logs/figures.log",
     conda:
@@ -38,15 +39,13 @@ rule published_figures:
         table=reference_table(RETRIEVAL_REFERENCE),
         code=code("retrieval/reference", "figures"),
     output:
-        [
-            report(
-                f"{FIGURES}/published_retrieval_mrr.{ext}",
-                caption="../report/published_retrieval_mrr.rst",
-                category="Figures",
-                labels={"figure": "published_retrieval_mrr", "format": ext},
-            )
-            for ext in ("png", "pdf")
-        ],
+        report(
+            f"{FIGURES}/published_retrieval_mrr.png",
+            caption="../report/published_retrieval_mrr.rst",
+            category="Figures",
+            labels={"figure": "published_retrieval_mrr"},
+        ),
+        f"{FIGURES}/published_retrieval_mrr.pdf",
     log:
         "logs/published_figures.log",
     conda:
@@ -66,12 +65,12 @@ rule retrieval_reference:
     output:
         figure=[
             report(
-                f"{FIGURES}/retrieval_vs_published.{ext}",
+                f"{FIGURES}/retrieval_vs_published.png",
                 caption="../report/retrieval_vs_published.rst",
                 category="Figures",
-                labels={"figure": "retrieval_vs_published", "format": ext},
-            )
-            for ext in ("png", "pdf")
+                labels={"figure": "retrieval_vs_published"},
+            ),
+            f"{FIGURES}/retrieval_vs_published.pdf",
         ],
         comparison=f"{RESULTS}/tables/retrieval_vs_published.csv",
         correlations=f"{RESULTS}/tables/retrieval_vs_published_rho.csv",

@@ -1,30 +1,61 @@
 # Stage 4: one tidy results table, then the BoB z-score ranking.
 
+# What collect writes, in either mode: the table (also offered for download in the report) and the
+# bootstrap replicates of every primary metric.
+COLLECTED = dict(
+    csv=report(
+        f"{RESULTS}/results.csv",
+        caption="../report/tables/results_csv.rst",
+        category="Tables",
+        labels={"table": "results.csv (every metric, download)"},
+    ),
+    parquet=f"{RESULTS}/results.parquet",
+    replicates=f"{RESULTS}/replicates.parquet",
+)
 
-rule collect:
-    input:
-        records=all_cell_records(),
-        code=code("results"),
-    output:
-        csv=f"{RESULTS}/results.csv",
-        parquet=f"{RESULTS}/results.parquet",
-    log:
-        "logs/collect.log",
-    conda:
-        "../environment.yml"
-    params:
-        # Display metadata comes from the registries here, so editing it reruns only the aggregates.
-        backbones=lambda wc: {
-            b: bobench_config.display_spec(BACKBONES[b]) for b in config["backbones"]
-        },
-        datasets=lambda wc: dataset_display(),
-    script:
-        "../workflow_scripts/collect.py"
+if config["results_table"]:
+
+    # Redraw mode: an existing table replaces the cell records, so no task job is part of the run.
+    rule collect:
+        input:
+            table=config["results_table"],
+            code=code("results"),
+        output:
+            **COLLECTED,
+        log:
+            "logs/collect.log",
+        conda:
+            "../environment.yml"
+        script:
+            "../workflow_scripts/import_results.py"
+
+else:
+
+    rule collect:
+        input:
+            records=all_cell_records(),
+            code=code("results"),
+        output:
+            **COLLECTED,
+        log:
+            "logs/collect.log",
+        conda:
+            "../environment.yml"
+        params:
+            # Display metadata comes from the registries here, so editing it reruns only the aggregates.
+            backbones=lambda wc: {
+                b: bobench_config.display_spec(BACKBONES[b])
+                for b in config["backbones"]
+            },
+            datasets=lambda wc: dataset_display(),
+        script:
+            "../workflow_scripts/collect.py"
 
 
 rule rank:
     input:
         results=rules.collect.output.parquet,
+        replicates=rules.collect.output.replicates,
         code=code("ranking", "ranking_uncertainty", "markdown", "results"),
     output:
         overall=f"{RESULTS}/ranking/ranking_overall.csv",

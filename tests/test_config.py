@@ -248,3 +248,35 @@ def test_detection_registry_entries_are_checked_before_any_job(registries):
     datasets["synthetic_objects"]["source"]["from_dataset"] = "fashion_mnist"
     with pytest.raises(ConfigError, match=r"splits.val = 10 must be 0"):
         check_config(config, backbones, datasets)
+
+
+def test_results_table_must_be_an_existing_table_other_than_the_runs_own(tmp_path, registries, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config()
+    for table, message in (("shared/results.txt", "'shared/results.txt' is not a .csv or .parquet results table"),
+                           ("shared/results.csv", "no such file 'shared/results.csv'"),
+                           ("results/results.csv", "'results/results.csv' is the table this workflow writes")):
+        Path(table).parent.mkdir(exist_ok=True)
+        if "no such" not in message:
+            Path(table).write_text("backbone\n")
+        config["results_table"] = table
+        with pytest.raises(ConfigError, match=re.escape(f"config key 'results_table': {message}")):
+            check_config(config, *registries)
+    Path("shared/results.csv").write_text("backbone\n")
+    config["results_table"] = "shared/results.csv"
+    check_config(config, *registries)
+
+
+def test_redraw_mode_plans_no_task_job(tmp_path):
+    """With results_table set, the DAG holds the aggregates only, whatever the state of the task outputs."""
+    table = tmp_path / "elsewhere" / "results.csv"
+    table.parent.mkdir()
+    table.write_text("backbone\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(ROOT / "config/test.yaml"), "--config", f"results_table={table}", "--cores", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    planned = set(re.findall(r"^(?:local)?rule (\w+):", run.stdout, flags=re.MULTILINE))
+    assert planned == {"collect", "rank", "figures", "report_tables", "backbone_tables", "published_figures", "all"}

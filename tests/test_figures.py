@@ -235,3 +235,18 @@ def test_matched_data_comparison_keeps_only_matched_decades():
     z = ranking.tasks.set_index(["backbone", "task"])["z"]
     ssl = data[(data.task == "classification") & (data.method == "SSL")].iloc[0]
     assert ssl["n_backbones"] == 2 and ssl["mean_z"] == pytest.approx((z["bb1", "classification"] + z["bb4", "classification"]) / 2)
+
+
+def test_small_backbone_ranking_keeps_pretrained_models_under_the_threshold(tmp_path):
+    results = make_results(12)
+    ranking = compute_ranking(results)
+    small = figures.small_backbones(ranking)
+    overall = ranking.overall.dropna(subset=["score"])
+    expected = overall[(overall["n_params"] < 30_000_000) & (overall["method"] != "none")]
+    assert list(small["backbone"]) == list(expected["backbone"]) and len(small) > 0  # in overall order
+    assert list(small["rank_among_small"]) == list(range(1, len(small) + 1))
+    assert figures.plot_small_backbones(ranking, tmp_path / "small")[0].stat().st_size > 1000
+    # No backbone under the threshold: the figure says so instead of plotting nothing.
+    big = results.assign(n_params=100_000_000)
+    assert figures.small_backbones(compute_ranking(big)).empty
+    assert figures.plot_small_backbones(compute_ranking(big), tmp_path / "none")[0].exists()

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bobench.ranking import ALL_TASKS
-from bobench.ranking_uncertainty import BootstrapOptions, bootstrap_scores, iqm_scores
+from bobench.cells import metric_entry
+from bobench.ranking import ALL_TASKS, RankingOptions
+from bobench.ranking_uncertainty import BootstrapOptions, _z_matrix, bootstrap_scores, iqm_scores, sample_z_replicates
 
 
 def settings_table(z: dict[tuple[str, str], dict[str, float]]) -> pd.DataFrame:
@@ -73,3 +74,60 @@ def test_no_valid_z_gives_empty_tables():
     table = settings_table({("classification", "a"): {"x": 1.0}}).assign(z=np.nan)
     assert bootstrap_scores(table, BootstrapOptions(n_boot=10)).empty
     assert list(iqm_scores(table, BootstrapOptions(n_boot=10)).columns) == ["backbone", "iqm", "ci_low", "ci_high", "n_settings", "rank"]
+
+
+def replicate_table(rows: list[tuple[str, str, list[float]]], n_test: int = 100) -> pd.DataFrame:
+    """(backbone, dataset, replicates) rows of results/replicates.parquet, task classification, protocol p."""
+    return pd.DataFrame([{"backbone": b, "task": "classification", "dataset": d, "protocol": "p", "metric": "m",
+                          "n_test": n_test, "protocol_params": "{}", "replicates": r} for b, d, r in rows])
+
+
+def test_sample_replicates_recompute_each_settings_z_per_replicate():
+    table = settings_table({
+        ("classification", "a"): {"x": 1.0, "y": -1.0, "rnd": -3.0},
+        ("classification", "b"): {"x": 1.0, "y": -1.0},
+    })
+    replicates = replicate_table([
+        # a: a sweep for x (two rows, reduced with max per replicate), one row for y and the random baseline.
+        ("x", "a", [0.8, 0.5]), ("x", "a", [0.6, 0.7]), ("y", "a", [0.4, 0.6]), ("rnd", "a", [0.1, 0.1]),
+        ("x", "b", [0.9, 0.9]),  # b: y has no replicates, so b keeps its point z-scores
+    ])
+    samples = sample_z_replicates(table, replicates, RankingOptions(), {"rnd"}, n_boot=5)
+    backbones, settings = ["rnd", "x", "y"], [("classification", "a", "p"), ("classification", "b", "p")]
+    assert samples.resampled.tolist() == [True, False] and samples.z.shape == (5, 3, 2)
+    # Replicate 0: x 0.8, y 0.4, pool {x, y} (random-init excluded): mean 0.6, std 0.2.
+    assert samples.z[0, :, 0] == pytest.approx([(0.1 - 0.6) / 0.2, 1.0, -1.0])
+    # Replicate 1: x max(0.5, 0.7) = 0.7, y 0.6: x +1, y -1 again; replicate 2 wraps round to replicate 0.
+    assert samples.z[1, 1:, 0] == pytest.approx([1.0, -1.0])
+    assert samples.z[2] == pytest.approx(samples.z[0], nan_ok=True)
+    assert np.isnan(samples.z[:, 0, 1]).all() and (samples.z[:, 1:, 1] == [1.0, -1.0]).all()
+    assert list(_z_matrix(table)[0].index) == backbones and list(_z_matrix(table)[0].columns) == settings
+    out = bootstrap_scores(table, BootstrapOptions(n_boot=5), samples).set_index(["task", "backbone"])
+    assert out.loc[(ALL_TASKS, "x"), "n_settings_samples_resampled"] == 1 and out.loc[(ALL_TASKS, "x"), "n_settings"] == 2
+
+
+def test_resampled_test_samples_cover_the_true_z_of_one_setting():
+    """One setting of five backbones, each scored on the same 400 test images: resampling settings alone gives
+    a zero-width interval, resampling the test samples (paired replicates from the jobs' own metric_entry)
+    holds the true z at about the nominal rate."""
+    rng = np.random.default_rng(1)
+    accuracy = {"a": 0.60, "b": 0.65, "c": 0.70, "d": 0.75, "e": 0.80}
+    pool = np.array(list(accuracy.values()))
+    true_z = (accuracy["d"] - pool.mean()) / pool.std()
+    options = BootstrapOptions(n_boot=200, level=0.9)
+    covered, trials = 0, 100
+    for trial in range(trials):
+        entries = {b: metric_entry("top1", rng.random(400) < p, {"n_boot": 200, "level": 0.9}, seed=trial, primary=True)
+                   for b, p in accuracy.items()}
+        values = pd.Series({b: e["value"] for b, e in entries.items()})
+        z = (values - values.mean()) / values.std(ddof=0)
+        table = settings_table({("classification", "s"): z.to_dict()}).assign(value=values.to_numpy())
+        replicates = replicate_table([(b, "s", e["replicates"]) for b, e in entries.items()], n_test=400)
+        samples = sample_z_replicates(table, replicates, RankingOptions(), set(), options.n_boot)
+        row = bootstrap_scores(table, options, samples).query("task == 'classification' and backbone == 'd'").iloc[0]
+        covered += row["ci_low"] <= true_z <= row["ci_high"]
+        if trial == 0:
+            settings_only = bootstrap_scores(table, options).query("task == 'classification' and backbone == 'd'").iloc[0]
+            assert settings_only["ci_low"] == settings_only["ci_high"]  # one setting: nothing else to resample
+            assert row["ci_high"] - row["ci_low"] > 0.3
+    assert 0.8 <= covered / trials <= 0.99, covered / trials

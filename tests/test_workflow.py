@@ -23,7 +23,7 @@ import yaml
 from bobench.config import cells, ood_plan
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ["overall_ranking", "zscore_heatmap", "task_scatter", "zscore_vs_scale", "task_correlations", "figure1",
+FIGURES = ["overall_ranking", "small_backbones", "zscore_heatmap", "task_scatter", "zscore_vs_scale", "task_correlations", "figure1",
            "finetune_gain", "matched_data"]
 pytestmark = pytest.mark.slow
 
@@ -173,6 +173,96 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     assert len(list((battle / "logs" / "benchmarks" / "extract_features").rglob("*.tsv"))) == 6
 
 
+def headless_chromium():
+    """Debian's chromium through selenium (setup.sh installs both); skipped only where neither is installed
+    and the run does not demand it (CI sets BOBENCH_REQUIRE_BROWSER=1)."""
+    driver_path, browser = shutil.which("chromedriver"), shutil.which("chromium") or shutil.which("chromium-browser")
+    if not (driver_path and browser):
+        if os.environ.get("BOBENCH_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium and chromedriver are required (apt-get install chromium chromium-driver)")
+        pytest.skip("no chromium/chromedriver on this machine (setup.sh installs them with apt)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1600,1000"):
+        options.add_argument(argument)
+    options.binary_location = browser
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+def test_report_opens_in_a_browser_with_every_figure_and_table(battle, tmp_path):
+    """`snakemake --report` makes one self-contained page; in a real browser every figure of the run is listed,
+    clicking it shows the PNG decoded, and the leaderboard and results tables open with their rows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    report = tmp_path / "report.html"
+    run = snakemake(battle, "--report", str(report))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    driver = headless_chromium()
+    wait = WebDriverWait(driver, 20)
+    try:
+        driver.get(report.as_uri())
+
+        def open_category(name: str) -> list[str]:
+            driver.find_element(By.XPATH, "//a[normalize-space()='Results'] | //nav//*[normalize-space()='Results']")
+            wait.until(lambda d: d.find_elements(By.XPATH, f"//nav//a[normalize-space()='{name}']"))[0].click()
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "nav table tbody tr"))
+            return [row.find_element(By.TAG_NAME, "td").text for row in driver.find_elements(By.CSS_SELECTOR, "nav table tbody tr")]
+
+        def show(label: str) -> None:
+            row = driver.find_element(By.XPATH, f"//nav//table//tr[td[1][normalize-space()='{label}']]")
+            row.find_element(By.CSS_SELECTOR, "a[iconname='eye']").click()
+
+        figures = open_category("Figures")
+        assert sorted(figures) == sorted([*FIGURES, "published_retrieval_mrr"])
+        sizes = {}
+        for label in figures:
+            show(label)
+            # The content pane shows the figure: a PNG data URI the browser decoded to a real image.
+            image = wait.until(lambda d: next((img for img in d.find_elements(By.CSS_SELECTOR, "div.p-3 > img")
+                                               if d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
+                                               and img.get_attribute("src").startswith("data:image/png")
+                                               and label in d.execute_script("return app.state.resultPath || ''")), None))
+            sizes[label] = driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", image)
+        assert all(width > 300 and height > 150 for width, height in sizes.values()), sizes
+
+        driver.find_element(By.XPATH, "//nav//ol//a[normalize-space()='Results']").click()
+        tables = open_category("Tables")
+        assert {"leaderboard", "results table (primary metrics)", "Table 1: backbones"} <= set(tables)
+        expected_rows = {"leaderboard": len(yaml.safe_load((battle / "config.yaml").read_text())["backbones"]),
+                         "results table (primary metrics)": int(pd.read_parquet(output_dir(battle, "results_dir") / "results.parquet")["primary"].sum())}
+        for label, n_rows in expected_rows.items():
+            show(label)
+            frame = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "iframe"))[0]
+            driver.switch_to.frame(frame)
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tbody tr"))
+            assert len(driver.find_elements(By.CSS_SELECTOR, "tbody tr")) == n_rows, label
+            driver.switch_to.default_content()
+    finally:
+        driver.quit()
+
+
+def test_figures_redraw_from_a_results_table_alone(battle, tmp_path):
+    """Redraw mode: a results table (and its replicates) copied to a fresh directory gives the same ranking,
+    intervals and every figure, with no task job in the run."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    for name in ("results.parquet", "replicates.parquet"):
+        shutil.copy(output_dir(battle, "results_dir") / name, shared / name)
+    workdir = make_workdir(tmp_path / "redraw")
+    run = snakemake(workdir, "figures", "report_tables", "--config", f"results_table={shared / 'results.parquet'}")
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
+    ran = re.findall(r"^(?:local)?rule (\w+):", run.stdout + run.stderr, flags=re.MULTILINE)
+    assert sorted(ran) == ["backbone_tables", "collect", "figures", "rank", "report_tables"]
+    for name in ("ranking_overall.csv", "ranking_intervals.csv", "ranking_iqm.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(output_dir(workdir, "results_dir") / "ranking" / name),
+                                      pd.read_csv(output_dir(battle, "results_dir") / "ranking" / name), atol=1e-9)
+    for name in FIGURES:
+        assert (output_dir(workdir, "figures_dir") / f"{name}.png").stat().st_size > 1000
+
+
 def test_second_run_has_nothing_to_do(battle):
     assert planned_jobs(battle) == []
 
@@ -184,7 +274,7 @@ def test_display_change_reruns_only_the_aggregates(battle):
     registry["random_vit_s16"]["name"] = "ViT-S/16 (untrained)"
     registry_path.write_text(yaml.safe_dump(registry))
     try:
-        assert sorted(rule for rule, _ in planned_jobs(battle)) == ["all", "backbone_tables", "collect", "figures", "rank"]
+        assert sorted(rule for rule, _ in planned_jobs(battle)) == ["all", "backbone_tables", "collect", "figures", "rank", "report_tables"]
     finally:
         registry_path.write_text(original)
 
@@ -206,7 +296,7 @@ def test_changed_backbone_reruns_only_its_jobs(battle):
         + ["extract_retrieval_features", "retrieval"]
     )
     assert sorted(rule for rule, backbone in jobs if backbone is None) == [
-        "all", "backbone_tables", "collect", "figures", "rank"
+        "all", "backbone_tables", "collect", "figures", "rank", "report_tables"
     ]
 
 
@@ -229,7 +319,7 @@ def test_added_backbone_runs_only_its_jobs_and_the_aggregates(battle):
     assert {backbone for _, backbone in jobs if backbone is not None} == {"my_resnet18"}
     assert sorted(rule for rule, _ in jobs) == sorted(  # tasks narrowed by task_backbones leave it out
         ["extract_features", "linear_probe"] * 2 + ["knn", "retrieval", "finetune", "ood_classification"]
-        + ["extract_retrieval_features", "retrieval"] + ["all", "backbone_tables", "collect", "figures", "rank"]
+        + ["extract_retrieval_features", "retrieval"] + ["all", "backbone_tables", "collect", "figures", "rank", "report_tables"]
     )
 
 
@@ -244,7 +334,7 @@ def test_edited_library_module_reruns_the_rules_that_import_it(battle):
         module.write_text(original)
     assert sorted(rule for rule, _ in jobs) == sorted(
         ["knn"] * 3 + ["linear_probe"] * 6 + ["finetune"] * 3 + ["frozen_probe"] * 2
-        + ["ood_classification"] * 3 + ["train_detector"] * 2 + ["all", "collect", "figures", "rank"]
+        + ["ood_classification"] * 3 + ["train_detector"] * 2 + ["all", "collect", "figures", "rank", "report_tables"]
     )
 
 

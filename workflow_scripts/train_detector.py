@@ -62,18 +62,17 @@ records, predictions = [], {}
 for manifest_path in sm.input.test_sets:
     manifest = read_manifest(manifest_path)
     results, metrics, n_test = evaluate_on(detector, manifest, class_names, masks, options, device, autocast_dtype,
-                                           n_boot=recipe["bootstrap_resamples"], level=sm.params.bootstrap["level"],
-                                           seed=sm.params.seed)
+                                           n_boot=recipe["bootstrap_resamples"], seed=sm.params.seed)
     predictions[manifest["dataset"]] = results
     rows = [(task, metrics["bbox"], "ap" if task == "detection" else "ap50")]
     if "segm" in metrics:
         rows.append(("instance_segmentation", metrics["segm"], "ap"))
     for row_task, values, primary in rows:
-        log.info("%s on %s: %s", row_task, manifest["dataset"], ", ".join(f"{k} {v[0]:.4f}" for k, v in values.items()))
+        log.info("%s on %s: %s", row_task, manifest["dataset"], ", ".join(f"{k} {value:.4f}" for k, (value, _) in values.items()))
         records.append(build_record(
             task_name=row_task, backbone=sm.wildcards.backbone, dataset=manifest["dataset"],
             features_info={**info, "test_split": "test"}, protocol_params=protocol_params,
-            metrics=coco_entries(values, primary), seed=sm.params.seed, started=started, protocol=setting,
+            metrics=coco_entries(values, sm.params.bootstrap["level"], primary), seed=sm.params.seed, started=started, protocol=setting,
             sizes={"train": train_manifest["splits"]["train"]["n_images"], "test": n_test},
         ))
 # Predictions first: a record file is the sign of a finished job.

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bobench.stats import percentile_interval
+
 # COCOeval.stats, in its order: AP at IoU .50:.95, .50, .75, then small / medium / large objects.
 COCO_STATS = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
 
@@ -76,17 +78,27 @@ def coco_metrics(ground_truth: Any, results: list[dict[str, Any]], iou_type: str
 def coco_metrics_with_ci(ground_truth: Any, results: list[dict[str, Any]], iou_type: str,
                          category_ids: list[int] | None = None, n_boot: int = 0, level: float = 0.95,
                          seed: int = 0) -> dict[str, tuple[float, float, float]]:
-    """:func:`coco_metrics` as ``name → (value, ci_low, ci_high)``: a percentile bootstrap over test images.
+    """:func:`coco_metrics` as ``name → (value, ci_low, ci_high)``: a percentile bootstrap over test images
+    (``n_boot=0`` gives NaN intervals)."""
+    metrics = coco_metrics_with_replicates(ground_truth, results, iou_type, category_ids, n_boot, seed)
+    return {name: (value, *percentile_interval(replicates, level)) for name, (value, replicates) in metrics.items()}
+
+
+def coco_metrics_with_replicates(ground_truth: Any, results: list[dict[str, Any]], iou_type: str,
+                                 category_ids: list[int] | None = None, n_boot: int = 0,
+                                 seed: int = 0) -> dict[str, tuple[float, np.ndarray]]:
+    """:func:`coco_metrics` as ``name → (value, replicates)``, the replicates being the metric on
+    ``n_boot`` resamples of the test images (NaN where a resample has no ground truth of that kind).
 
     COCOeval matches detections to ground truth once per image; a resample re-runs only its
-    accumulation over the drawn images (repeats included), so a CI costs ``n_boot``
-    accumulations, not evaluations. ``n_boot=0`` gives NaN intervals.
+    accumulation over the drawn images (repeats included), so the replicates cost ``n_boot``
+    accumulations, not evaluations. The draws depend only on the number of test images and
+    ``seed``, so they are paired across backbones tested on the same images.
     """
     from pycocotools.cocoeval import COCOeval
 
-    nan = float("nan")
     if not results:
-        return dict.fromkeys(COCO_STATS, (0.0, 0.0, 0.0))
+        return {name: (0.0, np.zeros(n_boot)) for name in COCO_STATS}
     with contextlib.redirect_stdout(io.StringIO()):
         detections = ground_truth.loadRes([dict(r) for r in results])  # loadRes adds fields in place
         evaluator = COCOeval(ground_truth, detections, iou_type)
@@ -95,13 +107,8 @@ def coco_metrics_with_ci(ground_truth: Any, results: list[dict[str, Any]], iou_t
         evaluator.evaluate()
         evaluator.accumulate()
     values = _ap_stats(evaluator.eval["precision"])
-    samples = _bootstrap_ap_stats(evaluator, n_boot, seed) if n_boot else np.full((0, len(COCO_STATS)), nan)
-    out = {}
-    for j, name in enumerate(COCO_STATS):
-        column = samples[:, j][np.isfinite(samples[:, j])]
-        low, high = (np.quantile(column, [(1 - level) / 2, (1 + level) / 2]) if len(column) else (nan, nan))
-        out[name] = (values[j], float(low), float(high))
-    return out
+    samples = _bootstrap_ap_stats(evaluator, n_boot, seed) if n_boot else np.full((0, len(COCO_STATS)), np.nan)
+    return {name: (values[j], samples[:, j]) for j, name in enumerate(COCO_STATS)}
 
 
 def _ap_stats(precision: np.ndarray) -> list[float]:

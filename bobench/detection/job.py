@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bobench.config import DETECTION_SETTINGS
 from bobench.detection.data import CocoInstances, eval_transform, evaluation_sizes, train_transform
-from bobench.detection.evaluate import category_map, coco_metrics_with_ci, predict
+from bobench.detection.evaluate import category_map, coco_metrics_with_replicates, predict
 from bobench.detection.model import build_detector, detection_spec
 from bobench.detection.train import DetectionOptions, DetectionResult, train_detector
 
@@ -57,10 +58,10 @@ def train_on(detector: torch.nn.Module, lsj: bool, manifest: dict[str, Any], cla
 
 def evaluate_on(detector: torch.nn.Module, manifest: dict[str, Any], class_names: list[str], masks: bool,
                 options: DetectionOptions, device: torch.device, autocast_dtype: torch.dtype | None,
-                n_boot: int = 0, level: float = 0.95, seed: int = 0,
-                ) -> tuple[list[dict[str, Any]], dict[str, dict[str, tuple[float, float, float]]], int]:
+                n_boot: int = 0, seed: int = 0,
+                ) -> tuple[list[dict[str, Any]], dict[str, dict[str, tuple[float, np.ndarray]]], int]:
     """(COCO results, {"bbox": metrics, "segm": metrics}, number of test images) on a set's test split;
-    each metric is (value, ci_low, ci_high) with an ``n_boot``-resample bootstrap over test images."""
+    each metric is (value, its ``n_boot`` bootstrap replicates over test images)."""
     annotations, images = split_files(manifest, "test")
     test_set = CocoInstances(annotations, images, class_names, eval_transform(), masks=False)
     category_ids = category_map(class_names, test_set.coco)
@@ -69,6 +70,6 @@ def evaluate_on(detector: torch.nn.Module, manifest: dict[str, Any], class_names
         raise ValueError(f"{manifest['dataset']}: none of the detector's classes {class_names} is among its categories")
     results = predict(detector, test_set, category_ids, device, autocast_dtype, masks, num_workers=options.num_workers)
     iou_types = ["bbox", "segm"] if masks and manifest["masks"] else ["bbox"]
-    metrics = {iou_type: coco_metrics_with_ci(test_set.coco, results, iou_type, evaluated, n_boot, level, seed)
+    metrics = {iou_type: coco_metrics_with_replicates(test_set.coco, results, iou_type, evaluated, n_boot, seed)
                for iou_type in iou_types}
     return results, metrics, len(test_set)

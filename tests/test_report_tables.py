@@ -1,0 +1,84 @@
+"""The report's HTML tables: one row per backbone or cell, numbers from the ranking and results tables."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pandas as pd
+from test_figures import make_results
+
+from bobench.figures import METHOD_PALETTE
+from bobench.ranking import ALL_TASKS, compute_ranking
+from bobench.ranking_uncertainty import BootstrapOptions, bootstrap_scores, iqm_scores
+from bobench.report_tables import frame_html, leaderboard_html, results_html
+
+
+class TableRows(HTMLParser):
+    """The text of every body cell, row by row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.in_body = self.in_cell = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tbody":
+            self.in_body = True
+        elif tag == "tr" and self.in_body:
+            self.rows.append([])
+        elif tag == "td" and self.in_body:
+            self.in_cell = True
+            self.rows[-1].append("")
+
+    def handle_endtag(self, tag):
+        self.in_cell = self.in_cell and tag != "td"
+
+    def handle_data(self, data):
+        if self.in_cell:
+            self.rows[-1][-1] += data
+
+
+def body_rows(page: str) -> list[list[str]]:
+    parser = TableRows()
+    parser.feed(page)
+    return parser.rows
+
+
+def test_leaderboard_shows_every_backbone_in_rank_order_with_its_intervals():
+    results = make_results(7)
+    ranking = compute_ranking(results)
+    options = BootstrapOptions(n_boot=50)
+    intervals = bootstrap_scores(ranking.settings, options)
+    page = leaderboard_html(ranking.overall, ranking.tasks, intervals, iqm_scores(ranking.settings, options))
+    rows = body_rows(page)
+    assert [row[1] for row in rows] == list(ranking.overall["backbone_name"])
+    overall = intervals[intervals["task"] == ALL_TASKS].set_index("backbone")
+    for row, backbone, score in zip(rows, ranking.overall["backbone"], ranking.overall["score"]):
+        assert row[5] == f"{score:+.2f}"
+        assert row[6] == f"[{overall.loc[backbone, 'ci_low']:+.2f}, {overall.loc[backbone, 'ci_high']:+.2f}]"
+    # One column per task, with that task's mean z.
+    classification = ranking.tasks[ranking.tasks["task"] == "classification"].set_index("backbone")["z"]
+    assert [row[9] for row in rows] == [f"{classification[b]:+.2f}" for b in ranking.overall["backbone"]]
+    # The method colours are the figures'; nothing is fetched from outside the page.
+    assert METHOD_PALETTE["supervised"] in page and not re.search(r"(src|href)=\"https?:", page)
+
+
+def test_results_page_lists_each_primary_cell_once_with_a_filter_box():
+    results = make_results(4).assign(
+        ci_low=lambda df: df["value"] - 0.01, ci_high=lambda df: df["value"] + 0.01, dataset_name="D", n_test=100,
+        test_split="official test", input_size=224, git_commit="0123456789abcdef", config_hash="feedbeef" * 4,
+    )
+    extra = results.assign(metric="nll", primary=False)
+    page = results_html(pd.concat([results, extra]))
+    rows = body_rows(page)
+    assert len(rows) == len(results) and {row[5] for row in rows} == set(results["metric"])
+    best = results.sort_values("value", ascending=False).iloc[0]
+    assert any(row[6] == f"{100 * best['value']:.1f}" and row[11] == "0123456789" for row in rows)
+    assert 'id="filter"' in page
+
+
+def test_small_tables_render_every_cell():
+    frame = pd.DataFrame({"task": ["classification", "retrieval"], "first": ["A (+1.00)", "B (+0.50)"], "n": [3, 4]})
+    rows = body_rows(frame_html(frame, "Table 2", "note"))
+    assert rows == [["classification", "A (+1.00)", "3"], ["retrieval", "B (+0.50)", "4"]]
