@@ -68,7 +68,7 @@ FIGURE_NAMES = [
     "finetune_gain",
     "matched_data",
 ]
-# The report's HTML tables (rule report_tables): file stem → label shown in the report.
+# The report's HTML tables, written by report_tables: file stem → label shown in the report.
 REPORT_TABLES = {
     "leaderboard": "leaderboard",
     "results": "results table (primary metrics)",
