@@ -694,6 +694,45 @@ def plot_task_correlations(ranking: Ranking, path_stem: str | os.PathLike) -> li
         return _save(fig, path_stem)
 
 
+def calibration_data(results: pd.DataFrame) -> pd.DataFrame:
+    """Top-1, ECE and NLL of every classifier on every test set that has all three (the fine-tuned and
+    frozen-backbone classifiers, in distribution and out of it): one row per backbone × test set."""
+    keys = ["backbone", "backbone_name", "method", "family", "task", "dataset", "protocol"]
+    rows = results[results["metric"].isin(["top1", "ece", "nll"])
+                   & results["task"].isin(["classification", "ood_classification"])]
+    wide = rows.pivot_table(index=keys, columns="metric", values="value", aggfunc="first").reset_index()
+    if not {"top1", "ece", "nll"} <= set(wide.columns):
+        return pd.DataFrame(columns=[*keys, "top1", "ece", "nll"])
+    return wide.dropna(subset=["top1", "ece", "nll"]).reset_index(drop=True)
+
+
+def plot_calibration(results: pd.DataFrame, path_stem: str | os.PathLike) -> list[Path]:
+    """ECE and NLL against top-1 for every trained classifier and test set (BoB Observation 9)."""
+    data = calibration_data(results)
+    with _style():
+        fig = Figure(figsize=(10.0, 4.2), layout="constrained")
+        axes = fig.subplots(1, 2)
+        fig.suptitle("Calibration and test likelihood against accuracy (trained classifiers; hollow: OOD test sets)")
+        for ax, metric, label in ((axes[0], "ece", "expected calibration error (15 bins)"),
+                                  (axes[1], "nll", "negative log-likelihood (nats)")):
+            if data.empty:
+                _note(ax, "No classifier with top-1, ECE and NLL yet\n(tasks finetune / frozen_probe, and ood).")
+                ax.set_axis_off()
+                continue
+            for row in data.itertuples():
+                colour = method_colour(row.method)
+                ood = row.task == "ood_classification"
+                ax.scatter(100 * row.top1, getattr(row, metric), marker=family_marker(row.family), s=36,
+                           facecolor="none" if ood else colour, edgecolor=colour, linewidth=1.0, zorder=3)
+            ax.set_xlabel("top-1 accuracy (%)")
+            ax.set_ylabel(label)
+            ax.set_title(f"{_rho_text(data['top1'], data[metric])}; {data['dataset'].nunique()} test sets pooled",
+                         fontsize=9)
+        if not data.empty:
+            _legend(axes[1], list(data["method"]), list(data["family"]), sized=False)
+        return _save(fig, path_stem)
+
+
 def _warn_if_stale(results: pd.DataFrame, ranking: Ranking) -> None:
     """Figures are only meaningful if the ranking was computed from these results."""
     in_results = set(results["backbone"])
@@ -713,6 +752,9 @@ def draw_all(results: pd.DataFrame, ranking: Ranking, out_dir: str | os.PathLike
     for name, plot in FIGURES.items():
         paths += plot(ranking, Path(out_dir) / name)
         log.info("drew %s", name)
+    for name, plot in RESULTS_FIGURES.items():
+        paths += plot(results, Path(out_dir) / name)
+        log.info("drew %s", name)
     return paths
 
 
@@ -727,4 +769,8 @@ FIGURES = {
     "figure1": plot_figure1,
     "finetune_gain": plot_finetune_gain,
     "matched_data": plot_matched_data,
+}
+# Figures of metrics the ranking does not use, drawn from the results table itself.
+RESULTS_FIGURES = {
+    "calibration": plot_calibration,
 }

@@ -27,6 +27,8 @@ Z_LIMIT = 2.5  # z-score colours saturate here, as the heatmap's do at ±3
 _STYLE = """
 body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.3em; margin: 0 0 .3em; }
+h2 { font-size: 1.1em; margin: 1.2em 0 .4em; }
+small { color: #666; }
 p.note { color: #555; max-width: 70em; margin: .2em 0 1em; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { padding: .25em .6em; border-bottom: 1px solid #e3e3e3; text-align: left; white-space: nowrap; }
@@ -53,6 +55,7 @@ document.getElementById("filter").addEventListener("input", function () {
 
 
 def _page(title: str, note: str, table: str, filter_box: bool = False) -> str:
+    """A complete page; ``table`` is its body HTML (one table, or several under headings)."""
     box = '<input id="filter" type="search" placeholder="filter rows: backbone, task, dataset, …">' if filter_box else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -159,6 +162,37 @@ def results_html(results: pd.DataFrame) -> str:
             "configuration hash that produced it. Every metric, protocol choice and package version is in "
             "<code>results/results.csv</code> (one row per metric; also an entry of this report).")
     return _page("Results table", note, _html_table(columns, rows), filter_box=True)
+
+
+def appendix_html(results: pd.DataFrame, overall: pd.DataFrame) -> str:
+    """BoB's appendix tables: per task, every backbone (overall order) × setting (dataset / protocol), the
+    primary metric in % with its 95% interval; a sweep (detection learning rates) shows its best row."""
+    primary = results[results["primary"].astype(str).str.lower().isin(["true", "1", "1.0"])]
+    primary = primary.sort_values("value", ascending=False).drop_duplicates(["backbone", "task", "dataset", "protocol"])
+    order = list(overall["backbone"])
+    names = overall.set_index("backbone")["backbone_name"]
+    sections = []
+    for task in _ordered_tasks(primary["task"]):
+        cells = primary[primary["task"] == task]
+        settings = sorted(set(zip(cells["dataset_name"], cells["protocol"], cells["metric"])))
+        by_key = cells.set_index(["backbone", "dataset_name", "protocol"])
+        columns = [("backbone", False)] + [(f"{d} / {p} ({m})", True) for d, p, m in settings]
+        rows = []
+        for backbone in [b for b in order if b in set(cells["backbone"])]:
+            row = [(html.escape(str(names.get(backbone, backbone))), "")]
+            for dataset, protocol, _ in settings:
+                if (backbone, dataset, protocol) not in by_key.index:
+                    row.append(("–", ""))
+                    continue
+                cell = by_key.loc[(backbone, dataset, protocol)]
+                ci = "" if pd.isna(cell["ci_low"]) else f' <small>[{100 * cell["ci_low"]:.1f}, {100 * cell["ci_high"]:.1f}]</small>'
+                row.append((f"{100 * cell['value']:.1f}{ci}", ""))
+            rows.append((row, ""))
+        sections.append(f"<h2>{html.escape(task.replace('_', ' '))}</h2>{_html_table(columns, rows)}")
+    note = ("Every backbone's primary metric in every setting, in % with its 95% bootstrap interval over test samples, "
+            "one table per task, backbones in overall-rank order (BoB's appendix tables); for a sweep (detection "
+            "learning rates) its best run (the ranking's default, sweep_reduce: max). From <code>results/results.csv</code>.")
+    return _page("Appendix: every number", note, "".join(sections) or "<p>No results yet.</p>")
 
 
 def frame_html(frame: pd.DataFrame, title: str, note: str) -> str:

@@ -67,11 +67,13 @@ FIGURE_NAMES = [
     "figure1",
     "finetune_gain",
     "matched_data",
+    "calibration",
 ]
 # The report's HTML tables, written by report_tables: file stem → label shown in the report.
 REPORT_TABLES = {
     "leaderboard": "leaderboard",
     "results": "results table (primary metrics)",
+    "appendix": "appendix: every number per task",
     "table1": "Table 1: backbones",
     "table2": "Table 2: top backbones per task",
 }

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from bobench import figures
-from bobench.figures import FIGURES, draw_all, plot_overall_ranking, plot_task_scatter
+from bobench.figures import FIGURES, RESULTS_FIGURES, draw_all, plot_overall_ranking, plot_task_scatter
 from bobench.ranking import compute_ranking
 
 FAMILIES = ["CNN", "ViT", "hierarchical ViT"]
@@ -47,7 +47,7 @@ def make_results(n_backbones: int, settings=SETTINGS, seed: int = 0) -> pd.DataF
 
 
 def assert_figure_files(out_dir: Path, paths: list[Path]) -> None:
-    expected = {f"{name}.{fmt}" for name in FIGURES for fmt in ("png", "pdf")}
+    expected = {f"{name}.{fmt}" for name in [*FIGURES, *RESULTS_FIGURES] for fmt in ("png", "pdf")}
     assert {p.name for p in paths} == expected
     assert {p.name for p in out_dir.iterdir()} == expected  # nothing partial or stray
     for path in paths:
@@ -250,3 +250,18 @@ def test_small_backbone_ranking_keeps_pretrained_models_under_the_threshold(tmp_
     big = results.assign(n_params=100_000_000)
     assert figures.small_backbones(compute_ranking(big)).empty
     assert figures.plot_small_backbones(compute_ranking(big), tmp_path / "none")[0].exists()
+
+
+def test_calibration_pairs_each_classifiers_top1_with_its_ece_and_nll(tmp_path):
+    results = make_results(4, [("classification", "in1k", "finetune", "top1"), ("classification", "in1k", "linear_probe", "top1")])
+    trained = results[results["protocol"] == "finetune"]
+    extra = pd.concat([trained.assign(metric="ece", value=0.1 * trained["value"], primary=False),
+                       trained.assign(metric="nll", value=2 - trained["value"], primary=False),
+                       trained.assign(task="ood_classification", dataset="in1k_r")])
+    data = figures.calibration_data(pd.concat([results, extra]))
+    # Fine-tuned in distribution: top-1, ECE and NLL; the probe has no ECE, the OOD rows no ECE here either.
+    assert set(zip(data["protocol"], data["dataset"])) == {("finetune", "in1k")} and len(data) == 4
+    assert np.allclose(data["ece"], 0.1 * data["top1"]) and np.allclose(data["nll"], 2 - data["top1"])
+    assert figures.plot_calibration(pd.concat([results, extra]), tmp_path / "cal")[0].stat().st_size > 1000
+    assert figures.calibration_data(results).empty  # no ECE anywhere: the figure says so
+    assert figures.plot_calibration(results, tmp_path / "none")[0].exists()

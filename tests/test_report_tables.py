@@ -11,7 +11,7 @@ from test_figures import make_results
 from bobench.figures import METHOD_PALETTE
 from bobench.ranking import ALL_TASKS, compute_ranking
 from bobench.ranking_uncertainty import BootstrapOptions, bootstrap_scores, iqm_scores
-from bobench.report_tables import frame_html, leaderboard_html, results_html
+from bobench.report_tables import appendix_html, frame_html, leaderboard_html, results_html
 
 
 class TableRows(HTMLParser):
@@ -33,6 +33,7 @@ class TableRows(HTMLParser):
 
     def handle_endtag(self, tag):
         self.in_cell = self.in_cell and tag != "td"
+        self.in_body = self.in_body and tag != "tbody"
 
     def handle_data(self, data):
         if self.in_cell:
@@ -82,3 +83,18 @@ def test_small_tables_render_every_cell():
     frame = pd.DataFrame({"task": ["classification", "retrieval"], "first": ["A (+1.00)", "B (+0.50)"], "n": [3, 4]})
     rows = body_rows(frame_html(frame, "Table 2", "note"))
     assert rows == [["classification", "A (+1.00)", "3"], ["retrieval", "B (+0.50)", "4"]]
+
+
+def test_appendix_has_one_table_per_task_with_every_cell_and_the_best_of_a_sweep():
+    results = make_results(3).assign(dataset_name=lambda df: df["dataset"], ci_low=0.1, ci_high=0.9)
+    sweep = results[results["task"] == "detection"].assign(value=0.99)  # a second learning rate, better
+    ranking = compute_ranking(pd.concat([results, sweep]))
+    page = appendix_html(pd.concat([results, sweep]), ranking.overall)
+    assert re.findall(r"<h2>(.*?)</h2>", page) == ["classification", "detection", "retrieval"]
+    rows = body_rows(page)
+    assert len(rows) == 3 * 3  # three backbones under each task
+    classification = rows[:3]
+    knn = results[(results["task"] == "classification") & (results["protocol"] == "knn")].set_index("backbone_name")
+    # Columns: backbone, then the settings sorted (in1k / knn, in1k / linear_probe).
+    assert [row[1] for row in classification] == [f"{100 * knn.loc[name, 'value']:.1f} [10.0, 90.0]" for name, *_ in classification]
+    assert all(row[1] == "99.0 [10.0, 90.0]" for row in rows[3:6])

@@ -24,7 +24,7 @@ from bobench.config import cells, ood_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ["overall_ranking", "small_backbones", "zscore_heatmap", "task_scatter", "zscore_vs_scale", "task_correlations", "figure1",
-           "finetune_gain", "matched_data"]
+           "finetune_gain", "matched_data", "calibration"]
 pytestmark = pytest.mark.slow
 
 

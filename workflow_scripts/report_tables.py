@@ -1,8 +1,9 @@
-"""Rule report_tables: the leaderboard, the results table and BoB's Tables 1 and 2 as HTML pages for the report."""
+"""Rule report_tables: the leaderboard, the results table, BoB's Tables 1 and 2 and its appendix tables as HTML
+pages for the report."""
 
 import pandas as pd
 
-from bobench.report_tables import frame_html, leaderboard_html, results_html, write_html
+from bobench.report_tables import appendix_html, frame_html, leaderboard_html, results_html, write_html
 from bobench.results import read_results
 from bobench.workflow import start_job
 
@@ -11,7 +12,9 @@ sm = snakemake  # noqa: F821
 overall = pd.read_csv(sm.input.overall)
 write_html(sm.output.leaderboard, leaderboard_html(overall, pd.read_csv(sm.input.tasks), pd.read_csv(sm.input.intervals),
                                                    pd.read_csv(sm.input.iqm)))
-write_html(sm.output.results, results_html(read_results(sm.input.results)))
+results = read_results(sm.input.results)
+write_html(sm.output.results, results_html(results))
+write_html(sm.output.appendix, appendix_html(results, overall))
 write_html(sm.output.table1, frame_html(
     pd.read_csv(sm.input.table1), "Table 1: the backbones of this battle",
     "Pretraining method and algorithm, pretraining data and its size (images), and the architectures with their "
