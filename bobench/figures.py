@@ -30,7 +30,7 @@ from matplotlib.lines import Line2D
 from scipy.stats import spearmanr
 
 from bobench.io import atomic_path
-from bobench.ranking import RANDOM_METHOD, TASK_ORDER, Ranking
+from bobench.ranking import RANDOM_METHOD, Ranking, ordered_tasks
 from bobench.retrieval.reference import ALL_DATASETS
 
 log = logging.getLogger(__name__)
@@ -594,7 +594,7 @@ def matched_data_comparison(ranking: Ranking) -> pd.DataFrame:
 def plot_matched_data(ranking: Ranking, path_stem: str | os.PathLike) -> list[Path]:
     """SSL and vision-language against supervised pretraining at matched data size, per task (BoB Observation 3)."""
     data = matched_data_comparison(ranking)
-    tasks = [t for t in TASK_ORDER if t in set(data["task"])] + sorted(set(data["task"]).difference(TASK_ORDER))
+    tasks = ordered_tasks(data["task"])
     with _style():
         fig = Figure(figsize=(3.4 * max(len(tasks), 1) + 2.2, 4.6), layout="constrained")
         axes = np.atleast_1d(fig.subplots(1, max(len(tasks), 1), sharey=True))
@@ -658,7 +658,7 @@ def task_correlations(ranking: Ranking) -> pd.DataFrame:
     """Spearman's ρ between every two tasks' scores over the backbones scored on both (NaN below
     :data:`MIN_POINTS_FOR_RHO` backbones or with constant scores); long form, both orders and the diagonal."""
     scores = ranking.tasks.pivot(index="backbone", columns="task", values="z")
-    tasks = [t for t in TASK_ORDER if t in scores.columns] + sorted(set(scores.columns).difference(TASK_ORDER))
+    tasks = ordered_tasks(scores.columns)
     rows = []
     for a in tasks:
         for b in tasks:

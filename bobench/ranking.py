@@ -239,7 +239,7 @@ def _overall(
     return overall.reset_index(drop=True)
 
 
-def _ordered_tasks(tasks: pd.Series) -> list[str]:
+def ordered_tasks(tasks: pd.Series) -> list[str]:
     present = set(tasks)
     return [t for t in TASK_ORDER if t in present] + sorted(present.difference(TASK_ORDER))
 
@@ -260,7 +260,7 @@ def _top_table(tasks: pd.DataFrame, overall: pd.DataFrame, options: RankingOptio
     scores = {task: g.set_index("backbone")["z"] for task, g in tasks.groupby("task")}
     scores[ALL_TASKS] = info["score"]
     rows = []
-    for task in [*_ordered_tasks(tasks["task"]), ALL_TASKS]:
+    for task in [*ordered_tasks(tasks["task"]), ALL_TASKS]:
         for subset, members in subsets.items():
             score = scores[task].dropna()
             best = (
@@ -390,7 +390,7 @@ def ranking_markdown(ranking: Ranking, intervals: pd.DataFrame | None = None, iq
     task_table = ranking.tasks.pivot(index="backbone", columns="task", values="z")
     task_table = task_table.reindex(
         index=[b for b in ranking.overall["backbone"] if b in task_table.index],
-        columns=_ordered_tasks(ranking.tasks["task"]),
+        columns=ordered_tasks(ranking.tasks["task"]),
     )
     task_table.insert(0, "backbone_name", names.reindex(task_table.index))
     dropped = ranking.settings.loc[ranking.settings["z"].isna(), SETTING_KEYS].drop_duplicates()

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bobench.figures import method_colour
 from bobench.io import atomic_path
-from bobench.ranking import ALL_TASKS, RANDOM_METHOD, TASK_ORDER
+from bobench.ranking import ALL_TASKS, RANDOM_METHOD, ordered_tasks
 
 Z_LIMIT = 2.5  # z-score colours saturate here, as the heatmap's do at ±3
 
@@ -97,14 +97,9 @@ def _number(value: float, fmt: str) -> str:
     return "–" if value is None or pd.isna(value) else format(value, fmt)
 
 
-def _ordered_tasks(tasks: pd.Series) -> list[str]:
-    present = set(tasks)
-    return [t for t in TASK_ORDER if t in present] + sorted(present.difference(TASK_ORDER))
-
-
 def leaderboard_html(overall: pd.DataFrame, tasks: pd.DataFrame, intervals: pd.DataFrame, iqm: pd.DataFrame) -> str:
     """The overall ranking with its bootstrap intervals, the IQM view and every task score."""
-    task_names = _ordered_tasks(tasks["task"])
+    task_names = ordered_tasks(tasks["task"])
     task_z = tasks.pivot(index="backbone", columns="task", values="z")
     overall_ci = intervals[intervals["task"] == ALL_TASKS].set_index("backbone")
     iqm = iqm.set_index("backbone")
@@ -172,7 +167,7 @@ def appendix_html(results: pd.DataFrame, overall: pd.DataFrame) -> str:
     order = list(overall["backbone"])
     names = overall.set_index("backbone")["backbone_name"]
     sections = []
-    for task in _ordered_tasks(primary["task"]):
+    for task in ordered_tasks(primary["task"]):
         cells = primary[primary["task"] == task]
         settings = sorted(set(zip(cells["dataset_name"], cells["protocol"], cells["metric"])))
         by_key = cells.set_index(["backbone", "dataset_name", "protocol"])
