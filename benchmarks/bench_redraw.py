@@ -30,9 +30,10 @@ OUT = ROOT / "benchmarks" / "results" / "redraw.md"
 def redraw_mode(workdir: Path) -> float:
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-         "--configfile", str(ROOT / "config" / "config.yaml"), "--config", f"results_table={TABLE}",
-         "figures", "report_tables", "--quiet"],
+        # The targets go before --config, which takes every word after it as a key=value pair.
+        [sys.executable, "-m", "snakemake", "figures", "report_tables", "-s", str(ROOT / "Snakefile"),
+         "--directory", str(workdir), "--cores", "2", "--quiet",
+         "--configfile", str(ROOT / "config" / "config.yaml"), "--config", f"results_table={TABLE}"],
         check=True, capture_output=True, text=True,
     )
     return time.perf_counter() - started
