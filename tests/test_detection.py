@@ -392,3 +392,21 @@ def test_coco_download_is_pinned_and_checked(tmp_path, monkeypatch):
                       "f4bbac642086de4f52a3fdda2de5fa2c",
                       "113a836d90195ee1f884e704da6304dfaaecff1f023f49b6ca93c4aaae470268")]
 
+
+
+def test_the_detector_is_initialised_from_the_run_seed(backbone_registry):
+    """torch seeds its default generator from the operating system in every new process: the neck and heads
+    are built from the run's seed, so the same seed gives the same detector whatever the generator's state."""
+    from bobench.detection.job import build
+
+    def weights(seed):
+        detector, _ = build("random_effnet_lite0", backbone_registry["random_effnet_lite0"], ["a", "b"], True, "finetune",
+                            DetectionOptions(), seed=seed)
+        return detector.state_dict()
+
+    first = weights(3)
+    torch.rand(11)  # another generator state, as in another process
+    second, other = weights(3), weights(4)
+    assert all(torch.equal(value, second[name]) for name, value in first.items())
+    heads = [name for name in first if name.startswith(("rpn.", "roi_heads."))]
+    assert heads and any(not torch.equal(first[name], other[name]) for name in heads)

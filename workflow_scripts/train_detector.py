@@ -30,7 +30,7 @@ train_manifest = read_manifest(sm.input.train)
 class_names = train_manifest["categories"]
 masks = task == "detection" and train_manifest["masks"]
 
-detector, backbone = build(sm.wildcards.backbone, spec, class_names, masks, setting, options)
+detector, backbone = build(sm.wildcards.backbone, spec, class_names, masks, setting, options, sm.params.seed)
 device = pick_device()
 lsj = uses_lsj(backbone, options)
 result = train_on(detector, lsj, train_manifest, class_names, masks, options, sm.params.checkpoint, sm.params.seed, device)

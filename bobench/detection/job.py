@@ -21,19 +21,25 @@ from bobench.detection.model import build_detector, detection_spec
 from bobench.detection.train import DetectionOptions, DetectionResult, train_detector
 
 def build(backbone_id: str, spec: dict[str, Any], class_names: list[str], masks: bool, setting: str,
-          options: DetectionOptions) -> tuple[torch.nn.Module, Any]:
-    """The detector and its backbone (which carries the eval transform and description)."""
+          options: DetectionOptions, seed: int) -> tuple[torch.nn.Module, Any]:
+    """The detector and its backbone (which carries the eval transform and description).
+
+    The neck and heads are initialised from ``seed``: torch seeds its default generator from the
+    operating system in every new process, so without it every run would train a different detector.
+    """
     from bobench.backbones.model import create_backbone
 
     if setting not in DETECTION_SETTINGS:
         raise ValueError(f"detection setting must be one of {DETECTION_SETTINGS}, got {setting!r}")
     backbone = create_backbone(backbone_id, detection_spec(spec, drop_path=options.drop_path if setting == "finetune" else 0.0))
     short, longest = evaluation_sizes(uses_lsj(backbone, options), options.augment_scale)
-    detector = build_detector(
-        backbone, len(class_names), masks=masks, frozen=setting == "frozen",
-        norm_eval=spec["weights"]["source"] != "random", test_short_side=short, test_max_side=longest,
-        rois_per_image=options.rois_per_image, proposals_per_image=options.proposals_per_image,
-    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        detector = build_detector(
+            backbone, len(class_names), masks=masks, frozen=setting == "frozen",
+            norm_eval=spec["weights"]["source"] != "random", test_short_side=short, test_max_side=longest,
+            rois_per_image=options.rois_per_image, proposals_per_image=options.proposals_per_image,
+        )
     return detector, backbone
 
 
