@@ -1,6 +1,7 @@
 # Battle of the Backbones as one workflow:
 #   prepare datasets → extract features → linear probe / kNN / retrieval, fine-tuning → OOD
-#   classification → collect → rank → figures
+#   classification; detectors; retrieval benchmarks → collect → rank → figures, report tables
+#   (`--config results_table=…`: collect imports an existing table instead; no task job runs)
 # The stages live in rules/*.smk; helpers and config checks in rules/common.smk.
 
 from snakemake.utils import min_version

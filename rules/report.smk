@@ -1,5 +1,5 @@
-# Stage 7: the report's tables (leaderboard, results, BoB Tables 1 and 2) as HTML pages; `snakemake --report`
-# gathers them with every figure.
+# Stage 7: the report's tables (leaderboard, results, BoB's Tables 1 and 2, its appendix tables) as HTML pages;
+# `snakemake --report` gathers them with every figure.
 
 
 rule report_tables:
