@@ -41,9 +41,9 @@ def redraw_mode(workdir: Path) -> float:
 
 def in_process(out_dir: Path) -> float:
     started = time.perf_counter()
-    from bobench.figures import draw_all
-    from bobench.ranking import ALL_TASKS, RANDOM_METHOD, RankingOptions, compute_ranking, write_ranking
-    from bobench.ranking_uncertainty import BootstrapOptions, bootstrap_scores, iqm_scores, sample_z_replicates
+    from bobench.figures import draw_all, with_score_intervals
+    from bobench.ranking import RankingOptions, compute_ranking, write_ranking
+    from bobench.ranking_uncertainty import BootstrapOptions, two_level_bootstrap
     from bobench.report_tables import leaderboard_html, results_html, write_html
     from bobench.results import import_results
 
@@ -52,15 +52,10 @@ def in_process(out_dir: Path) -> float:
     options = RankingOptions.from_config(config.get("ranking"))
     ranking = compute_ranking(results, options)
     bootstrap = BootstrapOptions(seed=config.get("seed", 0), aggregate=options.aggregate)
-    random_backbones = set(ranking.overall.loc[ranking.overall["method"] == RANDOM_METHOD, "backbone"])
-    samples = sample_z_replicates(ranking.settings, replicates, options, random_backbones, bootstrap.n_boot)
-    intervals, iqm = bootstrap_scores(ranking.settings, bootstrap, samples), iqm_scores(ranking.settings, bootstrap, samples)
+    intervals, iqm, _ = two_level_bootstrap(ranking, replicates, bootstrap)
     out_dir.mkdir(parents=True)
     write_ranking(ranking, out_dir, intervals=intervals, iqm=iqm)
-    overall = intervals[intervals["task"] == ALL_TASKS].set_index("backbone")
-    ranking.overall["score_ci_low"] = ranking.overall["backbone"].map(overall["ci_low"])
-    ranking.overall["score_ci_high"] = ranking.overall["backbone"].map(overall["ci_high"])
-    draw_all(results, ranking, out_dir / "figures")
+    draw_all(results, with_score_intervals(ranking, intervals), out_dir / "figures")
     write_html(out_dir / "leaderboard.html", leaderboard_html(ranking.overall, ranking.tasks, intervals, iqm))
     write_html(out_dir / "results.html", results_html(results))
     return time.perf_counter() - started

@@ -30,7 +30,7 @@ from matplotlib.lines import Line2D
 from scipy.stats import spearmanr
 
 from bobench.io import atomic_path
-from bobench.ranking import RANDOM_METHOD, Ranking, ordered_tasks
+from bobench.ranking import ALL_TASKS, RANDOM_METHOD, Ranking, ordered_tasks
 from bobench.retrieval.reference import ALL_DATASETS
 
 log = logging.getLogger(__name__)
@@ -743,6 +743,15 @@ def _warn_if_stale(results: pd.DataFrame, ranking: Ranking) -> None:
             "only in results: %s; only in ranking: %s",
             sorted(in_results - in_ranking) or "-", sorted(in_ranking - in_results) or "-",
         )
+
+
+def with_score_intervals(ranking: Ranking, intervals: pd.DataFrame) -> Ranking:
+    """``ranking`` with its overall scores' bootstrap intervals (``ranking_intervals.csv``) as the columns
+    ``score_ci_low`` / ``score_ci_high``: the ranking figures' error bars."""
+    overall = intervals[intervals["task"] == ALL_TASKS].set_index("backbone")
+    ranking.overall["score_ci_low"] = ranking.overall["backbone"].map(overall["ci_low"])
+    ranking.overall["score_ci_high"] = ranking.overall["backbone"].map(overall["ci_high"])
+    return ranking
 
 
 def draw_all(results: pd.DataFrame, ranking: Ranking, out_dir: str | os.PathLike) -> list[Path]:

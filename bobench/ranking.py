@@ -134,6 +134,11 @@ def _as_bool(column: pd.Series) -> pd.Series:
     return text.isin(["true", "1", "1.0"])
 
 
+def primary_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each setting's primary metric (``primary`` may come back from CSV as text)."""
+    return results.loc[_as_bool(results["primary"])]
+
+
 def _backbone_meta(results: pd.DataFrame) -> pd.DataFrame:
     """One metadata row per backbone; conflicting rows are reported, the first one wins."""
     meta = results[["backbone", *META_COLUMNS]].drop_duplicates()
@@ -148,7 +153,7 @@ def _backbone_meta(results: pd.DataFrame) -> pd.DataFrame:
 
 def _primary_values(results: pd.DataFrame, options: RankingOptions) -> pd.DataFrame:
     """Primary-metric value per (backbone, setting), collapsing sweeps per ``sweep_reduce``."""
-    rows = results.loc[_as_bool(results["primary"]), ["backbone", *SETTING_KEYS, "metric", "value"]]
+    rows = primary_rows(results)[["backbone", *SETTING_KEYS, "metric", "value"]]
     rows = rows.assign(value=pd.to_numeric(rows["value"], errors="coerce"))
     n_nan = int(rows["value"].isna().sum())
     if n_nan:

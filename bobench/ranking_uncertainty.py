@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import trim_mean
 
-from bobench.ranking import ALL_TASKS, SETTING_KEYS, RankingOptions
+from bobench.ranking import ALL_TASKS, RANDOM_METHOD, SETTING_KEYS, Ranking, RankingOptions
 
 IQM_TRIM = 0.25  # cut from each end: the interquartile mean
 INTERVAL_COLUMNS = ["backbone", "task", "score", "ci_low", "ci_high", "rank", "rank_ci_low", "rank_ci_high", "n_settings",
@@ -179,6 +179,16 @@ def bootstrap_scores(settings: pd.DataFrame, options: BootstrapOptions = Bootstr
                 "n_settings_samples_resampled": int(np.sum(~np.isnan(z[i]) & in_task & resampled)),
             })
     return pd.DataFrame(rows, columns=INTERVAL_COLUMNS)
+
+
+def two_level_bootstrap(ranking: Ranking, replicates: pd.DataFrame,
+                        options: BootstrapOptions) -> tuple[pd.DataFrame, pd.DataFrame, SampleReplicates]:
+    """The two-level bootstrap of a ranking: its intervals (:func:`bootstrap_scores`), the IQM view
+    (:func:`iqm_scores`) and the per-replicate z-scores both used (test samples resampled wherever
+    ``replicates`` covers a setting)."""
+    random_backbones = set(ranking.overall.loc[ranking.overall["method"] == RANDOM_METHOD, "backbone"])
+    samples = sample_z_replicates(ranking.settings, replicates, ranking.options, random_backbones, options.n_boot)
+    return bootstrap_scores(ranking.settings, options, samples), iqm_scores(ranking.settings, options, samples), samples
 
 
 def _replicate(z: np.ndarray, samples: SampleReplicates | None, b: int) -> np.ndarray:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bobench.figures import method_colour
 from bobench.io import atomic_path
-from bobench.ranking import ALL_TASKS, RANDOM_METHOD, ordered_tasks
+from bobench.ranking import ALL_TASKS, RANDOM_METHOD, ordered_tasks, primary_rows
 
 Z_LIMIT = 2.5  # z-score colours saturate here, as the heatmap's do at ±3
 
@@ -54,13 +54,13 @@ document.getElementById("filter").addEventListener("input", function () {
 """
 
 
-def _page(title: str, note: str, table: str, filter_box: bool = False) -> str:
-    """A complete page; ``table`` is its body HTML (one table, or several under headings)."""
+def _page(title: str, note: str, body: str, filter_box: bool = False) -> str:
+    """A complete page; ``body`` is its content (one table, or several under headings)."""
     box = '<input id="filter" type="search" placeholder="filter rows: backbone, task, dataset, …">' if filter_box else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p class=\"note\">{note}</p>{box}{table}"
+        f"<h1>{html.escape(title)}</h1><p class=\"note\">{note}</p>{box}{body}"
         f"{_FILTER_SCRIPT if filter_box else ''}</body></html>\n"
     )
 
@@ -135,8 +135,7 @@ def leaderboard_html(overall: pd.DataFrame, tasks: pd.DataFrame, intervals: pd.D
 
 def results_html(results: pd.DataFrame) -> str:
     """The primary metric of every backbone × setting, with its interval and the provenance that names it."""
-    primary = results[results["primary"].astype(str).str.lower().isin(["true", "1", "1.0"])]
-    primary = primary.sort_values(["task", "dataset", "protocol", "value"], ascending=[True, True, True, False])
+    primary = primary_rows(results).sort_values(["task", "dataset", "protocol", "value"], ascending=[True, True, True, False])
     columns = [("backbone", False), ("pretraining", False), ("task", False), ("dataset", False), ("protocol", False),
                ("metric", False), ("value", True), ("95% CI", True), ("test samples", True), ("test split", False),
                ("input px", True), ("commit", False), ("config hash", False)]
@@ -162,8 +161,7 @@ def results_html(results: pd.DataFrame) -> str:
 def appendix_html(results: pd.DataFrame, overall: pd.DataFrame) -> str:
     """BoB's appendix tables: per task, every backbone (overall order) × setting (dataset / protocol), the
     primary metric in % with its 95% interval; a sweep (detection learning rates) shows its best row."""
-    primary = results[results["primary"].astype(str).str.lower().isin(["true", "1", "1.0"])]
-    primary = primary.sort_values("value", ascending=False).drop_duplicates(["backbone", "task", "dataset", "protocol"])
+    primary = primary_rows(results).sort_values("value", ascending=False).drop_duplicates(["backbone", "task", "dataset", "protocol"])
     order = list(overall["backbone"])
     names = overall.set_index("backbone")["backbone_name"]
     sections = []

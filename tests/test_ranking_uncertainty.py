@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from bobench.cells import metric_entry
-from bobench.ranking import ALL_TASKS, RankingOptions
-from bobench.ranking_uncertainty import BootstrapOptions, _z_matrix, bootstrap_scores, iqm_scores, sample_z_replicates
+from bobench.ranking import ALL_TASKS, RankingOptions, compute_ranking
+from bobench.ranking_uncertainty import (
+    BootstrapOptions, _z_matrix, bootstrap_scores, iqm_scores, sample_z_replicates, two_level_bootstrap,
+)
 
 
 def settings_table(z: dict[tuple[str, str], dict[str, float]]) -> pd.DataFrame:
@@ -131,3 +133,20 @@ def test_resampled_test_samples_cover_the_true_z_of_one_setting():
             assert settings_only["ci_low"] == settings_only["ci_high"]  # one setting: nothing else to resample
             assert row["ci_high"] - row["ci_low"] > 0.3
     assert 0.8 <= covered / trials <= 0.99, covered / trials
+
+
+def test_two_level_bootstrap_of_a_ranking_without_replicates_resamples_settings_only():
+    results = pd.DataFrame([
+        {"backbone": b, "backbone_name": b, "family": "CNN", "method": "none" if b == "r" else "supervised",
+         "n_params": 1, "pretrain_size": 1, "task": "classification", "dataset": d, "protocol": "p", "metric": "m",
+         "value": v, "primary": True}
+        for d, values in {"a": {"x": 0.9, "y": 0.5, "w": 0.7, "r": 0.1}, "b": {"x": 0.6, "y": 0.8, "w": 0.7, "r": 0.2}}.items()
+        for b, v in values.items()
+    ])
+    ranking = compute_ranking(results)
+    options = BootstrapOptions(n_boot=40)
+    empty = pd.DataFrame(columns=["backbone", "task", "dataset", "protocol", "metric", "n_test", "protocol_params", "replicates"])
+    intervals, iqm, samples = two_level_bootstrap(ranking, empty, options)
+    assert not samples.resampled.any()
+    pd.testing.assert_frame_equal(intervals, bootstrap_scores(ranking.settings, options))
+    pd.testing.assert_frame_equal(iqm, iqm_scores(ranking.settings, options))

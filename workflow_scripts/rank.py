@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bobench.ranking import RANDOM_METHOD, RankingOptions, compute_ranking, write_ranking
-from bobench.ranking_uncertainty import BootstrapOptions, bootstrap_scores, iqm_scores, sample_z_replicates
+from bobench.ranking import RankingOptions, compute_ranking, write_ranking
+from bobench.ranking_uncertainty import BootstrapOptions, two_level_bootstrap
 from bobench.results import read_results
 from bobench.workflow import start_job
 
@@ -16,10 +16,7 @@ ranking = compute_ranking(read_results(sm.input.results), options)
 bootstrap = BootstrapOptions(n_boot=sm.params.bootstrap["n_boot"], level=sm.params.bootstrap["level"], seed=sm.params.seed,
                              aggregate=options.aggregate)
 # Test samples are resampled with the settings where the jobs kept their replicates.
-random_backbones = set(ranking.overall.loc[ranking.overall["method"] == RANDOM_METHOD, "backbone"])
-samples = sample_z_replicates(ranking.settings, pd.read_parquet(sm.input.replicates), options, random_backbones,
-                              bootstrap.n_boot)
+intervals, iqm, samples = two_level_bootstrap(ranking, pd.read_parquet(sm.input.replicates), bootstrap)
 log.info("%d of %d settings resample their test samples too", samples.resampled.sum(), len(samples.resampled))
-write_ranking(ranking, Path(sm.output.overall).parent, intervals=bootstrap_scores(ranking.settings, bootstrap, samples),
-              iqm=iqm_scores(ranking.settings, bootstrap, samples))
+write_ranking(ranking, Path(sm.output.overall).parent, intervals=intervals, iqm=iqm)
 log.info("overall ranking:\n%s", ranking.overall.to_string(index=False))
