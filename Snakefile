@@ -9,7 +9,12 @@ from snakemake.utils import min_version
 min_version("9.17")
 
 
-configfile: "config/config.yaml"
+# The demo battle is the run you get with no --configfile. A run given config files gets exactly
+# those files (merged in order, so an overlay such as config/rehearsal.yaml works on any config)
+# plus the schema's defaults, which are BoB's protocol: never a value of the demo's.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "report/workflow.rst"
@@ -33,6 +38,7 @@ include: "rules/report.smk"
 localrules:
     all,
     prepare_dataset,
+    resolved_config,
 
 
 rule all:

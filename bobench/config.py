@@ -78,7 +78,36 @@ def validate_against_schema(instance: Any, schema_path: str | Path, what: str) -
         error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
         if error is None:  # pragma: no cover - snakemake failed for another reason
             raise ConfigError(f"{what}: {snakemake_error}") from None
+        if error.validator == "required":
+            missing = [key for key in error.validator_value if key not in (error.instance or {})]
+            where = _format_path(error.absolute_path)
+            place = "" if where == "<top level>" else f" in {where!r}"
+            raise ConfigError(
+                f"{what}: required key {missing[0]!r} is missing{place} ({error.schema.get('properties', {}).get(missing[0], {}).get('description', 'see the schema')}); "
+                "a config given with --configfile is the whole run: nothing is taken from config/config.yaml"
+            ) from None
         raise ConfigError(f"{what}: key {_format_path(error.absolute_path)!r}: {error.message}") from None
+
+
+def describe_sources(configfiles: Iterable[str | Path]) -> str:
+    """How a message names where a run's config came from."""
+    files = [str(f) for f in configfiles]
+    return f"config ({' + '.join(files)})" if files else "config (--config only)"
+
+
+def write_resolved_config(path: str | Path, config: dict[str, Any], sources: list[str]) -> None:
+    """The config a run got, as YAML that ``--configfile`` accepts, headed by where it came from."""
+    from bobench.io import atomic_path
+
+    header = "".join(
+        [
+            "# The config this run got: the files below merged in order, then every key they leave out\n",
+            "# filled with its default from config/schemas/config.schema.yaml.\n",
+            *(f"#   {source}\n" for source in sources or ["(no file: --config only)"]),
+        ]
+    )
+    with atomic_path(path) as tmp:
+        tmp.write_text(header + yaml.safe_dump(dict(config), sort_keys=True, default_flow_style=None, width=120))
 
 
 def resolve_path(path: str | Path, workflow_dir: str | Path) -> Path:

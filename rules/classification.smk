@@ -9,9 +9,9 @@ rule linear_probe:
     output:
         record=cell_record("linear_probe", "{backbone}", "{dataset}"),
     log:
-        "logs/linear_probe/{backbone}/{dataset}.log",
+        logfile("linear_probe/{backbone}/{dataset}.log"),
     benchmark:
-        "logs/benchmarks/linear_probe/{backbone}/{dataset}.tsv"
+        logfile("benchmarks/linear_probe/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
     threads: 2
@@ -33,9 +33,9 @@ rule knn:
     output:
         record=cell_record("knn", "{backbone}", "{dataset}"),
     log:
-        "logs/knn/{backbone}/{dataset}.log",
+        logfile("knn/{backbone}/{dataset}.log"),
     benchmark:
-        "logs/benchmarks/knn/{backbone}/{dataset}.tsv"
+        logfile("benchmarks/knn/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
     threads: 1
@@ -68,9 +68,9 @@ rule finetune:
         record=cell_record("finetune", "{backbone}", "{dataset}"),
         weights=f"{RESULTS}/models/finetune/{{backbone}}/{{dataset}}.pt",
     log:
-        "logs/finetune/{backbone}/{dataset}.log",
+        logfile("finetune/{backbone}/{dataset}.log"),
     benchmark:
-        "logs/benchmarks/finetune/{backbone}/{dataset}.tsv"
+        logfile("benchmarks/finetune/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
     threads: 2
@@ -95,9 +95,9 @@ use rule finetune as frozen_probe with:
         record=cell_record("frozen_probe", "{backbone}", "{dataset}"),
         weights=f"{RESULTS}/models/frozen_probe/{{backbone}}/{{dataset}}.pt",
     log:
-        "logs/frozen_probe/{backbone}/{dataset}.log",
+        logfile("frozen_probe/{backbone}/{dataset}.log"),
     benchmark:
-        "logs/benchmarks/frozen_probe/{backbone}/{dataset}.tsv"
+        logfile("benchmarks/frozen_probe/{backbone}/{dataset}.tsv")
     params:
         task="frozen_probe",
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),

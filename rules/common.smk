@@ -16,7 +16,16 @@ from bobench.retrieval.sources import is_retrieval_benchmark
 SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
 
 # Structure and types first (fills defaults), then ids against the registries.
-bobench_config.validate_against_schema(config, SCHEMAS / "config.schema.yaml", "config")
+# The files this run's config came from (the demo's only when no --configfile was given).
+CONFIG_FILES = [
+    os.path.relpath(f) if Path(f).resolve().is_relative_to(Path.cwd()) else str(f)
+    for f in workflow.configfiles
+]
+bobench_config.validate_against_schema(
+    config,
+    SCHEMAS / "config.schema.yaml",
+    bobench_config.describe_sources(CONFIG_FILES),
+)
 BACKBONES = bobench_config.load_registry(
     bobench_config.resolve_path(config["registries"]["backbones"], workflow.basedir),
     SCHEMAS / "backbones.schema.yaml",
@@ -32,6 +41,7 @@ bobench_config.check_config(config, BACKBONES, DATASETS)
 DATA = config["data_dir"]
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
+LOGS = f"{RESULTS}/logs"  # per run, like its results: a rehearsal never overwrites a real run's logs
 CELLS = list(bobench_config.cells(config, DATASETS))
 OOD_PLAN = bobench_config.ood_plan(config)  # source dataset → its OOD test sets
 OOD_DATASETS = sorted(
@@ -104,6 +114,11 @@ def code(*modules):
         else:
             files.append(str(path.with_suffix(".py")))
     return files
+
+
+def logfile(name):
+    """A job's log (or benchmark record) under this run's results folder."""
+    return f"{LOGS}/{name}"
 
 
 def prepared(dataset):
@@ -242,6 +257,7 @@ def final_targets():
         comparison
         + published
         + [
+            f"{RESULTS}/config.resolved.yaml",
             f"{RESULTS}/results.csv",
             f"{RESULTS}/results.parquet",
             f"{RESULTS}/ranking/ranking.md",

@@ -7,9 +7,9 @@ rule prepare_dataset:
     output:
         prepared("{dataset}"),
     log:
-        "logs/prepare_dataset/{dataset}.log",
+        logfile("prepare_dataset/{dataset}.log"),
     benchmark:
-        "logs/benchmarks/prepare_dataset/{dataset}.tsv"
+        logfile("benchmarks/prepare_dataset/{dataset}.tsv")
     conda:
         "../environment.yml"
     params:

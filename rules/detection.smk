@@ -14,9 +14,9 @@ rule prepare_detection_dataset:
     output:
         manifest=detection_manifest("{dataset}"),
     log:
-        "logs/prepare_detection_dataset/{dataset}.log",
+        logfile("prepare_detection_dataset/{dataset}.log"),
     benchmark:
-        "logs/benchmarks/prepare_detection_dataset/{dataset}.tsv"
+        logfile("benchmarks/prepare_detection_dataset/{dataset}.tsv")
     conda:
         "../environment.yml"
     params:
@@ -59,9 +59,13 @@ rule train_detector:
         # The raw per-image detections (COCO results format), re-scorable without the model.
         predictions=f"{RESULTS}/predictions/{{detection_task}}/{{backbone}}/{{dataset}}/{{setting}}_lr{{lr}}.json",
     log:
-        "logs/train_detector/{detection_task}/{backbone}/{dataset}/{setting}_lr{lr}.log",
+        logfile(
+            "train_detector/{detection_task}/{backbone}/{dataset}/{setting}_lr{lr}.log"
+        ),
     benchmark:
-        "logs/benchmarks/train_detector/{detection_task}/{backbone}/{dataset}/{setting}_lr{lr}.tsv"
+        logfile(
+            "benchmarks/train_detector/{detection_task}/{backbone}/{dataset}/{setting}_lr{lr}.tsv"
+        )
     conda:
         "../environment.yml"
     threads: 2

@@ -9,9 +9,9 @@ rule extract_features:
         features=f"{RESULTS}/features/{{backbone}}/{{dataset}}.npz",
         info=f"{RESULTS}/features/{{backbone}}/{{dataset}}.json",
     log:
-        "logs/extract_features/{backbone}/{dataset}.log",
+        logfile("extract_features/{backbone}/{dataset}.log"),
     benchmark:
-        "logs/benchmarks/extract_features/{backbone}/{dataset}.tsv"
+        logfile("benchmarks/extract_features/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
     threads: 2

@@ -23,7 +23,7 @@ rule figures:
         ],
         expand(f"{FIGURES}/{{name}}.pdf", name=FIGURE_NAMES),
     log:
-        "logs/figures.log",
+        logfile("figures.log"),
     conda:
         "../environment.yml"
     params:
@@ -47,7 +47,7 @@ rule published_figures:
         ),
         f"{FIGURES}/published_retrieval_mrr.pdf",
     log:
-        "logs/published_figures.log",
+        logfile("published_figures.log"),
     conda:
         "../environment.yml"
     params:
@@ -76,7 +76,7 @@ rule retrieval_reference:
         correlations=f"{RESULTS}/tables/retrieval_vs_published_rho.csv",
         markdown=f"{RESULTS}/tables/retrieval_vs_published.md",
     log:
-        "logs/retrieval_reference.log",
+        logfile("retrieval_reference.log"),
     conda:
         "../environment.yml"
     script:

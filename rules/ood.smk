@@ -23,9 +23,9 @@ rule ood_classification:
     output:
         record=cell_record("ood", "{backbone}", "{dataset}"),
     log:
-        "logs/ood_classification/{backbone}/{dataset}.log",
+        logfile("ood_classification/{backbone}/{dataset}.log"),
     benchmark:
-        "logs/benchmarks/ood_classification/{backbone}/{dataset}.tsv"
+        logfile("benchmarks/ood_classification/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
     threads: 2

@@ -23,7 +23,7 @@ rule report_tables:
             for name, label in REPORT_TABLES.items()
         },
     log:
-        "logs/report_tables.log",
+        logfile("report_tables.log"),
     conda:
         "../environment.yml"
     script:

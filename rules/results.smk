@@ -23,7 +23,7 @@ if config["results_table"]:
         output:
             **COLLECTED,
         log:
-            "logs/collect.log",
+            logfile("collect.log"),
         conda:
             "../environment.yml"
         script:
@@ -38,7 +38,7 @@ else:
         output:
             **COLLECTED,
         log:
-            "logs/collect.log",
+            logfile("collect.log"),
         conda:
             "../environment.yml"
         params:
@@ -68,7 +68,7 @@ rule rank:
         table2_csv=f"{RESULTS}/ranking/table2.csv",
         table2_md=f"{RESULTS}/ranking/table2.md",
     log:
-        "logs/rank.log",
+        logfile("rank.log"),
     conda:
         "../environment.yml"
     params:
@@ -77,3 +77,21 @@ rule rank:
         seed=config["seed"],
     script:
         "../workflow_scripts/rank.py"
+
+
+# The values this run gets, every default filled in, and the files they came from: the config
+# to read (or to pass back with --configfile) when asking what a results table was made with.
+rule resolved_config:
+    input:
+        code=code(),
+    output:
+        f"{RESULTS}/config.resolved.yaml",
+    log:
+        logfile("resolved_config.log"),
+    conda:
+        "../environment.yml"
+    params:
+        config=bobench_config.canonical(config),
+        sources=CONFIG_FILES,
+    script:
+        "../workflow_scripts/resolved_config.py"

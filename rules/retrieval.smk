@@ -21,9 +21,9 @@ rule prepare_retrieval_dataset:
     output:
         retrieval_split("{dataset}"),
     log:
-        "logs/prepare_retrieval_dataset/{dataset}.log",
+        logfile("prepare_retrieval_dataset/{dataset}.log"),
     benchmark:
-        "logs/benchmarks/prepare_retrieval_dataset/{dataset}.tsv"
+        logfile("benchmarks/prepare_retrieval_dataset/{dataset}.tsv")
     conda:
         "../environment.yml"
     params:
@@ -54,9 +54,9 @@ rule extract_retrieval_features:
         features=f"{RESULTS}/retrieval_features/{{backbone}}/{{dataset}}.npz",
         info=f"{RESULTS}/retrieval_features/{{backbone}}/{{dataset}}.json",
     log:
-        "logs/extract_retrieval_features/{backbone}/{dataset}.log",
+        logfile("extract_retrieval_features/{backbone}/{dataset}.log"),
     benchmark:
-        "logs/benchmarks/extract_retrieval_features/{backbone}/{dataset}.tsv"
+        logfile("benchmarks/extract_retrieval_features/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
     threads: 2
@@ -89,9 +89,9 @@ rule retrieval:
         record=cell_record("retrieval", "{backbone}", "{dataset}"),
         predictions=f"{RESULTS}/predictions/retrieval/{{backbone}}/{{dataset}}.npz",
     log:
-        "logs/retrieval/{backbone}/{dataset}.log",
+        logfile("retrieval/{backbone}/{dataset}.log"),
     benchmark:
-        "logs/benchmarks/retrieval/{backbone}/{dataset}.tsv"
+        logfile("benchmarks/retrieval/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
     threads: 1

@@ -9,7 +9,7 @@ rule backbone_tables:
         table1_csv=f"{RESULTS}/tables/table1.csv",
         table1_md=f"{RESULTS}/tables/table1.md",
     log:
-        "logs/backbone_tables.log",
+        logfile("backbone_tables.log"),
     conda:
         "../environment.yml"
     params:

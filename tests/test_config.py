@@ -146,19 +146,97 @@ def test_snakemake_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
 
 
-def test_paper_config_builds_its_dag(tmp_path):
-    """`snakemake -n --configfile config/paper.yaml` plans the whole suite."""
-    run = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-         "--configfile", str(ROOT / "config" / "paper.yaml"), "--cores", "16", "--resources", "gpu=4"],
-        capture_output=True, text=True, timeout=300,
-    )
+PAPER_COMMAND = "snakemake --cores 16 --resources gpu=4 --configfile config/paper.yaml"
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def run_from_root(command: str, *extra: str, targets: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """A README command exactly as a user types it in the repository root (targets go first:
+    ``--configfile`` takes every word after it)."""
+    words = command.split()
+    assert words[0] == "snakemake"
+    return subprocess.run([SNAKEMAKE, *targets, *words[1:], *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def schema_defaults() -> dict:
+    config = {"backbones": ["a"], "datasets": ["b"], "tasks": ["knn"]}
+    validate_against_schema(config, SCHEMAS / "config.schema.yaml", "config")
+    return config
+
+
+def leaves(tree: dict, prefix: tuple = ()):
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+
+def lookup(tree: dict, path: tuple):
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return KeyError
+        tree = tree[key]
+    return tree
+
+
+@pytest.fixture(scope="module")
+def paper_resolved():
+    """The config the README's paper command gets, as the workflow itself writes it down."""
+    assert PAPER_COMMAND in (ROOT / "README.md").read_text()
+    target = ROOT / "results" / "paper" / "config.resolved.yaml"
+    existed = target.is_file()
+    run = run_from_root(PAPER_COMMAND, targets=(str(target.relative_to(ROOT)),))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    resolved = yaml.safe_load(target.read_text())
+    if not existed:  # leave the checkout as it was
+        target.unlink()
+    return resolved
+
+
+def test_paper_command_gets_the_paper_config_and_nothing_of_the_demo(paper_resolved):
+    """Every key of the paper run is paper.yaml's or the schema's default (BoB's protocol); no value comes
+    from the demo's config/config.yaml, which Snakemake used to merge under every --configfile."""
+    paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    demo = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    defaults = schema_defaults()
+    for path, value in leaves(paper):
+        got = lookup(paper_resolved, path)
+        if isinstance(value, list) and value and isinstance(value[0], dict):  # list items get their own defaults
+            assert [{k: item[k] for k in mine} for item, mine in zip(got, value)] == value, path
+        else:
+            assert got == value, path
+    checked = 0
+    for path, demo_value in leaves(demo):
+        if lookup(paper, path) is KeyError and path[0] not in ("backbones", "datasets", "tasks"):
+            expected = lookup(defaults, path)
+            assert lookup(paper_resolved, path) == (None if expected is KeyError else expected), path
+            checked += expected != demo_value
+    assert checked >= 10  # the demo's shrunk recipes really differ from BoB's
+    # BoB's protocol, spelled out (digest §3.2, §4, §9).
+    assert paper_resolved["finetune"]["epochs"] == 100 and paper_resolved["finetune"]["batch_size"] == 1024
+    assert paper_resolved["finetune"]["image_size"] is None and paper_resolved["extraction"]["image_size"] is None
+    assert paper_resolved["detection"]["epochs"] == 36 and paper_resolved["detection"]["steps"] == [27, 33]
+    assert paper_resolved["detection"]["lrs"] == [8e-5, 1e-4, 2e-4, 3e-4]
+    assert paper_resolved["detection"]["settings"] == ["finetune", "frozen"]
+    assert paper_resolved["detection"]["augment_scale"] == 1.0
+    assert paper_resolved["ranking"]["exclude_random_from_stats"] is True
+
+
+def test_paper_command_plans_bobs_jobs():
+    """The README's paper command, dry-run from the repository root, plans every job of BoB's suite; the
+    counts are derived from config/paper.yaml and the registry."""
+    run = run_from_root(PAPER_COMMAND, "-n")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "config.yaml" not in run.stdout.replace("config.resolved.yaml", "")  # the demo's file is not read
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     registry = yaml.safe_load((ROOT / "config" / "backbones.yaml").read_text())
+    defaults = schema_defaults()
     n_backbones, chosen = len(paper["backbones"]), paper["task_datasets"]
     ood_sets = {item["trained_on"] for item in paper["ood"]["sets"]}
     retrieval_sets = ["cub200", "inaturalist_val", "objectnet", "instre_s1", "gldv2_retrieval", "roxford5k", "rparis6k", "copydays"]
+    detection_lrs = {"detection": defaults["detection"]["lrs"], "ood_detection": paper["ood_detection"]["lrs"]}
+    detection_settings = len(defaults["detection"]["settings"])
     expected = {
         # BoB's suite: every backbone fine-tuned on each classification dataset (low-data ImageNet, CheXpert and
         # VisDA included), probed on cached features, LARS-probed on ImageNet, and tested on the OOD sets.
@@ -169,25 +247,40 @@ def test_paper_config_builds_its_dag(tmp_path):
         "extract_features": n_backbones * len(chosen["linear_probe"]),
         "frozen_probe": n_backbones * len(chosen["frozen_probe"]),
         "ood_classification": n_backbones * len(ood_sets),
-        # COCO, Sim10k and Cityscapes; every detector of BoB's sweep: pretrained backbones fine-tuned and
-        # frozen, random-init ones fine-tuned, each at every lr (4 for COCO, 1e-4 for Sim10k → Cityscapes).
+        # COCO, Sim10k and Cityscapes; every detector of BoB's sweep: pretrained backbones in every setting
+        # (fine-tuned and frozen), random-init ones fine-tuned only, each at every lr of the task.
         "prepare_detection_dataset": 3,
         "train_detector": sum(
-            (1 if registry[b]["weights"]["source"] == "random" else 2) * n_lrs
-            for task, n_lrs in (("detection", 4), ("ood_detection", 1)) for b in paper["task_backbones"][task]
+            (1 if registry[b]["weights"]["source"] == "random" else detection_settings) * len(detection_lrs[task])
+            for task in ("detection", "ood_detection") for b in paper["task_backbones"][task]
         ),
         # BoB's eight retrieval benchmarks (§7), each with its versioned split, for every backbone.
         "prepare_retrieval_dataset": 8,
         "extract_retrieval_features": n_backbones * 8,
         "retrieval": n_backbones * 8,
         "figures": 1,
+        "resolved_config": 1,
     }
+    assert detection_settings == 2 and len(detection_lrs["detection"]) == 4 and detection_lrs["ood_detection"] == [1e-4]
+    assert expected["train_detector"] == 282
     assert set(retrieval_sets) <= set(paper["datasets"]) and "retrieval" not in paper.get("task_backbones", {})
     assert len(paper["task_backbones"]["detection"]) == 33 and len(paper["task_backbones"]["ood_detection"]) == 29
     assert set(paper["datasets"]) >= {"imagenet", "imagenet_1pct", "imagenet_10pct", "cifar100", "flowers102",
                                       "fgvc_aircraft", "eurosat", "chexpert", "visda2017_synthetic"}
     for rule, count in expected.items():
         assert re.search(rf"^{rule}\s+{count}$", run.stdout, re.MULTILINE), (rule, count)
+
+
+def test_a_user_config_missing_a_required_key_is_refused_by_name(tmp_path):
+    """A user's --configfile is the whole run: a required key it leaves out is reported, never filled from the demo."""
+    mine = tmp_path / "my_battle.yaml"
+    mine.write_text("backbones: [effnet_lite0_in1k]\ndatasets: [digits]\n")
+    run = run_from_root(f"snakemake -n --cores 2 --configfile {mine}")
+    assert run.returncode != 0
+    output = run.stdout + run.stderr
+    assert f"config ({mine}): required key 'tasks' is missing" in output
+    assert "nothing is taken from config/config.yaml" in output
+    assert "Building DAG" not in output
 
 
 def test_task_datasets_and_overrides_name_unknown_ids(registries):
@@ -279,4 +372,4 @@ def test_redraw_mode_plans_no_task_job(tmp_path):
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     planned = set(re.findall(r"^(?:local)?rule (\w+):", run.stdout, flags=re.MULTILINE))
-    assert planned == {"collect", "rank", "figures", "report_tables", "backbone_tables", "published_figures", "all"}
+    assert planned == {"collect", "rank", "figures", "report_tables", "backbone_tables", "published_figures", "resolved_config", "all"}
