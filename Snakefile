@@ -21,6 +21,7 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/rehearsal.smk"
 include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/classification.smk"

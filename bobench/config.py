@@ -89,6 +89,17 @@ def validate_against_schema(instance: Any, schema_path: str | Path, what: str) -
         raise ConfigError(f"{what}: key {_format_path(error.absolute_path)!r}: {error.message}") from None
 
 
+def check_configfile_options(argv: Iterable[str]) -> None:
+    """Snakemake keeps only the last ``--configfile`` option, silently: ``--configfile a.yaml --configfile
+    b.yaml`` reads b.yaml alone. An overlay (config/rehearsal.yaml) is meant to go after a config, so say so."""
+    options = [arg for arg in argv if arg in ("--configfile", "--configfiles")]
+    if len(options) > 1:
+        raise ConfigError(
+            f"{options[0]} is given {len(options)} times, and Snakemake would read only the files of the last one; "
+            "list every file after one option, in order: --configfile config/paper.yaml config/rehearsal.yaml"
+        )
+
+
 def describe_sources(configfiles: Iterable[str | Path]) -> str:
     """How a message names where a run's config came from."""
     files = [str(f) for f in configfiles]
@@ -360,6 +371,11 @@ def dataset_entry(config: dict[str, Any], datasets: dict[str, Any], dataset: str
     override = (config.get("dataset_splits") or {}).get(dataset)
     if override:
         entry["splits"] = {**(entry.get("splits") or {}), **override}
+    rehearsal = config.get("rehearsal") or {}
+    if rehearsal.get("enabled") and entry.get("splits"):
+        from bobench.rehearsal.caps import cap_splits
+
+        entry["splits"] = cap_splits(entry["splits"], rehearsal.get("max_images_per_split"))
     source = entry.get("source") or {}
     if config.get("bob_validation_as_test") and "bob_test_split" in source:
         # The original code's choice: evaluate on the official validation split (Flowers-102, Aircraft).

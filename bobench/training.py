@@ -81,3 +81,8 @@ def step_with_oom_backoff(optimizer: torch.optim.Optimizer, micro_batch: int, de
                 raise
             micro_batch //= 2
             log.warning("out of memory: micro-batch halved to %d (effective batch unchanged)", micro_batch)
+
+
+def step_cap_reached(max_steps: int | None, steps_done: int) -> bool:
+    """Whether a job capped at ``max_steps`` optimisation steps (the rehearsal's cap) has done them all."""
+    return max_steps is not None and steps_done >= max_steps

@@ -51,6 +51,7 @@ rule knn:
 
 rule finetune:
     input:
+        standin_weights=lambda wc: standin_weights(wc.backbone),
         dataset=prepared("{dataset}"),
         code=code(
             "backbones",

@@ -9,13 +9,20 @@ sys.path.insert(
 )  # import bobench from the checkout even when not installed
 
 from bobench import config as bobench_config
-from bobench.datasets import prepared_filenames
+from bobench.datasets import prepared_filenames, raw_folders_shared_with
 from bobench.retrieval.splits import prepared_split_files
 from bobench.retrieval.sources import is_retrieval_benchmark
+from bobench.rehearsal.caps import apply_caps
+from bobench.rehearsal.standins import (
+    needs_standin_data,
+    needs_standin_weights,
+    with_standin_weights,
+)
 
 SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
 
 # Structure and types first (fills defaults), then ids against the registries.
+bobench_config.check_configfile_options(sys.argv)
 # The files this run's config came from (the demo's only when no --configfile was given).
 CONFIG_FILES = [
     os.path.relpath(f) if Path(f).resolve().is_relative_to(Path.cwd()) else str(f)
@@ -37,10 +44,18 @@ DATASETS = bobench_config.load_registry(
     "dataset registry",
 )
 bobench_config.check_config(config, BACKBONES, DATASETS)
+# A rehearsal (config/rehearsal.yaml) caps images, batches and steps, and points every backbone
+# fetched from the network at a stand-in checkpoint that the workflow writes.
+config.update(apply_caps(config))
+REHEARSAL = config["rehearsal"]["enabled"]
+REGISTRY_BACKBONES = BACKBONES  # as published: what stand-in checkpoints imitate
 
 DATA = config["data_dir"]
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
+STANDINS = f"{DATA}/standin"  # a rehearsal's stand-in weights (its stand-in data sit in {DATA}/raw)
+if REHEARSAL:
+    BACKBONES = with_standin_weights(BACKBONES, f"{STANDINS}/weights")
 LOGS = f"{RESULTS}/logs"  # per run, like its results: a rehearsal never overwrites a real run's logs
 CELLS = list(bobench_config.cells(config, DATASETS))
 OOD_PLAN = bobench_config.ood_plan(config)  # source dataset → its OOD test sets
@@ -119,6 +134,20 @@ def code(*modules):
 def logfile(name):
     """A job's log (or benchmark record) under this run's results folder."""
     return f"{LOGS}/{name}"
+
+
+def standin_weights(backbone):
+    """In a rehearsal, the stand-in checkpoint a backbone loads (none for installed or random weights)."""
+    if REHEARSAL and needs_standin_weights(BACKBONES[backbone]):
+        return [f"{STANDINS}/weights/{backbone}.json"]
+    return []
+
+
+def standin_data(dataset):
+    """In a rehearsal, the manifest of a dataset's stand-in (none for data made here or installed)."""
+    if REHEARSAL and needs_standin_data(DATASETS[dataset]):
+        return [f"{DATA}/raw/{dataset}/STANDIN.json"]
+    return []
 
 
 def prepared(dataset):

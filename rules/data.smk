@@ -3,6 +3,13 @@
 
 rule prepare_dataset:
     input:
+        standin=lambda wc: standin_data(wc.dataset),
+        # ImageNet's 1% / 10% subsets read the class folders ImageNet's preparation unpacks.
+        shared_raw=lambda wc: [
+            f
+            for d in raw_folders_shared_with(DATASETS[wc.dataset])
+            for f in prepared(d)
+        ],
         code=code("datasets"),
     output:
         prepared("{dataset}"),

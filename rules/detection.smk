@@ -4,6 +4,7 @@
 
 rule prepare_detection_dataset:
     input:
+        standin=lambda wc: standin_data(wc.dataset),
         # A synthetic set is made from a prepared classification dataset.
         sources=lambda wc: (
             prepared(DATASETS[wc.dataset]["source"]["from_dataset"])
@@ -33,6 +34,7 @@ rule prepare_detection_dataset:
 
 rule train_detector:
     input:
+        standin_weights=lambda wc: standin_weights(wc.backbone),
         train=detection_manifest("{dataset}"),
         test_sets=lambda wc: [
             detection_manifest(d)

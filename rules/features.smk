@@ -3,6 +3,7 @@
 
 rule extract_features:
     input:
+        standin_weights=lambda wc: standin_weights(wc.backbone),
         dataset=prepared("{dataset}"),
         code=code("backbones", "features", "datasets", "gpu"),
     output:

@@ -3,6 +3,7 @@
 
 rule ood_classification:
     input:
+        standin_weights=lambda wc: standin_weights(wc.backbone),
         weights=rules.finetune.output.weights,
         dataset=prepared("{dataset}"),
         ood_datasets=lambda wc: [

@@ -5,6 +5,7 @@
 
 rule prepare_retrieval_dataset:
     input:
+        standin=lambda wc: standin_data(wc.dataset),
         # A synthetic set is made from a prepared classification dataset.
         sources=lambda wc: (
             prepared(DATASETS[wc.dataset]["source"]["from_dataset"])
@@ -40,6 +41,7 @@ rule prepare_retrieval_dataset:
 
 rule extract_retrieval_features:
     input:
+        standin_weights=lambda wc: standin_weights(wc.backbone),
         split=retrieval_split("{dataset}"),
         code=code(
             "backbones",

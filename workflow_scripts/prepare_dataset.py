@@ -3,13 +3,15 @@
 from pathlib import Path
 
 from bobench.datasets import prepare_dataset
+from bobench.rehearsal.standins import entry_for_preparation
 from bobench.workflow import start_job
 
 log = start_job(snakemake)  # noqa: F821 (injected by Snakemake)
+sm = snakemake  # noqa: F821
 prepare_dataset(
-    snakemake.wildcards.dataset,  # noqa: F821
-    snakemake.params.entry,  # noqa: F821
-    out_dir=Path(snakemake.output[0]).parent,  # noqa: F821
-    raw_dir=Path(snakemake.params.raw_dir),  # noqa: F821
+    sm.wildcards.dataset,
+    entry_for_preparation(sm.params.entry, sm.params.raw_dir, sm.input.standin),
+    out_dir=Path(sm.output[0]).parent,
+    raw_dir=Path(sm.params.raw_dir),
     log=log,
 )

@@ -3,14 +3,16 @@
 from pathlib import Path
 
 from bobench.detection.sources import prepare_detection_dataset
+from bobench.rehearsal.standins import entry_for_preparation
 from bobench.workflow import start_job
 
 log = start_job(snakemake)  # noqa: F821 (injected by Snakemake)
+sm = snakemake  # noqa: F821
 prepare_detection_dataset(
-    snakemake.wildcards.dataset,  # noqa: F821
-    snakemake.params.entry,  # noqa: F821
-    raw_dir=snakemake.params.raw_dir,  # noqa: F821
-    out_dir=Path(snakemake.output.manifest).parent,  # noqa: F821
-    prepared_dirs=snakemake.params.prepared_dirs,  # noqa: F821
+    sm.wildcards.dataset,
+    entry_for_preparation(sm.params.entry, sm.params.raw_dir, sm.input.standin),
+    raw_dir=sm.params.raw_dir,
+    out_dir=Path(sm.output.manifest).parent,
+    prepared_dirs=sm.params.prepared_dirs,
     log=log,
 )

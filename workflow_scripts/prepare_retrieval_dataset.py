@@ -6,12 +6,13 @@ from bobench.workflow import start_job
 
 log = start_job(snakemake)  # noqa: F821 (injected by Snakemake)
 
+from bobench.rehearsal.standins import entry_for_preparation  # noqa: E402
 from bobench.retrieval.sources import prepare_retrieval_dataset  # noqa: E402
 
 sm = snakemake  # noqa: F821
 prepare_retrieval_dataset(
     sm.wildcards.dataset,
-    sm.params.entry,
+    entry_for_preparation(sm.params.entry, sm.params.raw_dir, sm.input.standin),
     out_dir=Path(sm.output[0]).parent,
     raw_dir=Path(sm.params.raw_dir),
     log=log,

@@ -27,6 +27,7 @@ from bobench.datasets.sources import (
     RawDataset,
     load_registry,
     prepare_dataset,
+    raw_folders_shared_with,
     register_loader,
     validate_dataset_entry,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "make_splits",
     "prepare_dataset",
     "prepared_filenames",
+    "raw_folders_shared_with",
     "register_loader",
     "stratified_sample",
     "validate_dataset_entry",

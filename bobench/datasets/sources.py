@@ -148,6 +148,18 @@ def validate_dataset_entry(dataset_id: str, entry: Any) -> None:
             fail("tasks", task, f"is not a known task; valid tasks: {', '.join(VALID_TASKS)}")
 
 
+def raw_folders_shared_with(entry: Mapping[str, Any]) -> list[str]:
+    """Datasets whose raw folders this entry reads (``folders: {train: ../imagenet/train}``: ImageNet's
+    1% / 10% subsets read the class folders ImageNet's own preparation unpacks), so its preparation
+    must come after theirs."""
+    shared = []
+    for folder in ((entry.get("source") or {}).get("folders") or {}).values():
+        parts = Path(str(folder)).parts
+        if len(parts) > 1 and parts[0] == ".." and parts[1] not in shared:
+            shared.append(parts[1])
+    return shared
+
+
 def _valid_split_size(value: Any) -> bool:
     if value is None or value == "all":
         return True

@@ -34,6 +34,7 @@ from bobench.training import (
     save_checkpoint,
     seed_epoch,
     seed_worker,
+    step_cap_reached,
     step_with_oom_backoff,
 )
 
@@ -57,6 +58,7 @@ class DetectionOptions:
     augment_scale: float = 1.0  # every augmentation and test size × this (1: BoB's 1024 / 480-800 / 1333)
     num_workers: int = 0
     precision: str = "auto"
+    max_steps: int | None = None  # a cap on the job's optimisation steps (the rehearsal's); None: every epoch
 
 
 CHECKPOINT_FORMAT = 1
@@ -149,6 +151,8 @@ def train_detector(
         sums: dict[str, float] = {}
         steps = 0
         for images, targets in tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", unit="step", mininterval=5):
+            if step_cap_reached(options.max_steps, iteration):
+                break
             for group in optimizer.param_groups:
                 group["lr"] = options.lr * lr_factor(iteration, epoch, options)
             try:
@@ -173,6 +177,9 @@ def train_detector(
         save_checkpoint(checkpoint_path, state, model, optimizer, _protocol(options, seed))
         if on_epoch_end is not None:
             on_epoch_end(epoch)
+        if step_cap_reached(options.max_steps, iteration):
+            log.info("stopping after epoch %d: max_steps = %d optimisation steps done", epoch + 1, options.max_steps)
+            break
 
     return DetectionResult(
         model_state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},

@@ -49,6 +49,7 @@ from bobench.training import (
     save_checkpoint,
     seed_epoch,
     seed_worker,
+    step_cap_reached,
     step_with_oom_backoff,
 )
 
@@ -79,6 +80,7 @@ class FinetuneOptions:
     divergence_factor: float = 10.0
     optimizer: str = "adamw"  # adamw (with layer decay) | lars (momentum 0.9: BoB's linear probe)
     freeze_backbone: bool = False  # train the head only; the backbone stays in eval mode
+    max_steps: int | None = None  # a cap on the job's optimisation steps (the rehearsal's); None: every epoch
 
 
 # BoB's frozen-backbone linear probe (digest §3.3, MAE's recipe): BatchNorm (no affine) + linear head on a
@@ -310,7 +312,7 @@ def finetune(
         optimizer.load_state_dict(state["optimizer"])
         log.info("resuming after epoch %d from %s", state["epoch"], checkpoint_path)
     else:
-        state = {"epoch": 0, "history": [], "best": None, "micro_batch": options.micro_batch}
+        state = {"epoch": 0, "history": [], "best": None, "micro_batch": options.micro_batch, "steps": 0}
     resumed_from = state["epoch"]
 
     train_set = AugmentedImages(
@@ -334,6 +336,8 @@ def finetune(
             model.backbone.eval()  # frozen means frozen: no BatchNorm statistics move either
         losses = []
         for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", unit="step", mininterval=5):
+            if step_cap_reached(options.max_steps, state.get("steps", 0)):
+                break
             targets = y
             if mixup is not None:
                 x, targets = mixup(x, y)
@@ -345,6 +349,7 @@ def finetune(
                     f"lower the lr or use precision fp32"
                 ) from None
             losses.append(loss)
+            state["steps"] = state.get("steps", 0) + 1
         train_seconds = time.perf_counter() - started
         train_loss = float(np.mean(losses))
         if train_loss > max_loss:
@@ -372,6 +377,9 @@ def finetune(
         save_checkpoint(checkpoint_path, state, model, optimizer, _protocol(options, seed))
         if on_epoch_end is not None:
             on_epoch_end(epoch)
+        if step_cap_reached(options.max_steps, state.get("steps", 0)):
+            log.info("stopping after epoch %d: max_steps = %d optimisation steps done", epoch + 1, options.max_steps)
+            break
 
     best = state["best"]
     return FinetuneResult(

@@ -1,0 +1,71 @@
+"""Which stand-ins a rehearsal needs, and the one entry point that makes each.
+
+Datasets: a maker per paper dataset id (``bobench.rehearsal.standin_classification``, ``…_detection``,
+``…_retrieval``) writes the real published layout into the dataset's raw folder, where the real
+loader looks, and leaves ``STANDIN.json`` (:mod:`bobench.rehearsal.manifest`). Datasets the project
+makes itself (the demo's synthetic sets) and the offline real ones (Fashion-MNIST, Animal-MNIST,
+digits) need none. Weights: every backbone fetched from the network (timm tags, release URLs, the
+Hugging Face hub) gets a seeded checkpoint in its source's native layout
+(``bobench.rehearsal.standin_weights``); installed or random weights need none.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Callable
+
+from bobench.rehearsal.manifest import apply_manifest, read_manifest
+
+#: Weight sources fetched from the network: the ones a rehearsal replaces by stand-ins.
+NETWORK_WEIGHT_SOURCES = ("timm", "url", "hf_hub")
+
+
+def dataset_makers() -> dict[str, Callable[..., Path]]:
+    """Paper dataset id → its stand-in maker."""
+    from bobench.rehearsal.standin_classification import CLASSIFICATION_MAKERS
+    from bobench.rehearsal.standin_detection import DETECTION_MAKERS
+    from bobench.rehearsal.standin_retrieval import RETRIEVAL_MAKERS
+
+    return {**CLASSIFICATION_MAKERS, **DETECTION_MAKERS, **RETRIEVAL_MAKERS}
+
+
+def needs_standin_data(entry: dict[str, Any]) -> bool:
+    """Whether a dataset comes from outside (downloads or manual copies): made-here and packaged data do not."""
+    source = entry.get("source") or {}
+    return source.get("loader") not in ("fashion_mnist", "animal_mnist", "sklearn_digits") and "from_dataset" not in source
+
+
+def make_standin_data(dataset_id: str, entry: dict[str, Any], raw_dir: str | Path, *, seed: int, images_per_class: int) -> Path:
+    """Write a dataset's stand-in into ``raw_dir``; returns its manifest."""
+    makers = dataset_makers()
+    if dataset_id not in makers:
+        raise KeyError(
+            f"dataset {dataset_id!r} has no stand-in maker (known: {', '.join(sorted(makers))}); a rehearsal "
+            "can run only datasets the project can imitate, or ones already on disk"
+        )
+    return makers[dataset_id](dataset_id, entry, Path(raw_dir), seed=seed, images_per_class=images_per_class)
+
+
+def standin_entry(entry: dict[str, Any], raw_dir: str | Path) -> dict[str, Any]:
+    """The registry entry a rehearsal prepares with: the stand-in's checksums and counts, marked ``standin``."""
+    return apply_manifest(entry, read_manifest(raw_dir))
+
+
+def needs_standin_weights(entry: dict[str, Any]) -> bool:
+    return entry["weights"]["source"] in NETWORK_WEIGHT_SOURCES
+
+
+def with_standin_weights(backbones: dict[str, dict[str, Any]], root: str) -> dict[str, dict[str, Any]]:
+    """The backbone registry with every network-fetched entry pointed at its stand-in under ``root``."""
+    out = copy.deepcopy(backbones)
+    for entry in out.values():
+        if needs_standin_weights(entry):
+            entry["weights"]["standin_dir"] = str(root)
+    return out
+
+
+def entry_for_preparation(entry: dict[str, Any], raw_dir: str | Path, standin_manifests: list[str]) -> dict[str, Any]:
+    """What a prepare job prepares with: the registry entry, or in a rehearsal (a stand-in manifest
+    among the job's inputs) the entry with the stand-in's checksums and counts."""
+    return standin_entry(entry, raw_dir) if list(standin_manifests) else dict(entry)

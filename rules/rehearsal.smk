@@ -1,0 +1,38 @@
+# The rehearsal's stand-ins (config/rehearsal.yaml): data in each dataset's real layout, written where
+# its real loader looks, and seeded checkpoints in each weight source's native layout. Only a
+# rehearsal's jobs ask for them.
+
+
+rule make_standin_data:
+    input:
+        code=code("rehearsal"),
+    output:
+        f"{DATA}/raw/{{dataset}}/STANDIN.json",
+    log:
+        logfile("make_standin_data/{dataset}.log"),
+    conda:
+        "../environment.yml"
+    params:
+        entry=lambda wc: bobench_config.canonical(DATASETS[wc.dataset]),
+        raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
+        seed=config["rehearsal"]["seed"],
+        images_per_class=config["rehearsal"]["images_per_class"],
+    script:
+        "../workflow_scripts/make_standin_data.py"
+
+
+rule make_standin_weights:
+    input:
+        code=code("rehearsal", "backbones"),
+    output:
+        f"{STANDINS}/weights/{{backbone}}.json",
+    log:
+        logfile("make_standin_weights/{backbone}.log"),
+    conda:
+        "../environment.yml"
+    params:
+        entry=lambda wc: bobench_config.canonical(REGISTRY_BACKBONES[wc.backbone]),
+        root=f"{STANDINS}/weights",
+        seed=config["rehearsal"]["seed"],
+    script:
+        "../workflow_scripts/make_standin_weights.py"
