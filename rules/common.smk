@@ -13,6 +13,11 @@ from bobench.datasets import prepared_filenames, raw_folders_shared_with
 from bobench.retrieval.splits import prepared_split_files
 from bobench.retrieval.sources import is_retrieval_benchmark
 from bobench.rehearsal.caps import apply_caps
+from bobench.rehearsal.coverage import (
+    covering_cells,
+    covering_detection_jobs,
+    override_datasets,
+)
 from bobench.rehearsal.standins import (
     needs_standin_data,
     needs_standin_weights,
@@ -63,6 +68,10 @@ OOD_DATASETS = sorted(
     {s.dataset for sets in OOD_PLAN.values() for s in sets if s.dataset}
 )
 DETECTION_JOBS = bobench_config.detection_jobs(config, DATASETS, BACKBONES)
+if REHEARSAL and config["rehearsal"]["coverage"] == "covering":
+    # The fewest jobs that still take every code path (bobench.rehearsal.coverage).
+    CELLS = covering_cells(CELLS, override_datasets(config, DATASETS))
+    DETECTION_JOBS = covering_detection_jobs(DETECTION_JOBS)
 DETECTION_SETS = bobench_config.detection_sets(
     config
 )  # OOD detection: training set → test sets

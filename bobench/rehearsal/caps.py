@@ -31,12 +31,23 @@ def _cap_recipe(recipe: dict[str, Any], caps: dict[str, Any], set_defaults: bool
 
 
 def apply_caps(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a (schema-validated) config with the rehearsal's caps applied; unchanged when the
-    rehearsal is off. Per-backbone and per-dataset recipe overrides are capped too."""
+    """A copy of a (schema-validated) config with the rehearsal's caps applied, and its backbones narrowed
+    to ``rehearsal.backbones`` where given; unchanged when the rehearsal is off. Per-backbone and
+    per-dataset recipe overrides are capped too."""
     caps = config.get("rehearsal") or {}
     if not caps.get("enabled"):
         return config
     out = copy.deepcopy(config)
+    only = caps.get("backbones")
+    if only:
+        unknown = [b for b in only if b not in config["backbones"]]
+        if unknown:
+            from bobench.config import ConfigError
+
+            raise ConfigError(f"config key 'rehearsal.backbones': {', '.join(unknown)} not among the config's backbones "
+                              f"({', '.join(config['backbones'])})")
+        out["backbones"] = [b for b in config["backbones"] if b in only]
+        out["task_backbones"] = {task: [b for b in chosen if b in only] for task, chosen in (config.get("task_backbones") or {}).items()}
     extraction = out.get("extraction") or {}
     extraction["batch_size"] = _cap(extraction.get("batch_size"), caps["max_batch_size"])
     extraction["num_workers"] = _cap(extraction.get("num_workers"), caps["max_workers"])

@@ -1,0 +1,65 @@
+"""The covering rehearsal: the fewest jobs of a DAG that still run every code path a paper run takes.
+
+A full rehearsal runs every job of the config it overlays (thousands for the paper). A covering one
+keeps, per task, jobs until every backbone and every dataset of that task has run at least once
+(detectors: every backbone, dataset, setting and learning rate), and runs every dataset-specific
+override with every backbone it applies to: a resolution of its own (CheXpert's 256 px), a label
+policy of its own (multi-label CheXpert), class masks (ImageNet-A/R's 200 classes, read by the OOD
+jobs of ImageNet classifiers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def greedy_cover(items: Sequence[tuple], attributes: Sequence[int], required: Iterable[tuple] = ()) -> list[tuple]:
+    """``required`` plus, in ``items`` order, each item that covers a value of an attribute (a tuple
+    index) not yet covered, best first, until every value of every attribute is covered."""
+    chosen = list(dict.fromkeys(required))
+    covered = {(a, item[a]) for item in chosen for a in attributes}
+    wanted = {(a, item[a]) for item in items for a in attributes}
+    while not wanted <= covered:
+        best = max(items, key=lambda item: sum((a, item[a]) not in covered for a in attributes))
+        chosen.append(best)
+        covered |= {(a, best[a]) for a in attributes}
+    return chosen
+
+
+def override_datasets(config: dict[str, Any], datasets: dict[str, Any]) -> dict[str, set[str]]:
+    """Per task, the datasets with an override every backbone must run: their own resolution or label
+    policy (multi-label), or, for OOD, a source whose OOD sets carry class masks (fewer classes)."""
+    out: dict[str, set[str]] = {}
+    finetune_overrides = (config.get("finetune") or {}).get("dataset_overrides") or {}
+    for task in ("finetune", "frozen_probe", "linear_probe"):
+        out[task] = {d for d in config["datasets"] if datasets[d].get("multilabel")}
+    out["finetune"] |= {d for d, recipe in finetune_overrides.items() if "image_size" in recipe}
+    out["ood"] = set()
+    for item in (config.get("ood") or {}).get("sets") or []:
+        source_classes = datasets[item["trained_on"]]["source"].get("num_classes")
+        for ood_set in item.get("datasets") or []:
+            ood_classes = datasets[ood_set]["source"].get("num_classes")
+            if source_classes and ood_classes and ood_classes < source_classes:
+                out["ood"].add(item["trained_on"])
+    return out
+
+
+def covering_cells(cells: Sequence[tuple[str, str, str]], overrides: dict[str, set[str]]) -> list[tuple[str, str, str]]:
+    """Per task, cells covering every backbone and dataset, all backbones for override datasets; an OOD
+    cell brings the fine-tuning cell whose classifier it tests."""
+    chosen: list[tuple[str, str, str]] = []
+    for task in dict.fromkeys(task for task, _, _ in cells):
+        task_cells = [c for c in cells if c[0] == task]
+        required = [c for c in task_cells if c[2] in overrides.get(task, ())]
+        chosen += greedy_cover(task_cells, (1, 2), required)
+    finetuned = [("finetune", b, d) for task, b, d in chosen if task == "ood"]
+    return list(dict.fromkeys([*chosen, *finetuned]))
+
+
+def covering_detection_jobs(jobs: Sequence[tuple[str, str, str, str, str]]) -> list[tuple[str, str, str, str, str]]:
+    """Per detection task, detectors covering every backbone, dataset, setting and learning rate."""
+    chosen: list[tuple[str, str, str, str, str]] = []
+    for task in dict.fromkeys(job[0] for job in jobs):
+        chosen += greedy_cover([j for j in jobs if j[0] == task], (1, 2, 3, 4))
+    return chosen
