@@ -7,8 +7,11 @@ exclusive ``flock``. The kernel drops the lock when the process exits, even on
 ``kill -9``, so a crashed job never leaks a GPU.
 
 An assignment that already exists (``CUDA_VISIBLE_DEVICES`` set by SLURM, a
-container runtime or the user) always wins. On a machine without GPUs nothing
-happens and the job runs on the CPU.
+container runtime or the user) is the pool: a job step given exactly its own
+devices keeps them, and jobs of a local run inside a larger allocation (four
+GPUs of one SLURM job, say) each claim their own among the allocated devices,
+never one outside it. On a machine without GPUs nothing happens and the job
+runs on the CPU.
 
 This module must not import torch: ``CUDA_VISIBLE_DEVICES`` only takes effect
 if it is set before CUDA initialises.
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GpuClaim:
-    devices: list[int] | None  # None: the environment's assignment (or no GPU) is kept
+    devices: list[int | str] | None  # None: the environment's assignment (or no GPU) is kept
     reason: str
     _handles: list[IO] = field(default_factory=list, repr=False)
 
@@ -78,40 +81,50 @@ def claim_gpus(
     """
     if n_requested <= 0:
         return GpuClaim(None, "the job requests no GPU")
-    if os.environ.get("CUDA_VISIBLE_DEVICES") not in (None, ""):
-        return GpuClaim(None, f"kept CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} from the environment")
-    n_gpus = count_local_gpus()
-    if n_gpus == 0:
-        return GpuClaim(None, "no GPU on this machine: running on the CPU")
-    if n_requested > n_gpus:
-        raise RuntimeError(f"the job requests {n_requested} GPUs but this machine has {n_gpus}")
+    preset = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if preset.strip():
+        pool = [device.strip() for device in preset.split(",") if device.strip()]
+        if len(pool) == n_requested:
+            return GpuClaim(None, f"kept CUDA_VISIBLE_DEVICES={preset} from the environment (exactly this job's devices)")
+        if len(pool) < n_requested:
+            raise RuntimeError(f"the job requests {n_requested} GPUs but CUDA_VISIBLE_DEVICES={preset} allows {len(pool)}")
+        where = f"the {len(pool)} of CUDA_VISIBLE_DEVICES"
+    else:
+        n_gpus = count_local_gpus()
+        if n_gpus == 0:
+            return GpuClaim(None, "no GPU on this machine: running on the CPU")
+        if n_requested > n_gpus:
+            raise RuntimeError(f"the job requests {n_requested} GPUs but this machine has {n_gpus}")
+        pool, where = [str(d) for d in range(n_gpus)], f"{n_gpus}"
     lock_dir = lock_dir or default_lock_dir()
     lock_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
     while True:
-        claim = _try_claim(n_requested, n_gpus, lock_dir)
+        claim = _try_claim(n_requested, pool, where, lock_dir)
         if claim is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in claim.devices)
             return claim
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no {n_requested} free GPU(s) among {n_gpus} within {timeout_s:.0f} s (locks in {lock_dir})")
+            raise TimeoutError(f"no {n_requested} free GPU(s) among {where} within {timeout_s:.0f} s (locks in {lock_dir})")
         time.sleep(poll_s)
 
 
-def _try_claim(n_requested: int, n_gpus: int, lock_dir: Path) -> GpuClaim | None:
+def _try_claim(n_requested: int, pool: list[str], where: str, lock_dir: Path) -> GpuClaim | None:
+    """Lock ``n_requested`` devices of ``pool`` (indices or UUIDs as CUDA_VISIBLE_DEVICES names them);
+    the lock files are named by the device, so every job on the machine agrees on who holds which."""
     handles: list[IO] = []
-    devices: list[int] = []
-    for device in range(n_gpus):
-        handle = open(lock_dir / f"gpu{device}.lock", "a")
+    devices: list[int | str] = []
+    for device in pool:
+        handle = open(lock_dir / f"gpu{device.replace('/', '_')}.lock", "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             continue
         handles.append(handle)
-        devices.append(device)
+        devices.append(int(device) if device.isdigit() else device)
         if len(devices) == n_requested:
-            return GpuClaim(devices, f"claimed GPU(s) {devices} of {n_gpus}", handles)
+            return GpuClaim(devices, f"claimed GPU(s) {devices} of {where}", handles)
     for handle in handles:
         handle.close()
     return None

@@ -37,6 +37,25 @@ def test_existing_assignment_wins(clean_env, monkeypatch):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
 
 
+def test_jobs_inside_an_allocation_share_out_its_devices(clean_env, monkeypatch):
+    """A local run inside a 4-GPU SLURM allocation (CUDA_VISIBLE_DEVICES=4,5,6,7 preset for the whole run):
+    each job claims its own allocated device, never one outside the allocation, and never all on the first."""
+    monkeypatch.setenv("BOBENCH_NUM_GPUS", "8")
+    claims = []
+    for _ in range(4):  # four concurrent jobs, each started with the run's environment
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+        claims.append(gpu.claim_gpus(1, poll_s=0.01, timeout_s=1))
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == str(claims[-1].devices[0])
+    assert sorted(c.devices[0] for c in claims) == [4, 5, 6, 7]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    with pytest.raises(TimeoutError, match="among the 4 of CUDA_VISIBLE_DEVICES"):
+        gpu.claim_gpus(1, poll_s=0.01, timeout_s=0.05)
+    with pytest.raises(RuntimeError, match="allows 4"):
+        gpu.claim_gpus(5)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-1a2b,GPU-3c4d")  # UUIDs work too
+    assert gpu.claim_gpus(1, poll_s=0.01, timeout_s=1).devices == ["GPU-1a2b"]
+
+
 def test_concurrent_claims_get_distinct_devices(clean_env, monkeypatch):
     monkeypatch.setenv("BOBENCH_NUM_GPUS", "3")
     claims = []
