@@ -144,12 +144,41 @@ def extract_split(
     batches = eval_batches(images, backbone.transform, batch_size, device, num_workers, pad_to_batch=pad_last_batch)
     start = 0
     total = -(-len(images) // batch_size)
+    forward = ForwardInChunks(backbone.model, batch_size, device, autocast_dtype, memory_format)
     for x, n_real in tqdm(batches, total=total, desc=desc, unit="batch", mininterval=5):
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            out = backbone.model(x.contiguous(memory_format=memory_format))
-        features[start : start + n_real] = out[:n_real].float().cpu().numpy()
+        features[start : start + n_real] = forward(x)[:n_real]
         start += n_real
     return features
+
+
+class ForwardInChunks:
+    """A model's forward pass over a loaded batch, in chunks that fit: on out-of-memory the chunk is
+    halved and only the failed chunk is redone, so nothing finished is lost, and later batches keep the
+    smaller chunk (SAM at 1,024 px does not fit the paper's batch of 256 on every GPU)."""
+
+    def __init__(self, model: torch.nn.Module, chunk: int, device: torch.device, autocast_dtype: torch.dtype | None,
+                 memory_format: torch.memory_format):
+        self.model, self.chunk, self.device = model, chunk, device
+        self.autocast_dtype, self.memory_format = autocast_dtype, memory_format
+
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        outputs, done = [], 0
+        while done < len(x):
+            part = x[done : done + self.chunk]
+            try:
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+                    out = self.model(part.contiguous(memory_format=self.memory_format))
+            except torch.OutOfMemoryError:
+                if self.chunk == 1:
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self.chunk //= 2
+                log.warning("out of memory: forward batch halved to %d", self.chunk)
+                continue
+            outputs.append(out.float().cpu().numpy())
+            done += len(part)
+        return np.concatenate(outputs)
 
 
 def extract_features(

@@ -104,3 +104,26 @@ def test_padding_the_last_batch_leaves_features_unchanged(backbone_registry):
     assert padded.shape == ragged.shape == (50, 1280)
     np.testing.assert_allclose(padded, ragged, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(padded, one_by_one, rtol=1e-4, atol=1e-5)
+
+
+def test_out_of_memory_halves_the_forward_batch_and_loses_nothing(backbone_registry):
+    """A model that runs out of memory above 3 images per forward (SAM at 1,024 px with the paper's batch of
+    256): extraction halves the forward batch, redoes only the failed chunk and gives the same features."""
+    from bobench.features import extract_split
+
+    backbone = create_backbone("random_vit_s16", backbone_registry["random_vit_s16"], image_size=32)
+    images = np.random.default_rng(0).integers(0, 256, (21, 28, 28, 1), dtype=np.uint8)
+    device = torch.device("cpu")
+    reference = extract_split(backbone, images, device, 16, None, False)
+    model, calls = backbone.model, []
+
+    def limited(x):
+        calls.append(len(x))
+        if len(x) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return model(x)
+
+    backbone.model = limited
+    chunked = extract_split(backbone, images, device, 16, None, False)
+    np.testing.assert_allclose(chunked, reference, rtol=1e-4, atol=1e-5)
+    assert calls[:3] == [16, 8, 4] and max(c for c in calls if c <= 3) == 2  # halved, then kept small
