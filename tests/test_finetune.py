@@ -178,3 +178,20 @@ def test_multilabel_data_train_with_sigmoids_and_select_on_mean_auroc(tmp_path):
     assert all("val_mean_auroc" in h for h in result.history) and 0 <= result.best_val_score <= 1
     with pytest.raises(ValueError, match="mixup/cutmix need single-label data"):
         finetune(tiny_classifier()[0], data, NUM_CLASSES, transform, OPTIONS, tmp_path / "other.pt", seed=0, device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("backbone_id", ["random_vit_b16", "random_swinv2_t"])
+def test_a_transformer_fine_tunes_at_a_dataset_resolution_of_its_own(backbone_id, backbone_registry):
+    """BoB fine-tunes 224-px ViTs and 256/384-px SwinV2s on CheXpert at 256 px: the classifier accepts it
+    (built with timm's dynamic-size switch), and its parameters are the native model's (loading stays strict)."""
+    from bobench.tasks.finetune import build_classifier
+
+    entry = backbone_registry[backbone_id]
+    classifier, backbone = build_classifier(backbone_id, entry, num_classes=5, image_size=96, frozen=False,
+                                            drop_path=0.1, seed=0)
+    assert backbone.transform.size == 96
+    with torch.no_grad():
+        assert classifier.eval()(torch.zeros(2, 3, 96, 96)).shape == (2, 5)
+    native = create_backbone(backbone_id, entry)
+    trained = {k: v.shape for k, v in backbone.model.state_dict().items() if not k.startswith("head.")}
+    assert {k: v.shape for k, v in native.model.state_dict().items()} == trained

@@ -27,7 +27,6 @@ What differs from BoB's MMDetection 2.x configs, and why:
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from typing import Any
 
@@ -42,10 +41,9 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from bobench.backbones.sizes import any_input_size_spec
+
 FPN_CHANNELS = 256
-# Keyword arguments by which timm's transformers accept any input size (ViT, SwinV2: dynamic_img_size;
-# SAM's ViT: dynamic_size). CNNs take any size as they are.
-DYNAMIC_SIZE_KWARGS = ("dynamic_img_size", "dynamic_size")
 
 
 class SimpleFeaturePyramid(nn.Module):
@@ -164,29 +162,5 @@ def build_detector(
 
 
 def detection_spec(spec: dict[str, Any], drop_path: float | None = None) -> dict[str, Any]:
-    """A backbone registry entry adapted for detection: any input size, BoB's drop path.
-
-    timm's transformers are built with their dynamic-size switch (position
-    embeddings interpolated to the input; no parameter changes, so loading stays strict).
-    """
-    architecture = spec["architecture"]
-    if architecture["library"] != "timm":
-        return spec
-    kwargs = dict(architecture.get("kwargs", {}))
-    accepted = _constructor_arguments(architecture["name"], kwargs)
-    for name in DYNAMIC_SIZE_KWARGS:
-        if name in accepted:
-            kwargs[name] = True
-            break
-    if drop_path and "drop_path_rate" in accepted:
-        kwargs["drop_path_rate"] = drop_path
-    return {**spec, "architecture": {**architecture, "kwargs": kwargs}}
-
-
-def _constructor_arguments(model_name: str, kwargs: dict[str, Any]) -> set[str]:
-    """Keyword arguments the timm model's class accepts (built on the meta device: no memory, no weights)."""
-    import timm
-
-    with torch.device("meta"):
-        model = timm.create_model(model_name, pretrained=False, **kwargs)
-    return set(inspect.signature(type(model).__init__).parameters)
+    """A backbone registry entry adapted for detection: any input size, BoB's drop path."""
+    return any_input_size_spec(spec, drop_path)

@@ -153,7 +153,10 @@ def build_classifier(backbone_id: str, spec: dict[str, Any], num_classes: int, i
     description. BoB's drop path applies to timm architectures (it changes no weight names).
     """
     from bobench.backbones.model import create_backbone
+    from bobench.backbones.sizes import any_input_size_spec
 
+    if image_size is not None:  # a dataset's own resolution (CheXpert's 256 px): transformers interpolate
+        spec = any_input_size_spec(spec)
     if spec["architecture"]["library"] == "timm" and drop_path:
         architecture = spec["architecture"]
         spec = {**spec, "architecture": {**architecture, "kwargs": {**architecture.get("kwargs", {}), "drop_path_rate": drop_path}}}
