@@ -211,15 +211,16 @@ def restricted_probs(logits: np.ndarray, subset: np.ndarray | None) -> np.ndarra
     return z.softmax(dim=1).numpy()
 
 
-def describe_sets(sets: Sequence[OODSet], dataset_meta: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]]:
-    """Display name and domain of each OOD set (for the results table)."""
+def describe_sets(sets: Sequence[OODSet], dataset_meta: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Display name and domain of each OOD set (for the results table), and whether it is a rehearsal's stand-in."""
     described = {}
     for ood in sets:
         if ood.kind == "dataset":
             meta = dataset_meta[ood.dataset]
-            described[ood.set_id] = {"name": meta["name"], "domain": meta["domain"]}
+            described[ood.set_id] = {"name": meta["name"], "domain": meta["domain"], "standin": meta.get("standin", False)}
         else:
             meta = dataset_meta[ood.source]
             level = f" {ood.severity}" if ood.severity is not None else ""
-            described[ood.set_id] = {"name": f"{meta['name']}, {SHIFT_LABELS[ood.shift]}{level}", "domain": meta["domain"]}
+            described[ood.set_id] = {"name": f"{meta['name']}, {SHIFT_LABELS[ood.shift]}{level}", "domain": meta["domain"],
+                                     "standin": meta.get("standin", False)}
     return described

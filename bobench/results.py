@@ -18,6 +18,8 @@ COLUMNS = [
     "metric", "value", "ci_low", "ci_high", "primary",
     # how it was made
     "protocol_params", "n_train", "n_test", "test_split", "input_size", "precision", "device", "feature_dim", "weights",
+    # a rehearsal's rows: what was a stand-in ("data", "weights", "data+weights"; empty for a real run)
+    "standin",
     # provenance
     "config_hash", "git_commit", "packages", "seed", "wall_time_s", "host",
 ]
@@ -47,9 +49,15 @@ def record_rows(record: dict[str, Any], backbone_meta: dict[str, Any], dataset_m
         "device": features["device"],
         "feature_dim": features["feature_dim"],
         "weights": json.dumps(features.get("weights"), sort_keys=True),
+        "standin": standin_label(bool(dataset_meta.get("standin")), bool((features.get("weights") or {}).get("standin"))),
         **record["provenance"],
     }
     return [{**base, **metric} for metric in record["metrics"]]
+
+
+def standin_label(data: bool, weights: bool) -> str:
+    """What of a row was a rehearsal's stand-in."""
+    return "+".join(kind for kind, flag in (("data", data), ("weights", weights)) if flag)
 
 
 REPLICATE_COLUMNS = ["backbone", "task", "dataset", "protocol", "metric", "n_test", "protocol_params", "replicates"]

@@ -238,7 +238,11 @@ def dataset_display():
     from bobench.ood import describe_sets
 
     shown = {
-        d: {"name": DATASETS[d]["name"], "domain": DATASETS[d]["domain"]}
+        d: {
+            "name": DATASETS[d]["name"],
+            "domain": DATASETS[d]["domain"],
+            "standin": bool(standin_data(d)),
+        }
         for d in [*config["datasets"], *OOD_DATASETS, *DETECTION_DATASETS]
     }
     for sets in OOD_PLAN.values():

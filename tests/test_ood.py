@@ -124,8 +124,10 @@ def test_restricted_probs_renormalise_over_the_subset():
 def test_plan_names_every_set():
     sets = plan_ood_sets("fmnist", ["imagenet_r"], ["sketch", "jpeg"], [1, 5])
     assert [s.set_id for s in sets] == ["imagenet_r", "fmnist:sketch", "fmnist:jpeg-1", "fmnist:jpeg-5"]
-    shown = describe_sets(sets, {"fmnist": {"name": "F", "domain": "natural"}, "imagenet_r": {"name": "IN-R", "domain": "art"}})
-    assert shown["fmnist:jpeg-5"] == {"name": "F, JPEG 5", "domain": "natural"}
+    shown = describe_sets(sets, {"fmnist": {"name": "F", "domain": "natural", "standin": True},
+                                 "imagenet_r": {"name": "IN-R", "domain": "art"}})
+    assert shown["fmnist:jpeg-5"] == {"name": "F, JPEG 5", "domain": "natural", "standin": True}  # a shift of a stand-in
+    assert shown["imagenet_r"]["standin"] is False
     assert shown["imagenet_r"]["name"] == "IN-R"
     with pytest.raises(ValueError, match="unknown shift"):
         plan_ood_sets("fmnist", [], ["snow"], [1])
