@@ -196,6 +196,10 @@ def stable_diffusion_encoder(state_dict: StateDict, model: "nn.Module") -> State
     # position_ids: a constant buffer that transformers used to save and no longer does.
     text = select_prefix(state_dict, "text_encoder.", drop=("text_model.embeddings.position_ids",))
     text_encoder = build_text_encoder(model.text_config)
+    if not hasattr(text_encoder, "text_model"):
+        # The release was saved by transformers 4 (keys under text_model.); transformers >= 5.6 flattened
+        # CLIPTextModel, and its own loader renames them the same way.
+        text = {key.removeprefix("text_model."): tensor for key, tensor in text.items()}
     load_strict(text_encoder, text, origin="stable diffusion text encoder")
     converted["context"] = prompt_context(text_encoder, model.prompt)
     return converted

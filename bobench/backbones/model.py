@@ -11,13 +11,14 @@ from __future__ import annotations
 import copy
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from bobench.backbones.transforms import EvalTransform, resolve_transform
-from bobench.backbones.weights import load_converted, read_checkpoint
+from bobench.backbones.weights import load_converted, read_checkpoint, standin_root, timm_hub_standin
 
 
 @dataclass
@@ -129,11 +130,12 @@ def load_entry_point(spec: str) -> Callable[..., nn.Module]:
         raise ValueError(f"architecture.entry_point {spec!r}: {module_name} has no {function_name!r}") from None
 
 
-def _from_timm_hub(entry: dict[str, Any]) -> nn.Module:
+def _from_timm_hub(entry: dict[str, Any], cache_dir: Path | None = None) -> nn.Module:
     """timm's own pretrained weights: a tag of a timm model, or a ``hf-hub:org/repo`` id.
 
     The classifier is left at the checkpoint's size: timm then loads strictly
     (it relaxes strictness only to drop or adapt a head or stem that differs).
+    ``cache_dir``: the Hugging Face cache timm reads (a stand-in's; default: the user's).
     """
     import timm
 
@@ -146,6 +148,8 @@ def _from_timm_hub(entry: dict[str, Any]) -> nn.Module:
         else:
             hub_id = timm.models.get_pretrained_cfg(name).hf_hub_id
             kwargs["pretrained_cfg_overlay"] = {"hf_hub_id": f"{hub_id}@{weights['revision']}"}
+    if cache_dir is not None:
+        kwargs["cache_dir"] = cache_dir
     return timm.create_model(name, pretrained=True, **kwargs)
 
 
@@ -166,10 +170,15 @@ def create_backbone(
             model = build_architecture(entry, num_classes=0)
         provenance = {"weights": "random", "seed": int(weights.get("seed", 0))}
     elif source == "timm":
-        model = _from_timm_hub(entry)
+        standin: dict[str, Any] = {}
+        if standin_root(weights) is None:
+            model = _from_timm_hub(entry)
+        else:  # the rehearsal: timm's own loader on a verified stand-in, offline
+            model, standin = timm_hub_standin(weights, backbone_id, lambda cache_dir: _from_timm_hub(entry, cache_dir))
         provenance = {"weights": f"timm:{model.pretrained_cfg.get('hf_hub_id') or entry['architecture']['name']}"}
         if weights.get("revision"):
             provenance["revision"] = weights["revision"]
+        provenance.update(standin)
     elif source == "builtin":
         model = build_architecture(entry)  # the entry point loads its own weights
         provenance = {"weights": f"builtin:{entry['architecture']['entry_point']}"}

