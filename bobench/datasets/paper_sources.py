@@ -66,6 +66,9 @@ def load_image_folder(source: Mapping[str, Any], raw_dir: Path, log: logging.Log
     ILSVRC2012 archives into class folders with torchvision's ImageNet parser).
     """
     folders: Mapping[str, str] = source["folders"]
+    # A path through a folder that does not exist is never a folder: ImageNet's subsets reach ImageNet's
+    # class folders through their own raw folder (../imagenet/train), which nothing else creates.
+    raw_dir.mkdir(parents=True, exist_ok=True)
     dirs = {split: raw_dir / folder for split, folder in folders.items()}
     provenance: list[dict[str, Any]] = []
     if not all(d.is_dir() for d in dirs.values()):

@@ -41,7 +41,8 @@ VALID_TASKS: tuple[str, ...] = ("classification", "retrieval", "ood")
 #: Tasks of detection datasets (COCO-format; prepared by bobench.detection.sources, not here).
 DETECTION_TASKS: tuple[str, ...] = ("detection", "ood_detection")
 REQUIRED_KEYS: tuple[str, ...] = ("name", "domain", "licence", "source", "splits", "seed", "tasks")
-OPTIONAL_KEYS: tuple[str, ...] = ("description", "homepage", "multilabel")
+#: ``standin`` is set by a rehearsal (bobench.rehearsal.manifest), never in the registry.
+OPTIONAL_KEYS: tuple[str, ...] = ("description", "homepage", "multilabel", "standin")
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,7 @@ def prepare_dataset(
             "per_split": split_info,
         },
         "created_with": {"bobench": bobench.__version__, "numpy": np.__version__},
+        "standin": bool(entry.get("standin")),  # a rehearsal's stand-in data (bobench.rehearsal)
     }
     meta = write_prepared(out_dir, arrays, raw.class_names, info)
     log.info(
