@@ -274,3 +274,172 @@ def test_the_workflow_declares_every_figure_the_library_draws():
     text = (Path(__file__).resolve().parents[1] / "rules" / "common.smk").read_text()
     declared = re.findall(r'"(\w+)"', re.search(r"FIGURE_NAMES = \[(.*?)\]", text, re.S).group(1))
     assert declared == [*FIGURES, *RESULTS_FIGURES]
+
+
+# --------------------------------------------------------------------------- paper scale
+# Legibility at the paper's size: 48 backbones with long names × every setting of config/paper.yaml, drawn from
+# a FABRICATED table of that shape (tests/paper_shaped_table.py: random numbers, layout data only).
+
+PNG_DPI = 40  # rendering resolution in these tests (see low_dpi); sizes below are converted to the real DPI
+REAL_DPI = figures.DPI  # read at import, before low_dpi lowers it
+MAX_PIXELS = 8000  # at figures.DPI, each side of every saved PNG
+MIN_PIXELS = 600
+
+
+@pytest.fixture(scope="module")
+def paper_drawn(tmp_path_factory):
+    """Every figure drawn once from the paper-shaped table: name → (Figure, PNG path)."""
+    from paper_shaped_table import paper_shaped_ranking, paper_shaped_results
+
+    results = paper_shaped_results()
+    ranking = paper_shaped_ranking(results)
+    out = tmp_path_factory.mktemp("paper_figures")
+    drawn = {}
+    original = figures._save
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "DPI", PNG_DPI)
+        patch.setattr(figures, "_save", lambda fig, stem: drawn.__setitem__(Path(stem).name, fig) or original(fig, stem))
+        draw_all(results, ranking, out)
+    return results, ranking, {name: (fig, out / f"{name}.png") for name, fig in drawn.items()}
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def rendered(fig: Figure):
+    """Draw ``fig`` on an Agg canvas as it is saved (at the figure's own dpi); returns the renderer to measure with."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def tick_label_boxes(fig: Figure, axis: str, ax_index: int = 0) -> list:
+    renderer = rendered(fig)
+    ax = fig.axes[ax_index]
+    labels = ax.get_yticklabels() if axis == "y" else ax.get_xticklabels()
+    return [(label.get_text(), label.get_window_extent(renderer)) for label in labels if label.get_text()]
+
+
+def text_box(text, renderer):
+    """The extent of a text itself (an annotation's own extent also covers its leader line)."""
+    from matplotlib.text import Text
+
+    return Text.get_window_extent(text, renderer)
+
+
+def assert_no_overlap(boxes) -> None:
+    for (text_a, a), (text_b, b) in zip(boxes, boxes[1:]):
+        assert not a.overlaps(b), f"tick labels overlap: {text_a!r} and {text_b!r}"
+
+
+def test_paper_shaped_table_has_the_paper_layout():
+    from bobench.results import COLUMNS
+    from paper_shaped_table import FABRICATED, paper_shaped_results
+
+    results = paper_shaped_results()
+    assert list(results.columns) == COLUMNS and set(results["host"]) == {FABRICATED}
+    assert results["backbone"].nunique() == 48
+    settings = results[results["primary"]].groupby(["task", "dataset", "protocol"])["backbone"].nunique()
+    assert settings["classification"].size == 16 and settings["retrieval"].size == 8
+    assert settings["detection", "coco2017", "frozen"] < settings["detection", "coco2017", "finetune"] == 33
+    # Four learning rates per detector: the ranking collapses the sweep, the table keeps it.
+    ap = results[(results.task == "detection") & (results.metric == "ap") & (results.protocol == "finetune")]
+    assert len(ap) == 4 * 33
+
+
+def test_every_figure_draws_at_paper_scale_within_size_bounds(paper_drawn):
+    _, _, drawn = paper_drawn
+    assert set(drawn) == {*FIGURES, *RESULTS_FIGURES}
+    for name, (_, path) in drawn.items():
+        width, height = (side * REAL_DPI / PNG_DPI for side in png_size(path))
+        assert MIN_PIXELS <= width <= MAX_PIXELS and MIN_PIXELS <= height <= MAX_PIXELS, (name, width, height)
+
+
+@pytest.mark.parametrize("name", ["zscore_heatmap", "overall_ranking", "small_backbones"])
+def test_paper_scale_tick_labels_do_not_overlap(paper_drawn, name):
+    fig, _ = paper_drawn[2][name]
+    boxes = tick_label_boxes(fig, "y")
+    assert len(boxes) >= 10
+    assert_no_overlap(sorted(boxes, key=lambda b: b[1].y0))
+    if name == "zscore_heatmap":
+        columns = tick_label_boxes(fig, "x")
+        assert len(columns) == 35  # every paper setting labelled
+        assert_no_overlap(sorted(columns, key=lambda b: b[1].x0))
+        assert not any(y.overlaps(x) for _, y in boxes for _, x in columns)
+
+
+@pytest.mark.parametrize("name", ["zscore_heatmap", "overall_ranking"])
+def test_paper_scale_names_every_backbone_in_full(paper_drawn, name):
+    results, ranking, drawn = paper_drawn
+    fig, _ = drawn[name]
+    shown = [text for text, _ in tick_label_boxes(fig, "y")]
+    for backbone, row in ranking.overall.set_index("backbone").iterrows():
+        assert f"{int(row['rank'])}. {row['backbone_name']}" in shown, row["backbone_name"]
+    assert len(shown) == results["backbone"].nunique() == 48
+    # Nothing drawn outside what is saved (bbox_inches="tight" keeps every label whole).
+    renderer = rendered(fig)
+    saved = fig.get_tightbbox(renderer).transformed(fig.dpi_scale_trans)
+    for text, box in tick_label_boxes(fig, "y"):
+        assert saved.x0 <= box.x0 and box.x1 <= saved.x1, text
+
+
+def test_paper_scale_heatmap_groups_settings_by_task_without_cell_numbers(paper_drawn):
+    fig, _ = paper_drawn[2]["zscore_heatmap"]
+    ax = fig.axes[0]
+    headers = [t for t in ax.texts if t.get_fontweight() == "bold"]
+    assert [t.get_text().split(" · ")[0] for t in headers] == [
+        "classification", "detection", "instance segmentation", "retrieval", "ood classification", "ood detection"]
+    renderer = rendered(fig)
+    boxes = [text_box(t, renderer) for t in headers]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])  # staggered where needed
+    for header, box in zip(headers, boxes):  # a raised header's leader line crosses no header below it
+        if header.arrow_patch is not None:
+            x = ax.transData.transform((header.xy[0], 0))[0]
+            assert not any(other.x0 < x < other.x1 and other.y1 <= box.y0 for other in boxes), header.get_text()
+    assert not [t for t in ax.texts if t not in headers]  # 48 × 35 cells: colours only, no printed numbers
+
+
+@pytest.mark.parametrize("name", ["figure1", "task_scatter"])
+def test_paper_scale_scatter_names_few_points_without_overlap(paper_drawn, name):
+    fig, _ = paper_drawn[2][name]
+    renderer = rendered(fig)
+    for ax in fig.axes:
+        names = [t for t in ax.texts if t.get_text() and "Spearman" not in t.get_text()]
+        if not names:
+            continue
+        assert 3 <= len(names) <= figures.NAME_BEST + figures.NAME_WORST
+        boxes = [text_box(t, renderer) for t in ax.texts]
+        frame = ax.get_window_extent(renderer)
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+
+
+def test_heatmap_stays_within_bounds_for_hundreds_of_settings(tmp_path, monkeypatch):
+    """Several hundred settings (e.g. many OOD shift sets): the grid is capped in width, labels still do not overlap."""
+    tasks = ["classification", "detection", "retrieval", "ood_classification"]
+    settings = [(tasks[i % 4], f"shift_set_{i:03d}", "finetune", "top1") for i in range(400)]
+    drawn = []
+    original = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: drawn.append(fig) or original(fig, stem))
+    path = figures.plot_zscore_heatmap(compute_ranking(make_results(60, settings)), tmp_path / "wide")[0]
+    width, height = (side * REAL_DPI / PNG_DPI for side in png_size(path))
+    assert width <= MAX_PIXELS and height <= MAX_PIXELS
+    columns = tick_label_boxes(drawn[0], "x")
+    assert 100 <= len(columns) <= 400
+    assert_no_overlap(sorted(columns, key=lambda b: b[1].x0))
+    assert_no_overlap(sorted(tick_label_boxes(drawn[0], "y"), key=lambda b: b[1].y0))
+
+
+def test_demo_sized_heatmap_prints_each_z(tmp_path, monkeypatch):
+    """Five backbones: every cell's z is printed, as before."""
+    drawn = []
+    original = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: drawn.append(fig) or original(fig, stem))
+    ranking = compute_ranking(make_results(5))
+    figures.plot_zscore_heatmap(ranking, tmp_path / "small")
+    numbers = [t.get_text() for t in drawn[0].axes[0].texts if t.get_fontweight() != "bold"]
+    assert len(numbers) == ranking.settings["z"].notna().sum()
