@@ -365,6 +365,8 @@ def test_cityscapes_cars_keep_only_their_visible_pixels(tmp_path):
         {"label": "person", "polygon": [[20, 0], [39, 0], [39, 19], [20, 19]]},
         {"label": "cargroup", "polygon": [[50, 0], [59, 0], [59, 9], [50, 9]]},
         {"label": "car", "polygon": [[60, 30], [69, 30], [69, 39], [60, 39]], "deleted": 1},
+        # A plate drawn over the car: json2instanceImg skips it (label id -1), so the car keeps these pixels.
+        {"label": "license plate", "polygon": [[2, 2], [5, 2], [5, 3], [2, 3]]},
     ]
     (city / "lindau_000000_000019_gtFine_polygons.json").write_text(
         json.dumps({"imgHeight": 50, "imgWidth": 80, "objects": objects}))

@@ -166,3 +166,15 @@ def test_multilabel_probe_is_one_vs_rest_logistic_regression():
     result = linear_probe(x[:200], targets[:200], x[200:250], targets[200:250], x[250:], targets[250:], 3, options)
     assert result.test_correct.size == 0 and result.test_scores.shape == (50, 3)
     assert result.test_top1 == pytest.approx(mean_auroc(result.test_scores, targets[250:])) and result.test_top1 > 0.8
+
+
+def test_mean_auroc_on_a_split_where_a_class_has_one_label_value():
+    """A small validation split of a multi-label dataset can lack a finding's positives: that class has no
+    AUROC. Model selection averages the classes that have one; the reported metric is then undefined."""
+    from bobench.tasks.linear_probe import mean_auroc
+
+    targets = np.array([[1, 0], [0, 0], [1, 0], [0, 0]])
+    scores = np.array([[0.9, 0.1], [0.2, 0.3], [0.8, 0.5], [0.1, 0.2]])
+    assert mean_auroc(scores, targets, defined_only=True) == 1.0
+    assert np.isnan(mean_auroc(scores, targets))
+    assert np.isnan(mean_auroc(scores, np.zeros((4, 2), dtype=int), defined_only=True))

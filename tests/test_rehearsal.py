@@ -24,8 +24,10 @@ MAKERS = ("make_standin_data", "make_standin_weights")
 
 
 def dry_run_jobs(command: str) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
-    """(rule, wildcards) of every job the command (run from the repository root) plans."""
-    run = subprocess.run([SNAKEMAKE, *command.split()[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    """(rule, wildcards) of every job of the command's DAG (run from the repository root; ``--forceall`` so
+    that what is already on disk does not matter)."""
+    run = subprocess.run([SNAKEMAKE, "--forceall", *command.split()[1:]], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     jobs = []
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", run.stdout):

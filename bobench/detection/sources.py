@@ -225,7 +225,9 @@ def cityscapes_to_coco(polygon_files: list[Path], image_root: Path, category: st
         draw = ImageDraw.Draw(canvas)
         wanted = []
         for index, obj in enumerate(content["objects"], start=1):
-            if obj.get("deleted"):
+            # json2instanceImg skips labels with a negative id: "license plate" is the only one, so a car
+            # keeps its plate's pixels.
+            if obj.get("deleted") or obj["label"] == "license plate":
                 continue
             draw.polygon([tuple(p) for p in obj["polygon"]], fill=index)
             if obj["label"] == category:

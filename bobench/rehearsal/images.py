@@ -1,9 +1,10 @@
 """Pixels and containers for stand-in datasets: images at the real sizes and formats, archives in
-the real layouts. Content is a smooth seeded pattern with a per-class tint (so a probe has
+the real layouts (byte-identical for a seed). Content is a smooth seeded pattern with a per-class tint (so a probe has
 something to find, and files compress like photographs rather than noise)."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 import zipfile
@@ -58,21 +59,51 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
-def write_archive(path: str | Path, members: Mapping[str, bytes]) -> Path:
-    """A tar (``.tar``, ``.tar.gz``/``.tgz``) or zip (``.zip``) holding ``members`` (name → bytes), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        if path.name.endswith(".zip"):
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-                for name, data in members.items():
-                    archive.writestr(name, data)
-        else:
-            mode = "w:gz" if path.name.endswith((".gz", ".tgz")) else "w"
-            with tarfile.open(tmp, mode) as archive:
-                for name, data in members.items():
-                    info = tarfile.TarInfo(name)
-                    info.size = len(data)
-                    info.mtime = 0  # the same stand-in bytes on every run
-                    archive.addfile(info, io.BytesIO(data))
-    return path
+#: zip members stored uncompressed, as the real archives keep their images.
+_STORED_SUFFIXES = (".jpg", ".jpeg", ".png")
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def archive_bytes(name: str, members: Mapping[str, bytes], *, folders: bool = True) -> bytes:
+    """A zip, tar or tar.gz/tgz (by ``name``'s suffix) holding ``members`` in order, each preceded by its
+    folders' entries (unless ``folders`` is false: ILSVRC2012's per-class tars have none), with fixed
+    timestamps, owners and modes: the same bytes on every run."""
+    buffer = io.BytesIO()
+    seen: set[str] = set()
+
+    def new_folders(member: str) -> list[str]:
+        fresh = [f for f in _parents(member) if folders and f not in seen]
+        seen.update(fresh)
+        return fresh
+
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for member, data in members.items():
+                for folder in new_folders(member):
+                    info = zipfile.ZipInfo(folder + "/", date_time=_ZIP_EPOCH)
+                    info.external_attr = (0o40755 << 16) | 0x10
+                    archive.writestr(info, b"")
+                info = zipfile.ZipInfo(member, date_time=_ZIP_EPOCH)
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_STORED if member.lower().endswith(_STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
+                archive.writestr(info, data)
+        return buffer.getvalue()
+    if not name.endswith((".tar", ".tar.gz", ".tgz")):
+        raise ValueError(f"{name}: not a zip, tar or tar.gz archive")
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for member, data in members.items():
+            for folder in new_folders(member):
+                info = tarfile.TarInfo(folder)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+                archive.addfile(info)
+            info = tarfile.TarInfo(member)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            archive.addfile(info, io.BytesIO(data))
+    data = buffer.getvalue()
+    # gzip's header holds a time and a file name: none here, so the bytes do not depend on when or where.
+    return gzip.compress(data, compresslevel=6, mtime=0) if name.endswith((".gz", ".tgz")) else data

@@ -18,7 +18,8 @@ from typing import Any
 from bobench.io import read_json, write_json
 
 MANIFEST_NAME = "STANDIN.json"
-#: Keys whose values a stand-in may replace: checksums, and the counts of a layout check.
+#: Keys whose values a stand-in may replace: checksums, and the counts of a layout check (``expect``,
+#: ``expect_<what>``).
 REPLACEABLE_LEAVES = ("sha256", "md5")
 REPLACEABLE_SUBTREES = ("expect",)
 
@@ -54,7 +55,7 @@ def _merge(original: Any, override: Any, where: str) -> Any:
         merged = dict(original)
         for key, value in override.items():
             here = f"{where}.{key}"
-            if key in REPLACEABLE_SUBTREES or (_replaceable(key) and not isinstance(value, (Mapping, list))):
+            if key in REPLACEABLE_SUBTREES or key.startswith("expect_") or (_replaceable(key) and not isinstance(value, (Mapping, list))):
                 merged[key] = copy.deepcopy(value)
             elif key in original:
                 merged[key] = _merge(original[key], value, here)

@@ -29,7 +29,6 @@ folders (``../imagenet/train``), so their stand-ins need ImageNet's stand-in fir
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import io
 import math
@@ -37,8 +36,6 @@ import os
 import pickle
 import re
 import shutil
-import tarfile
-import zipfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
@@ -48,16 +45,13 @@ from typing import Any
 import numpy as np
 
 from bobench.datasets.paper_sources import CHEXPERT_FINDINGS, imagenet_synsets
-from bobench.rehearsal.images import encode, standin_image, standin_pixels, write_bytes
+from bobench.rehearsal.images import archive_bytes, encode, standin_image, standin_pixels, write_bytes
 from bobench.rehearsal.manifest import MANIFEST_NAME, StandinError, read_manifest, write_manifest
 
 #: Smallest pool an official split (or a dataset without one) gets, whatever ``images_per_class``: the
 #: rehearsal caps every split at 8 images, and a pool that test, val and train are all carved from must
 #: then hold 8 + 8 + 8.
 MIN_POOL = 24
-#: Timestamp of every archive member and gzip header (2012-01-01 UTC): the same bytes on every run.
-ARCHIVE_MTIME = 1_325_376_000
-_ZIP_DATE = (2012, 1, 1, 0, 0, 0)
 #: The 116-byte text header of every MAT file written here (scipy stamps the current time).
 _MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created on: Sun Jan  1 00:00:00 2012"
 #: Marks a raw folder whose stand-in is being written (so a half-written one may be rewritten, and a
@@ -89,69 +83,6 @@ def _jpeg(rng: np.random.Generator, width: int, height: int, class_index: int, m
 
 def _png(rng: np.random.Generator, width: int, height: int, class_index: int, mode: str = "RGB") -> bytes:
     return encode(standin_image(rng, width, height, class_index, mode), "PNG")
-
-
-def _parents(members: Sequence[str]) -> list[str]:
-    """The folders above ``members``, each once, in first-use order (as ``tar cf`` lists them)."""
-    seen: dict[str, None] = {}
-    for name in members:
-        parts = name.split("/")[:-1]
-        for depth in range(1, len(parts) + 1):
-            seen.setdefault("/".join(parts[:depth]) + "/", None)
-    return list(seen)
-
-
-def _tar_bytes(members: Mapping[str, bytes], *, folders: bool = True) -> bytes:
-    """An uncompressed tar of ``members`` with fixed owners and times (and folder entries)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        written: set[str] = set()
-        for name, data in members.items():
-            if folders:
-                for folder in _parents([name]):
-                    if folder not in written:
-                        written.add(folder)
-                        info = tarfile.TarInfo(folder.rstrip("/"))
-                        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, ARCHIVE_MTIME
-                        archive.addfile(info)
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, ARCHIVE_MTIME
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def _zip_bytes(members: Mapping[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        written: set[str] = set()
-        for name, data in members.items():
-            for folder in _parents([name]):
-                if folder not in written:
-                    written.add(folder)
-                    info = zipfile.ZipInfo(folder, date_time=_ZIP_DATE)
-                    info.external_attr = (0o40755 << 16) | 0x10
-                    archive.writestr(info, b"")
-            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, data)
-    return buffer.getvalue()
-
-
-def archive_bytes(name: str, members: Mapping[str, bytes], *, folders: bool = True) -> bytes:
-    """The bytes of archive ``name`` (.tar, .tar.gz/.tgz, .zip) holding ``members``, deterministically.
-
-    (:func:`bobench.rehearsal.images.write_archive` stamps gzip headers and zip entries with the current
-    time and the temporary file's name, so its .tar.gz and .zip bytes differ from run to run.)
-    """
-    if name.endswith(".zip"):
-        return _zip_bytes(members)
-    data = _tar_bytes(members, folders=folders)
-    if name.endswith((".tar.gz", ".tgz")):
-        return gzip.compress(data, compresslevel=6, mtime=ARCHIVE_MTIME)
-    if name.endswith(".tar"):
-        return data
-    raise ValueError(f"{name}: not a .tar, .tar.gz, .tgz or .zip name")
 
 
 def mat_bytes(variables: Mapping[str, Any]) -> bytes:

@@ -219,7 +219,7 @@ def selection_score(probs: np.ndarray, labels: np.ndarray) -> float:
     if np.ndim(labels) == 2:
         from bobench.tasks.linear_probe import mean_auroc
 
-        return mean_auroc(probs, labels)
+        return mean_auroc(probs, labels, defined_only=True)
     return float((probs.argmax(1) == labels).mean())
 
 

@@ -92,11 +92,23 @@ def _as_labels(y: ArrayLike, num_classes: int, device: str | torch.device) -> to
     return labels
 
 
-def mean_auroc(scores: np.ndarray, targets: np.ndarray) -> float:
-    """Mean over classes of the ROC AUC (scikit-learn's ``roc_auc_score``, macro average)."""
+def mean_auroc(scores: np.ndarray, targets: np.ndarray, defined_only: bool = False) -> float:
+    """Mean over classes of the ROC AUC (scikit-learn's ``roc_auc_score``, macro average).
+
+    A class with one label value only on these samples has no AUROC: the mean is then NaN, or with
+    ``defined_only`` the mean over the classes that have one (what model selection on a small
+    validation split needs; NaN if no class has one)."""
     from sklearn.metrics import roc_auc_score
 
-    return float(roc_auc_score(np.asarray(targets), np.asarray(scores, dtype=np.float64), average="macro"))
+    targets, scores = np.asarray(targets), np.asarray(scores, dtype=np.float64)
+    if defined_only:
+        defined = [j for j in range(targets.shape[1]) if len(np.unique(targets[:, j])) == 2]
+        if not defined:
+            return float("nan")
+        targets, scores = targets[:, defined], scores[:, defined]
+    elif any(len(np.unique(column)) < 2 for column in targets.T):
+        return float("nan")
+    return float(roc_auc_score(targets, scores, average="macro"))
 
 
 def logistic_objective(
@@ -239,7 +251,7 @@ def linear_probe(
 
     def selection_score(z: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> float:
         if multilabel:
-            return mean_auroc(torch.addmm(bias, z, weight.T).cpu().numpy(), y.cpu().numpy())
+            return mean_auroc(torch.addmm(bias, z, weight.T).cpu().numpy(), y.cpu().numpy(), defined_only=True)
         return float((_predict(z, weight, bias) == y).float().mean())
 
     val_top1: dict[float, float] = {}
@@ -255,7 +267,11 @@ def linear_probe(
         log.debug("C=%g: val top-1 %.4f after %d L-BFGS iterations", c, acc, n_iter)
         if acc > best_acc:
             best_c, best_acc, best_params, best_iter = c, acc, params, n_iter
-    assert best_c is not None and best_params is not None
+    if best_c is None or best_params is None:
+        raise ValueError(
+            "no C could be selected: the validation split has no class with both label values, so no AUROC is "
+            "defined on it; give the dataset a larger val split"
+        )
 
     if options.refit_on_train_val:
         all_x = torch.cat([tr_x, va_x])
