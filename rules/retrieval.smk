@@ -30,6 +30,8 @@ rule prepare_retrieval_dataset:
     params:
         entry=lambda wc: bobench_config.dataset_entry(config, DATASETS, wc.dataset),
         raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
+        # A rehearsal's cap on queries and database images (none in a real run).
+        max_images=(config["rehearsal"]["max_images_per_split"] if REHEARSAL else None),
         prepared_dirs=lambda wc: {
             d: f"{DATA}/prepared/{d}"
             for d in [DATASETS[wc.dataset]["source"].get("from_dataset")]

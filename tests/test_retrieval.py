@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -261,3 +263,25 @@ def test_topk_ties_at_the_boundary_keep_index_order() -> None:
     db = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
     assert search_topk(np.array([[1.0, 0.0]]), db, k=2).tolist() == [[1, 2]]
     assert search_topk(np.array([[1.0, 0.0]]), db, k=5).tolist() == [[1, 2, 3, 4, 5]]
+
+
+def test_a_capped_split_keeps_each_kept_query_s_positives_and_junk():
+    """A rehearsal caps a benchmark at its first queries and a small database, re-indexing every protocol."""
+    from bobench.retrieval.ground_truth import GroundTruth
+    from bobench.retrieval.splits import RetrievalSplit
+
+    database = np.array([f"db{i}.jpg" for i in range(10)])
+    easy = GroundTruth.from_lists([[7], [1, 2], [9]], [[8], [], []])
+    hard = GroundTruth.from_lists([[7, 3], [2], [9]], [[], [5], []])
+    split = RetrievalSplit(Path("."), np.array(["q0", "q1", "q2"]), database, {"easy": easy, "medium": hard},
+                           "medium", "rule", 1, query_boxes=np.zeros((3, 4)))
+    capped = split.capped(2)
+    assert list(capped.queries) == ["q0", "q1"] and capped.query_boxes.shape == (2, 4)
+    # needed: 1, 2, 3, 5, 7, 8 (more than the cap: all kept, nothing else added)
+    assert list(capped.database) == ["db1.jpg", "db2.jpg", "db3.jpg", "db5.jpg", "db7.jpg", "db8.jpg"]
+    for name, truth in (("easy", easy), ("medium", hard)):
+        for q in range(2):
+            assert [capped.database[i] for i in capped.ground_truth[name].positives_of(q)] == list(database[truth.positives_of(q)])
+            assert [capped.database[i] for i in capped.ground_truth[name].junk_of(q)] == list(database[truth.junk_of(q)])
+    assert len(split.capped(3).database) == 7 and len(split.capped(20).database) == 10
+    assert "rehearsal" in capped.rule

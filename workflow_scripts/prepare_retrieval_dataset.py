@@ -17,4 +17,5 @@ prepare_retrieval_dataset(
     raw_dir=Path(sm.params.raw_dir),
     log=log,
     prepared_dirs=sm.params.prepared_dirs,
+    max_images=sm.params.max_images,
 )

@@ -77,15 +77,19 @@ def prepare_retrieval_dataset(
     raw_dir: str | Path,
     log: logging.Logger = LOG,
     prepared_dirs: Mapping[str, str] | None = None,
+    max_images: int | None = None,
 ) -> dict[str, Any]:
-    """Registry entry → ``out_dir`` with the split files (``split.json`` last); returns its content."""
+    """Registry entry → ``out_dir`` with the split files (``split.json`` last); returns its content.
+    ``max_images``: a rehearsal's cap on queries and database (see :meth:`RetrievalSplit.capped`)."""
     from bobench.datasets import validate_dataset_entry
 
     validate_dataset_entry(dataset_id, entry)  # dispatches to validate_retrieval_entry
     source = entry["source"]
     split = RETRIEVAL_LOADERS[source["loader"]](source, Path(raw_dir), log, prepared_dirs=prepared_dirs or {})
+    if max_images is not None:
+        split = split.capped(max_images)
     info = {"dataset_id": dataset_id, "name": entry["name"], "domain": entry["domain"], "licence": entry["licence"],
-            "loader": source["loader"]}
+            "loader": source["loader"], "standin": bool(entry.get("standin"))}
     meta = write_split(out_dir, split, info)
     log.info("retrieval split of %s: %d queries, %d database images, protocols %s (version %d, sha256 %s)",
              dataset_id, len(split.queries), len(split.database), ", ".join(meta["protocols"]),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,29 @@ class RetrievalSplit:
         truth = GroundTruth.from_labels(labels[query_idx], labels[db_idx])
         return cls(image_root, paths[query_idx], paths[db_idx], {"default": truth}, "default",
                    class_folder_rule(), split_version, provenance)
+
+    def capped(self, max_images: int) -> RetrievalSplit:
+        """The first ``max_images`` queries and a database of at most ``max_images`` images (more only where
+        those queries' positives and junk need them), every protocol's ground truth re-indexed: a
+        rehearsal's cap, so that a stand-in benchmark costs seconds per backbone."""
+        n_queries = min(max_images, len(self.queries))
+        needed = sorted({int(i) for truth in self.ground_truth.values() for q in range(n_queries)
+                         for i in (*truth.positives_of(q), *truth.junk_of(q))})
+        others = [i for i in range(len(self.database)) if i not in set(needed)]
+        keep = np.array(sorted(needed + others[: max(0, max_images - len(needed))]), dtype=np.int64)
+        new_index = {int(old): new for new, old in enumerate(keep)}
+        truth = {
+            name: GroundTruth.from_lists(
+                [[new_index[int(i)] for i in t.positives_of(q)] for q in range(n_queries)],
+                [[new_index[int(i)] for i in t.junk_of(q)] for q in range(n_queries)],
+            )
+            for name, t in self.ground_truth.items()
+        }
+        return replace(
+            self, queries=self.queries[:n_queries], database=self.database[keep], ground_truth=truth,
+            rule=f"{self.rule} (rehearsal: capped at its first {n_queries} queries and {len(keep)} database images)",
+            query_boxes=None if self.query_boxes is None else self.query_boxes[:n_queries],
+        )
 
     def query_files(self, crop: bool = False) -> ImageFiles:
         """The query images; ``crop`` cuts them to their boxes where the dataset has them."""
