@@ -15,6 +15,7 @@ the scaling figure, where the family is the point and gets its own palette.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 from pathlib import Path
@@ -85,8 +86,17 @@ def _style() -> Iterator[None]:
         yield
 
 
+#: A line drawn across the top of every figure while set: a rehearsal's figures say they are layout checks.
+_BANNER: contextvars.ContextVar[str | None] = contextvars.ContextVar("figure_banner", default=None)
+STANDIN_BANNER = "STAND-IN LAYOUT CHECK (rehearsal): stand-in data and weights, the numbers mean nothing"
+
+
 def _save(fig: Figure, path_stem: str | os.PathLike) -> list[Path]:
     """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf``, each atomically."""
+    banner = _BANNER.get()
+    if banner:
+        fig.text(0.5, 1.0, banner, ha="center", va="bottom", fontsize=10, fontweight="bold", color="#B22222",
+                 transform=fig.transFigure)
     paths = []
     for fmt in FORMATS:
         path = Path(f"{os.fspath(path_stem)}.{fmt}")
@@ -1091,15 +1101,21 @@ def with_score_intervals(ranking: Ranking, intervals: pd.DataFrame) -> Ranking:
 
 
 def draw_all(results: pd.DataFrame, ranking: Ranking, out_dir: str | os.PathLike) -> list[Path]:
-    """Draw every figure of :data:`FIGURES` into ``out_dir`` (PNG + PDF each); returns the written paths."""
+    """Draw every figure of :data:`FIGURES` into ``out_dir`` (PNG + PDF each); returns the written paths.
+    A table with stand-in rows (a rehearsal's) gets every figure bannered as a layout check."""
     _warn_if_stale(results, ranking)
     paths: list[Path] = []
-    for name, plot in FIGURES.items():
-        paths += plot(ranking, Path(out_dir) / name)
-        log.info("drew %s", name)
-    for name, plot in RESULTS_FIGURES.items():
-        paths += plot(results, Path(out_dir) / name)
-        log.info("drew %s", name)
+    standin = "standin" in results and results["standin"].fillna("").astype(str).str.len().gt(0).any()
+    token = _BANNER.set(STANDIN_BANNER if standin else None)
+    try:
+        for name, plot in FIGURES.items():
+            paths += plot(ranking, Path(out_dir) / name)
+            log.info("drew %s", name)
+        for name, plot in RESULTS_FIGURES.items():
+            paths += plot(results, Path(out_dir) / name)
+            log.info("drew %s", name)
+    finally:
+        _BANNER.reset(token)
     return paths
 
 

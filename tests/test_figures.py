@@ -61,6 +61,28 @@ def test_draw_all_writes_every_figure(tmp_path):
     assert_figure_files(tmp_path / "figs", paths)
 
 
+def test_a_rehearsal_s_figures_say_they_are_layout_checks(tmp_path, monkeypatch):
+    """Every figure drawn from a table with stand-in rows carries the banner; a real table's never does."""
+    import matplotlib.figure
+
+    from bobench.figures import STANDIN_BANNER
+
+    texts: list[str] = []
+    original = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        texts.append(" | ".join(t.get_text() for t in fig.texts))
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    results = make_results(8)
+    draw_all(results, compute_ranking(results), tmp_path / "real")
+    assert texts and not any(STANDIN_BANNER in t for t in texts)
+    texts.clear()
+    draw_all(results.assign(standin="data+weights"), compute_ranking(results), tmp_path / "standin")
+    assert texts and all(STANDIN_BANNER in t for t in texts)
+
+
 @pytest.mark.parametrize(
     "results",
     [
