@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 from typing import Any
@@ -34,4 +35,13 @@ def start_job(snakemake: Any) -> logging.Logger:
         import torch  # only now: CUDA_VISIBLE_DEVICES must be set first
 
         torch.set_num_threads(int(snakemake.threads))
+        atexit.register(_log_peak_gpu_memory, logger)
     return logger
+
+
+def _log_peak_gpu_memory(logger: logging.Logger) -> None:
+    """One line per GPU job with its peak device memory (benchmarks/gpu_checks.sh gathers them)."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        logger.info("peak GPU memory: %.2f GiB", torch.cuda.max_memory_allocated() / 2**30)

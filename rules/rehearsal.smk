@@ -10,6 +10,8 @@ rule make_standin_data:
         f"{DATA}/raw/{{dataset}}/STANDIN.json",
     log:
         logfile("make_standin_data/{dataset}.log"),
+    benchmark:
+        logfile("benchmarks/make_standin_data/{dataset}.tsv")
     conda:
         "../environment.yml"
     params:
@@ -28,6 +30,8 @@ rule make_standin_weights:
         f"{STANDINS}/weights/{{backbone}}.json",
     log:
         logfile("make_standin_weights/{backbone}.log"),
+    benchmark:
+        logfile("benchmarks/make_standin_weights/{backbone}.tsv")
     conda:
         "../environment.yml"
     params:
