@@ -12,23 +12,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bobench.io import atomic_path  # noqa: E402
+from bobench.rehearsal.check import planned_cells  # noqa: E402
 from bobench.rehearsal.report import coverage, markdown_report, rule_times  # noqa: E402
-
-
-def planned_cells(results_dir: Path) -> list[tuple[str, str, str]]:
-    """Every cell of the run's DAG, from the config the run wrote down (before the covering selection)."""
-    from bobench import config as bobench_config
-
-    resolved = yaml.safe_load((results_dir / "config.resolved.yaml").read_text())
-    datasets = bobench_config.load_registry(ROOT / resolved["registries"]["datasets"],
-                                            ROOT / "config/schemas/datasets.schema.yaml", "dataset registry")
-    return list(bobench_config.cells(resolved, datasets))
 
 
 def main() -> None:
