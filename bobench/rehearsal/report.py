@@ -3,6 +3,7 @@ records), peak memory, and the (backbone, task) and (dataset, task) pairs of the
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,9 @@ def coverage(results: pd.DataFrame, planned: list[tuple[str, str, str]]) -> dict
         return TASKS[task].task, TASKS[task].protocol
 
     have_b = {(b, t, p) for b, t, p in results[["backbone", "task", "protocol"]].itertuples(index=False)}
-    have_d = {(d, t, p) for d, t, p in results[["dataset", "task", "protocol"]].itertuples(index=False)}
+    # OOD rows name their test set; the cell is the dataset the model was trained on.
+    trained_on = [json.loads(p).get("trained_on") if isinstance(p, str) and p else None for p in results["protocol_params"]]
+    have_d = {(src or d, t, p) for d, t, p, src in zip(results["dataset"], results["task"], results["protocol"], trained_on)}
     want_b = {(b, *label(task)) for task, b, _ in planned}
     want_d = {(d, *label(task)) for task, _, d in planned}
     return {
@@ -56,7 +59,7 @@ def markdown_report(title: str, wall_s: float, times: pd.DataFrame, covered: dic
         lines += ["| rule | jobs | total s | median s | max s | max RSS MB | peak GPU GiB |", "|---|---:|---:|---:|---:|---:|---:|"]
         for rule, row in per_rule.iterrows():
             gpu = "" if pd.isna(row.peak_gpu_gib) else f"{row.peak_gpu_gib:.1f}"
-            lines.append(f"| {rule} | {row.jobs} | {row.total_s:.0f} | {row.median_s:.1f} | {row.max_s:.1f} | "
+            lines.append(f"| {rule} | {int(row.jobs)} | {row.total_s:.0f} | {row.median_s:.1f} | {row.max_s:.1f} | "
                          f"{row.max_rss_mb:.0f} | {gpu} |")
         slowest = times.sort_values("seconds", ascending=False).head(10)
         lines += ["", "Slowest jobs:", "", "| rule | job | s |", "|---|---|---:|"]
