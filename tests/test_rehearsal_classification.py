@@ -120,7 +120,7 @@ def imagenet_root(registry, tmp_path_factory) -> Path:
     raw = root / "imagenet"
     assert sorted(p.name for p in raw.iterdir()) == sorted(
         ["ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz", "train", "val",
-         "meta.bin", "STANDIN.json"])
+         "meta.bin", "STANDIN.json", "STANDIN.owner"])
     # Without the unpacked folders the loader hands the archives to torchvision's parser, which checks
     # them against md5 sums hard-coded in torchvision (ARCHIVE_META): no stand-in can pass that.
     hidden = {name: raw / f"{name}.hidden" for name in ("train", "val", "meta.bin")}
@@ -273,7 +273,7 @@ def test_manifest_round_trips(registry, tmp_path):
     for dataset_id, images_per_class in (("eurosat", 4), ("cifar100", 1), ("visda2017_real", 1), ("imagenet_10pct", 1)):
         path = _make(dataset_id, registry, tmp_path, images_per_class=images_per_class)
         raw = tmp_path / dataset_id
-        assert path == raw / "STANDIN.json" and not (raw / "STANDIN.partial").exists()
+        assert path == raw / "STANDIN.json" and (raw / "STANDIN.owner").is_file()
         manifest = read_manifest(raw)
         assert manifest == json.loads(path.read_text())
         assert (manifest["dataset"], manifest["standin"], manifest["seed"]) == (dataset_id, True, SEED)
@@ -303,7 +303,7 @@ def test_makers_refuse_real_data_and_mismatched_imagenet(registry, tmp_path):
     raw = tmp_path / "eurosat"
     raw.mkdir()
     (raw / "EuroSAT.zip").write_bytes(b"the real thing")
-    with pytest.raises(StandinError, match="refusing to overwrite"):
+    with pytest.raises(StandinError, match="may be the real dataset"):
         _make("eurosat", registry, tmp_path)
     assert (raw / "EuroSAT.zip").read_bytes() == b"the real thing"
     _make("imagenet_1pct", registry, tmp_path)  # ImageNet's stand-in not made yet: the list needs only the seed

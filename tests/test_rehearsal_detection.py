@@ -19,7 +19,7 @@ from PIL import Image
 from bobench.detection.data import CocoInstances, load_coco
 from bobench.detection.sources import prepare_detection_dataset
 from bobench.rehearsal.manifest import StandinError, apply_manifest, read_manifest
-from bobench.rehearsal.standin_detection import COCO_CATEGORIES, DETECTION_MAKERS, PARTIAL_NAME
+from bobench.rehearsal.standin_detection import COCO_CATEGORIES, DETECTION_MAKERS
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = yaml.safe_load((ROOT / "config" / "datasets.yaml").read_text())
@@ -37,7 +37,7 @@ def _standin_entry(dataset_id: str, raw_dir: Path) -> dict:
 def _make_and_prepare(dataset_id: str, tmp_path: Path, seed: int = 0) -> tuple[Path, dict, dict]:
     raw = tmp_path / "raw" / dataset_id
     path = DETECTION_MAKERS[dataset_id](dataset_id, REGISTRY[dataset_id], raw, seed=seed, images_per_class=1)
-    assert path == raw / "STANDIN.json" and not (raw / PARTIAL_NAME).exists()
+    assert path == raw / "STANDIN.json" and (raw / "STANDIN.owner").is_file()
     manifest = prepare_detection_dataset(dataset_id, _standin_entry(dataset_id, raw), raw, tmp_path / "out", {}, LOG)
     return raw, manifest, read_manifest(raw)
 
@@ -170,6 +170,10 @@ def test_a_folder_that_may_hold_the_real_data_is_not_overwritten(tmp_path):
     assert (raw / "repro_10k_images.tgz.d").is_dir()
     DETECTION_MAKERS["sim10k"]("sim10k", REGISTRY["sim10k"], raw, seed=1, images_per_class=1)
     assert not (raw / "repro_10k_images.tgz.d").exists() and not (raw / "repro_10k_images.tgz.sha256").exists()
+    # A rerun after Snakemake removed the manifest (the rule's output) remakes it: the folder is a stand-in's.
+    (raw / "STANDIN.json").unlink()
+    DETECTION_MAKERS["sim10k"]("sim10k", REGISTRY["sim10k"], raw, seed=1, images_per_class=1)
+    assert (raw / "STANDIN.json").is_file()
 
 
 def test_the_manifest_replaces_only_pins_and_counts(tmp_path):

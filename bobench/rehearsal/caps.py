@@ -20,10 +20,12 @@ def _cap(value: Any, cap: int | None) -> Any:
     return value if cap is None or value is None else min(value, cap)
 
 
-def _cap_recipe(recipe: dict[str, Any], caps: dict[str, Any], set_defaults: bool) -> None:
+def _cap_recipe(recipe: dict[str, Any], caps: dict[str, Any], set_defaults: bool, detector: bool = False) -> None:
     for key in BATCH_KEYS:
         if key in recipe:
             recipe[key] = _cap(recipe[key], caps["max_batch_size"])
+    if detector and "micro_batch" in recipe:
+        recipe["micro_batch"] = _cap(recipe["micro_batch"], caps.get("max_detector_micro_batch"))
     if "num_workers" in recipe:
         recipe["num_workers"] = _cap(recipe["num_workers"], caps["max_workers"])
     if caps["max_steps"] is not None and (set_defaults or "max_steps" in recipe):
@@ -55,7 +57,8 @@ def apply_caps(config: dict[str, Any]) -> dict[str, Any]:
         recipe = out.get(section)
         if not isinstance(recipe, dict):
             continue
-        _cap_recipe(recipe, caps, set_defaults=section != "ood_detection")  # ood_detection inherits detection's
+        # ood_detection inherits detection's recipe, caps included.
+        _cap_recipe(recipe, caps, set_defaults=section != "ood_detection", detector=section == "detection")
         for group in ("overrides", "dataset_overrides"):
             for override in (recipe.get(group) or {}).values():
                 _cap_recipe(override, caps, set_defaults=False)

@@ -11,13 +11,18 @@ else, so a stand-in can never change which loader runs or how it reads.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import shutil
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from bobench.io import read_json, write_json
 
 MANIFEST_NAME = "STANDIN.json"
+#: Left in a raw folder by the first stand-in maker that writes there, and never removed: the folder's
+#: files are stand-ins, so a later maker (a rerun, another seed) may replace them. A folder without it
+#: that holds the files may be the real dataset, which no maker ever overwrites.
+OWNER_NAME = "STANDIN.owner"
 #: Keys whose values a stand-in may replace: checksums, and the counts of a layout check (``expect``,
 #: ``expect_<what>``).
 REPLACEABLE_LEAVES = ("sha256", "md5")
@@ -26,6 +31,33 @@ REPLACEABLE_SUBTREES = ("expect",)
 
 class StandinError(ValueError):
     """A stand-in manifest is missing, or tries to change more than pins and expected counts."""
+
+
+def claim_for_standin(raw_dir: str | Path, targets: Iterable[str]) -> Path:
+    """Get ``raw_dir`` ready for a stand-in that writes ``targets`` (names relative to it).
+
+    Refused where the folder holds one of them but was never a stand-in's (it may be the real data).
+    Otherwise the folder is marked as a stand-in's, the manifest goes first (a half-written stand-in never
+    looks complete), and an earlier stand-in's files, their extracted ``<name>.d/`` folders and cached
+    ``<name>.sha256`` stamps are removed, so that nothing of another seed survives.
+    """
+    raw_dir = Path(raw_dir)
+    leftovers = [raw_dir / f"{name}{suffix}" for name in targets for suffix in ("", ".d", ".sha256")]
+    present = [path for path in leftovers if path.exists() or path.is_symlink()]
+    if present and not (raw_dir / OWNER_NAME).is_file():
+        raise StandinError(
+            f"{raw_dir} holds {present[0].relative_to(raw_dir)} but was not written by a stand-in maker: it may be the "
+            "real dataset, which a stand-in never overwrites (rehearse in another data_dir, or remove it)"
+        )
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    (raw_dir / OWNER_NAME).write_text("this folder's files are a rehearsal's stand-ins (bobench.rehearsal)\n")
+    manifest_path(raw_dir).unlink(missing_ok=True)
+    for path in present:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return raw_dir
 
 
 def manifest_path(raw_dir: str | Path) -> Path:

@@ -46,7 +46,7 @@ import numpy as np
 
 from bobench.datasets.paper_sources import CHEXPERT_FINDINGS, imagenet_synsets
 from bobench.rehearsal.images import archive_bytes, encode, standin_image, standin_pixels, write_bytes
-from bobench.rehearsal.manifest import MANIFEST_NAME, StandinError, read_manifest, write_manifest
+from bobench.rehearsal.manifest import MANIFEST_NAME, StandinError, claim_for_standin, read_manifest, write_manifest
 
 #: Smallest pool an official split (or a dataset without one) gets, whatever ``images_per_class``: the
 #: rehearsal caps every split at 8 images, and a pool that test, val and train are all carved from must
@@ -54,9 +54,6 @@ from bobench.rehearsal.manifest import MANIFEST_NAME, StandinError, read_manifes
 MIN_POOL = 24
 #: The 116-byte text header of every MAT file written here (scipy stamps the current time).
 _MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created on: Sun Jan  1 00:00:00 2012"
-#: Marks a raw folder whose stand-in is being written (so a half-written one may be rewritten, and a
-#: folder holding real data never is).
-PARTIAL_NAME = "STANDIN.partial"
 _UNPINNED = "unpinned"
 
 
@@ -107,23 +104,7 @@ class _Writer:
     def __init__(self, dataset_id: str, raw_dir: str | Path, targets: Sequence[str]):
         self.dataset_id, self.raw_dir = dataset_id, Path(raw_dir)
         self.files: dict[str, dict[str, Any]] = {}
-        present = [t for t in targets if (self.raw_dir / t).exists()]
-        marked = (self.raw_dir / MANIFEST_NAME).is_file() or (self.raw_dir / PARTIAL_NAME).is_file()
-        if present and not marked:
-            raise StandinError(
-                f"{self.raw_dir} holds {', '.join(present)} but no stand-in manifest: refusing to overwrite what may be "
-                "the real data (stand-ins go into the rehearsal's own data folder)"
-            )
-        self.raw_dir.mkdir(parents=True, exist_ok=True)
-        write_bytes(self.raw_dir / PARTIAL_NAME, b"stand-in being written\n")
-        (self.raw_dir / MANIFEST_NAME).unlink(missing_ok=True)
-        for target in targets:
-            for path in (self.raw_dir / target, self.raw_dir / f"{target}.d"):
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink(missing_ok=True)
-            (self.raw_dir / f"{target}.sha256").unlink(missing_ok=True)
+        claim_for_standin(self.raw_dir, targets)
 
     def file(self, name: str, data: bytes) -> None:
         write_bytes(self.raw_dir / name, data)
@@ -152,7 +133,6 @@ class _Writer:
             self.raw_dir, self.dataset_id, overrides, seed=int(seed), images_per_class=int(images_per_class),
             counts=dict(counts), layout=layout, files=self.files, **facts,
         )
-        (self.raw_dir / PARTIAL_NAME).unlink(missing_ok=True)
         return path
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -43,49 +42,24 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from bobench.rehearsal.images import archive_bytes, class_colour, encode, standin_pixels, write_bytes
-from bobench.rehearsal.manifest import MANIFEST_NAME, StandinError, write_manifest
+from bobench.rehearsal.manifest import StandinError, claim_for_standin, write_manifest
 
 # --------------------------------------------------------------------------- shared helpers
 
 #: Marks a raw folder whose stand-in is being written (the name the classification stand-ins use too): a
 #: half-written stand-in may be rewritten, a folder holding real data never is.
-PARTIAL_NAME = "STANDIN.partial"
 UNPINNED = "unpinned"
 #: Timestamp of every archive member (zip cannot store the epoch): the same bytes on every run.
 
 
 def begin_standin(raw_dir: Path, outputs: Iterable[str]) -> None:
-    """Get ``raw_dir`` ready for a stand-in that writes ``outputs`` (names relative to it).
-
-    A folder that already holds one of them but no stand-in manifest (nor an unfinished stand-in's
-    marker) may hold the real data: it is refused, never overwritten. An earlier stand-in's files, their
-    extracted ``<name>.d/`` folders and cached ``<name>.sha256`` stamps are removed, so that nothing of
-    another seed survives; the manifest goes first, so a half-written stand-in never looks complete.
-    """
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    outputs = list(outputs)
-    ours = (raw_dir / MANIFEST_NAME).exists() or (raw_dir / PARTIAL_NAME).exists()
-    leftovers = [raw_dir / (name + suffix) for name in outputs for suffix in ("", ".d", ".sha256")]
-    present = [p for p in leftovers if p.exists()]
-    if present and not ours:
-        raise StandinError(
-            f"{raw_dir} holds {present[0].relative_to(raw_dir)} but no {MANIFEST_NAME}: it may be the real dataset, "
-            "which a stand-in never overwrites (rehearse in another data_dir, or remove it)"
-        )
-    write_bytes(raw_dir / PARTIAL_NAME, b"stand-in being written\n")
-    (raw_dir / MANIFEST_NAME).unlink(missing_ok=True)
-    for path in present:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+    """Get ``raw_dir`` ready for a stand-in that writes ``outputs`` (see :func:`claim_for_standin`)."""
+    claim_for_standin(raw_dir, outputs)
 
 
 def finish_standin(raw_dir: Path, dataset_id: str, source_overrides: Mapping[str, Any], **facts: Any) -> Path:
     """Write the manifest (last: it marks the stand-in complete) and drop the in-progress marker."""
-    path = write_manifest(raw_dir, dataset_id, source_overrides, **facts)
-    (raw_dir / PARTIAL_NAME).unlink(missing_ok=True)
-    return path
+    return write_manifest(raw_dir, dataset_id, source_overrides, **facts)
 
 
 def write_file(raw_dir: Path, name: str, data: bytes) -> dict[str, str]:
