@@ -1105,7 +1105,7 @@ def draw_all(results: pd.DataFrame, ranking: Ranking, out_dir: str | os.PathLike
     A table with stand-in rows (a rehearsal's) gets every figure bannered as a layout check."""
     _warn_if_stale(results, ranking)
     paths: list[Path] = []
-    standin = "standin" in results and results["standin"].fillna("").astype(str).str.len().gt(0).any()
+    standin = "standin" in results and results["standin"].astype("string").fillna("").str.len().gt(0).any()
     token = _BANNER.set(STANDIN_BANNER if standin else None)
     try:
         for name, plot in FIGURES.items():

@@ -36,7 +36,8 @@ rule make_standin_weights:
         "../environment.yml"
     params:
         entry=lambda wc: bobench_config.canonical(REGISTRY_BACKBONES[wc.backbone]),
-        root=f"{STANDINS}/weights",
+        # The stand-in's root: its manifest sits there, its files below (hub/, weights/).
+        root=lambda wc, output: os.path.dirname(output[0]),
         seed=config["rehearsal"]["seed"],
     script:
         "../workflow_scripts/make_standin_weights.py"

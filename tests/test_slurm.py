@@ -51,6 +51,6 @@ def test_tiny_battle_runs_through_slurm(cluster, tmp_path):
     results = pd.read_csv(tmp_path / config["results_dir"] / "results.csv")
     assert results["primary"].sum() == len(config["backbones"]) * len(config["tasks"])
     # Each GPU job went through sbatch --gpus=1 and kept SLURM's device assignment.
-    log = (tmp_path / "logs" / "extract_features" / "effnet_lite0_in1k" / "digits.log").read_text()
+    log = (tmp_path / config["results_dir"] / "logs" / "extract_features" / "effnet_lite0_in1k" / "digits.log").read_text()
     assert "kept CUDA_VISIBLE_DEVICES=" in log
     assert (tmp_path / ".snakemake" / "slurm_logs").is_dir()

@@ -169,8 +169,9 @@ def test_battle_leaves_results_ranking_and_figures(battle):
         for ext in ("png", "pdf"):
             assert (figures_dir / f"{name}.{ext}").stat().st_size > 1000
     # Every GPU-capable step logged its device choice; every heavy step wrote a benchmark file.
-    assert "running on the CPU" in next((battle / "logs" / "extract_features").rglob("*.log")).read_text()
-    assert len(list((battle / "logs" / "benchmarks" / "extract_features").rglob("*.tsv"))) == 6
+    logs = results_dir / "logs"  # each run's logs under its own results folder
+    assert "running on the CPU" in next((logs / "extract_features").rglob("*.log")).read_text()
+    assert len(list((logs / "benchmarks" / "extract_features").rglob("*.tsv"))) == 6
 
 
 def headless_chromium():
@@ -320,6 +321,7 @@ def test_added_backbone_runs_only_its_jobs_and_the_aggregates(battle):
     assert sorted(rule for rule, _ in jobs) == sorted(  # tasks narrowed by task_backbones leave it out
         ["extract_features", "linear_probe"] * 2 + ["knn", "retrieval", "finetune", "ood_classification"]
         + ["extract_retrieval_features", "retrieval"] + ["all", "backbone_tables", "collect", "figures", "rank", "report_tables"]
+        + ["resolved_config"]  # the config changed: the run's record of it is rewritten
     )
 
 
@@ -357,8 +359,8 @@ def test_kill_during_extraction_leaves_nothing_that_looks_complete(battle, tmp_p
     # Wait until one extraction finished and the next is running, then kill everything hard.
     while time.monotonic() < deadline:
         done = list(features_dir.rglob("*.json")) if features_dir.exists() else []
-        running = [p for p in (workdir / "logs" / "extract_features").rglob("*.log") if "train:" in p.read_text()] if (
-            workdir / "logs" / "extract_features"
+        running = [p for p in (results_dir / "logs" / "extract_features").rglob("*.log") if "train:" in p.read_text()] if (
+            results_dir / "logs" / "extract_features"
         ).exists() else []
         if done and len(running) > len(done):
             break
