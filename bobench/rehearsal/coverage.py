@@ -49,12 +49,15 @@ def covering_cells(cells: Sequence[tuple[str, str, str]], overrides: dict[str, s
     """Per task, cells covering every backbone and dataset, all backbones for override datasets; an OOD
     cell brings the fine-tuning cell whose classifier it tests."""
     chosen: list[tuple[str, str, str]] = []
-    for task in dict.fromkeys(task for task, _, _ in cells):
+    # OOD first: the classifiers its cells test are fine-tuning cells the fine-tuning cover then starts from.
+    tasks = sorted(dict.fromkeys(task for task, _, _ in cells), key=lambda task: task != "ood")
+    for task in tasks:
         task_cells = [c for c in cells if c[0] == task]
         required = [c for c in task_cells if c[2] in overrides.get(task, ())]
+        if task == "finetune":
+            required += [("finetune", b, d) for t, b, d in chosen if t == "ood"]
         chosen += greedy_cover(task_cells, (1, 2), required)
-    finetuned = [("finetune", b, d) for task, b, d in chosen if task == "ood"]
-    return list(dict.fromkeys([*chosen, *finetuned]))
+    return list(dict.fromkeys(chosen))
 
 
 def covering_detection_jobs(jobs: Sequence[tuple[str, str, str, str, str]]) -> list[tuple[str, str, str, str, str]]:
