@@ -14,11 +14,13 @@ def test_coverage_counts_planned_pairs_and_names_the_missing():
         {"backbone": "a", "task": "classification", "protocol": "linear_probe", "dataset": "x", "protocol_params": "{}"},
         {"backbone": "b", "task": "ood_classification", "protocol": "finetune", "dataset": "x_sketch",
          "protocol_params": json.dumps({"trained_on": "x"})},
+        # a frozen detector: its setting is its protocol, and it covers the detection task
+        {"backbone": "a", "task": "detection", "protocol": "frozen", "dataset": "coco", "protocol_params": "{}"},
     ])
-    planned = [("linear_probe", "a", "x"), ("linear_probe", "b", "y"), ("ood", "b", "x")]
+    planned = [("linear_probe", "a", "x"), ("linear_probe", "b", "y"), ("ood", "b", "x"), ("detection", "a", "coco")]
     covered = coverage(results, planned)
-    assert covered["backbone_task"] == (2, 3, [("b", "classification", "linear_probe")])
-    assert covered["dataset_task"] == (2, 3, [("y", "classification", "linear_probe")])
+    assert covered["backbone_task"] == (3, 4, [("b", "classification", "linear_probe")])
+    assert covered["dataset_task"] == (3, 4, [("y", "classification", "linear_probe")])
 
 
 def test_rule_times_read_snakemake_benchmarks_and_gpu_peaks(tmp_path):

@@ -37,10 +37,13 @@ def coverage(results: pd.DataFrame, planned: list[tuple[str, str, str]]) -> dict
     def label(task: str) -> tuple[str, str]:
         return TASKS[task].task, TASKS[task].protocol
 
-    have_b = {(b, t, p) for b, t, p in results[["backbone", "task", "protocol"]].itertuples(index=False)}
+    # A detector's rows carry its setting (finetune or frozen) as their protocol: any setting counts.
+    setting_tasks = {TASKS[t].task for t in ("detection", "ood_detection")}
+    protocols = [TASKS["detection"].protocol if t in setting_tasks else p for t, p in zip(results["task"], results["protocol"])]
+    have_b = {(b, t, p) for b, t, p in zip(results["backbone"], results["task"], protocols)}
     # OOD rows name their test set; the cell is the dataset the model was trained on.
     trained_on = [json.loads(p).get("trained_on") if isinstance(p, str) and p else None for p in results["protocol_params"]]
-    have_d = {(src or d, t, p) for d, t, p, src in zip(results["dataset"], results["task"], results["protocol"], trained_on)}
+    have_d = {(src or d, t, p) for d, t, p, src in zip(results["dataset"], results["task"], protocols, trained_on)}
     want_b = {(b, *label(task)) for task, b, _ in planned}
     want_d = {(d, *label(task)) for task, _, d in planned}
     return {
