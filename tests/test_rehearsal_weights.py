@@ -17,16 +17,21 @@ import yaml
 
 from bobench.backbones.converters import get_converter
 from bobench.backbones.model import create_backbone
-from bobench.backbones.weights import WeightsError, load_strict, read_checkpoint, read_state_dict
+from bobench.backbones.weights import (
+    WeightsError,
+    load_strict,
+    read_checkpoint,
+    read_state_dict,
+)
 from bobench.io import read_json
 from bobench.rehearsal.standin_weights import (
     FAKE_COMMIT,
     StandinError,
-    needs_standin,
     standin_route,
     timm_hub_file,
     write_standin_weights,
 )
+from bobench.rehearsal.standins import needs_standin_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = yaml.safe_load((ROOT / "config" / "backbones.yaml").read_text())
@@ -86,11 +91,11 @@ def test_every_fetched_registry_entry_has_a_writer_route():
     for backbone_id, entry in REGISTRY.items():
         source = entry["weights"]["source"]
         if source in ("random", "pypi_package", "builtin"):
-            assert not needs_standin(entry), backbone_id
+            assert not needs_standin_weights(entry), backbone_id
             with pytest.raises(StandinError, match="needs no stand-in"):
                 standin_route(entry)
             continue
-        assert needs_standin(entry), backbone_id
+        assert needs_standin_weights(entry), backbone_id
         routes[backbone_id] = standin_route(entry)
         if source == "timm":  # the file timm asks the hub for first (the one test_zoo sees requested)
             repo, filename = timm_hub_file(entry)

@@ -45,8 +45,20 @@ from typing import Any
 import numpy as np
 
 from bobench.datasets.paper_sources import CHEXPERT_FINDINGS, imagenet_synsets
-from bobench.rehearsal.images import archive_bytes, encode, standin_image, standin_pixels, write_bytes
-from bobench.rehearsal.manifest import MANIFEST_NAME, StandinError, claim_for_standin, read_manifest, write_manifest
+from bobench.rehearsal.images import (
+    archive_bytes,
+    encode,
+    standin_image,
+    standin_pixels,
+    write_bytes,
+)
+from bobench.rehearsal.manifest import (
+    MANIFEST_NAME,
+    StandinError,
+    claim_for_standin,
+    read_manifest,
+    write_manifest,
+)
 
 #: Smallest pool an official split (or a dataset without one) gets, whatever ``images_per_class``: the
 #: rehearsal caps every split at 8 images, and a pool that test, val and train are all carved from must

@@ -41,7 +41,13 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image, ImageDraw
 
-from bobench.rehearsal.images import archive_bytes, class_colour, encode, standin_pixels, write_bytes
+from bobench.rehearsal.images import (
+    archive_bytes,
+    class_colour,
+    encode,
+    standin_pixels,
+    write_bytes,
+)
 from bobench.rehearsal.manifest import StandinError, claim_for_standin, write_manifest
 
 # --------------------------------------------------------------------------- shared helpers

@@ -54,9 +54,16 @@ from PIL import Image, ImageEnhance, ImageFilter
 from bobench.rehearsal.images import standin_pixels
 from bobench.rehearsal.manifest import StandinError
 from bobench.rehearsal.standin_detection import (
-    archive_bytes, begin_standin, entry_files, finish_standin, jpeg, pins_for, png, standin_rng, write_file,
+    archive_bytes,
+    begin_standin,
+    entry_files,
+    finish_standin,
+    jpeg,
+    pins_for,
+    png,
+    standin_rng,
+    write_file,
 )
-
 
 # --------------------------------------------------------------------------- the real class folders
 

@@ -402,10 +402,6 @@ _HUB_LAYOUTS: dict[str, Callable[[dict[str, Any]], dict[str, Plan]]] = {
 # --- Routes. ----------------------------------------------------------------------------------
 
 
-def needs_standin(entry: dict[str, Any]) -> bool:
-    return entry["weights"]["source"] in STANDIN_SOURCES
-
-
 def standin_route(entry: dict[str, Any]) -> str:
     """The writer an entry's stand-in takes (``timm``, ``url:<converter>``, ``hf_hub:<converter>``),
     checked without building anything."""
