@@ -993,7 +993,7 @@ def task_correlations(ranking: Ranking) -> pd.DataFrame:
     rows = []
     for a in tasks:
         for b in tasks:
-            pairs = scores[[a, b]].dropna() if a != b else scores[[a]].dropna().assign(_b=lambda df: df[a])
+            pairs = scores[[a, b]].dropna() if a != b else scores[[a]].dropna().assign(_b=lambda df: df[a])  # noqa: B023 (called at once)
             x, y = pairs.iloc[:, 0], pairs.iloc[:, 1]
             defined = len(pairs) >= MIN_POINTS_FOR_RHO and x.nunique() > 1 and y.nunique() > 1
             rows.append({"task_a": a, "task_b": b, "n_backbones": len(pairs),

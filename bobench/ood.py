@@ -1,6 +1,6 @@
 """Out-of-distribution classification: trained classifiers tested, without further training, on shifted data.
 
-BoB (digest §5) evaluates each ImageNet fine-tuned classifier on ImageNet-A,
+BoB (docs/protocol.md §5) evaluates each ImageNet fine-tuned classifier on ImageNet-A,
 -R, -Sketch and -V2, and a VisDA-2017 synthetic-trained one on real images.
 Two kinds of OOD test set serve that here:
 

@@ -4,7 +4,7 @@ The paper only states that backbones are compared through "setting-specific
 z-scores" that are then averaged; every unstated choice (std estimator, what
 to do with random-init baselines, how to weight tasks, how to collapse a
 learning-rate sweep) is a field of :class:`RankingOptions` so that the
-sensitivity of the ranking to it can be checked (spec digest, section 9).
+sensitivity of the ranking to it can be checked (docs/protocol.md §9).
 
 A *setting* is ``(task, dataset, protocol)`` measured by its one primary metric
 (``primary == True`` rows). Backbones missing from a setting or task are never
@@ -270,7 +270,7 @@ def _top_table(tasks: pd.DataFrame, overall: pd.DataFrame, options: RankingOptio
             score = scores[task].dropna()
             best = (
                 pd.DataFrame({"backbone": score.index, "score": score.to_numpy()})
-                .loc[lambda df: df["backbone"].isin(members)]
+                .loc[lambda df: df["backbone"].isin(members)]  # noqa: B023 (called at once)
                 .sort_values(["score", "backbone"], ascending=[False, True])
                 .head(options.top_k)
             )

@@ -5,7 +5,7 @@ rule linear_probe:
     input:
         features=rules.extract_features.output.features,
         info=rules.extract_features.output.info,
-        code=code("tasks", "stats", "cells", "config", "features", "gpu"),
+        code=code("linear_probe.py"),
     output:
         record=cell_record("linear_probe", "{backbone}", "{dataset}"),
     log:
@@ -29,7 +29,7 @@ rule knn:
     input:
         features=rules.extract_features.output.features,
         info=rules.extract_features.output.info,
-        code=code("tasks", "stats", "cells", "config", "features", "gpu"),
+        code=code("knn.py"),
     output:
         record=cell_record("knn", "{backbone}", "{dataset}"),
     log:
@@ -53,18 +53,7 @@ rule finetune:
     input:
         standin_weights=lambda wc: standin_weights(wc.backbone),
         dataset=prepared("{dataset}"),
-        code=code(
-            "backbones",
-            "tasks",
-            "training",
-            "calibration",
-            "stats",
-            "cells",
-            "config",
-            "features",
-            "datasets",
-            "gpu",
-        ),
+        code=code("finetune.py"),
     output:
         record=cell_record("finetune", "{backbone}", "{dataset}"),
         weights=f"{RESULTS}/models/finetune/{{backbone}}/{{dataset}}.pt",

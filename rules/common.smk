@@ -10,6 +10,7 @@ sys.path.insert(
 
 from bobench import config as bobench_config
 from bobench.datasets import prepared_filenames, raw_folders_shared_with
+from bobench.imports import closure_files, entry_point_files
 from bobench.retrieval.splits import prepared_split_files
 from bobench.retrieval.sources import is_retrieval_benchmark
 from bobench.rehearsal.caps import apply_caps
@@ -68,9 +69,16 @@ OOD_DATASETS = sorted(
     {s.dataset for sets in OOD_PLAN.values() for s in sets if s.dataset}
 )
 DETECTION_JOBS = bobench_config.detection_jobs(config, DATASETS, BACKBONES)
-if REHEARSAL and config["rehearsal"]["coverage"] == "covering":
+if REHEARSAL and config["rehearsal"]["coverage"] != "full":
     # The fewest jobs that still take every code path (bobench.rehearsal.coverage).
-    CELLS = covering_cells(CELLS, override_datasets(config, DATASETS))
+    CELLS = covering_cells(
+        CELLS,
+        override_datasets(
+            config,
+            DATASETS,
+            resolution_only=config["rehearsal"]["coverage"] == "slice",
+        ),
+    )
     DETECTION_JOBS = covering_detection_jobs(DETECTION_JOBS)
 DETECTION_SETS = bobench_config.detection_sets(
     config
@@ -127,17 +135,24 @@ wildcard_constraints:
     setting="|".join(bobench_config.DETECTION_SETTINGS),
 
 
-def code(*modules):
-    """Library files a rule depends on, so that editing them reruns the rule
-    (Snakemake only watches the script file itself)."""
-    files = []
-    for module in ("io", "provenance", "workflow", *modules):
-        path = Path(workflow.basedir) / "bobench" / module
-        if path.is_dir():
-            files += sorted(str(p) for p in path.glob("*.py"))
-        else:
-            files.append(str(path.with_suffix(".py")))
-    return files
+def code(script):
+    """The library files a rule's script can import (bobench.imports), as the rule's inputs: editing
+    one reruns exactly the rules that can run it (Snakemake itself watches only the script file).
+    For a rule with a backbone wildcard, also the module the backbone's registry entry names as its
+    architecture's entry point."""
+    files = closure_files(
+        Path(workflow.basedir) / "workflow_scripts" / script, workflow.basedir
+    )
+
+    def with_entry_point(wc):
+        backbone = getattr(wc, "backbone", None)
+        if backbone is None:
+            return files
+        return sorted(
+            {*files, *entry_point_files(BACKBONES[backbone], workflow.basedir)}
+        )
+
+    return with_entry_point
 
 
 def logfile(name):

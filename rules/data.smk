@@ -10,7 +10,7 @@ rule prepare_dataset:
             for d in raw_folders_shared_with(DATASETS[wc.dataset])
             for f in prepared(d)
         ],
-        code=code("datasets"),
+        code=code("prepare_dataset.py"),
     output:
         prepared("{dataset}"),
     log:

@@ -11,7 +11,7 @@ rule prepare_detection_dataset:
             if "from_dataset" in DATASETS[wc.dataset]["source"]
             else []
         ),
-        code=code("datasets", "detection"),
+        code=code("prepare_detection_dataset.py"),
     output:
         manifest=detection_manifest("{dataset}"),
     log:
@@ -44,16 +44,7 @@ rule train_detector:
                 else [wc.dataset]
             )
         ],
-        code=code(
-            "backbones",
-            "detection",
-            "tasks",
-            "training",
-            "cells",
-            "config",
-            "features",
-            "gpu",
-        ),
+        code=code("train_detector.py"),
     output:
         record=detection_record(
             "{detection_task}", "{backbone}", "{dataset}", "{setting}", "{lr}"

@@ -5,7 +5,7 @@ rule extract_features:
     input:
         standin_weights=lambda wc: standin_weights(wc.backbone),
         dataset=prepared("{dataset}"),
-        code=code("backbones", "features", "datasets", "gpu"),
+        code=code("extract_features.py"),
     output:
         features=f"{RESULTS}/features/{{backbone}}/{{dataset}}.npz",
         info=f"{RESULTS}/features/{{backbone}}/{{dataset}}.json",

@@ -9,7 +9,7 @@ rule figures:
         settings=rules.rank.output.settings,
         top=rules.rank.output.top,
         intervals=rules.rank.output.intervals,
-        code=code("ranking", "markdown", "figures", "results"),
+        code=code("figures.py"),
     output:
         # The report shows the PNGs; the PDFs (for papers) sit next to them.
         [
@@ -37,7 +37,7 @@ rule published_figures:
     input:
         reference=RETRIEVAL_REFERENCE,
         table=reference_table(RETRIEVAL_REFERENCE),
-        code=code("retrieval/reference", "figures"),
+        code=code("published_figures.py"),
     output:
         report(
             f"{FIGURES}/published_retrieval_mrr.png",
@@ -61,7 +61,7 @@ rule retrieval_reference:
         results=rules.collect.output.parquet,
         reference=RETRIEVAL_REFERENCE,
         table=lambda wc: reference_table(RETRIEVAL_REFERENCE),
-        code=code("retrieval/reference", "figures", "markdown", "results"),
+        code=code("retrieval_reference.py"),
     output:
         figure=[
             report(

@@ -9,18 +9,7 @@ rule ood_classification:
         ood_datasets=lambda wc: [
             f for d in ood_registry_datasets(wc.dataset) for f in prepared(d)
         ],
-        code=code(
-            "backbones",
-            "tasks",
-            "training",
-            "calibration",
-            "stats",
-            "cells",
-            "features",
-            "datasets",
-            "ood",
-            "gpu",
-        ),
+        code=code("ood_classification.py"),
     output:
         record=cell_record("ood", "{backbone}", "{dataset}"),
     log:

@@ -5,7 +5,7 @@
 
 rule make_standin_data:
     input:
-        code=code("rehearsal"),
+        code=code("make_standin_data.py"),
     output:
         f"{DATA}/raw/{{dataset}}/STANDIN.json",
     log:
@@ -25,7 +25,7 @@ rule make_standin_data:
 
 rule make_standin_weights:
     input:
-        code=code("rehearsal", "backbones"),
+        code=code("make_standin_weights.py"),
     output:
         f"{STANDINS}/weights/{{backbone}}.json",
     log:

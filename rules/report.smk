@@ -11,7 +11,7 @@ rule report_tables:
         iqm=rules.rank.output.iqm,
         table2=rules.rank.output.table2_csv,
         table1=rules.backbone_tables.output.table1_csv,
-        code=code("report_tables", "figures", "ranking", "results"),
+        code=code("report_tables.py"),
     output:
         **{
             name: report(

@@ -19,7 +19,7 @@ if config["results_table"]:
     rule collect:
         input:
             table=config["results_table"],
-            code=code("results"),
+            code=code("import_results.py"),
         output:
             **COLLECTED,
         log:
@@ -34,7 +34,7 @@ else:
     rule collect:
         input:
             records=all_cell_records(),
-            code=code("results"),
+            code=code("collect.py"),
         output:
             **COLLECTED,
         log:
@@ -56,7 +56,7 @@ rule rank:
     input:
         results=rules.collect.output.parquet,
         replicates=rules.collect.output.replicates,
-        code=code("ranking", "ranking_uncertainty", "markdown", "results"),
+        code=code("rank.py"),
     output:
         overall=f"{RESULTS}/ranking/ranking_overall.csv",
         tasks=f"{RESULTS}/ranking/ranking_tasks.csv",
@@ -83,7 +83,7 @@ rule rank:
 # to read (or to pass back with --configfile) when asking what a results table was made with.
 rule resolved_config:
     input:
-        code=code(),
+        code=code("resolved_config.py"),
     output:
         f"{RESULTS}/config.resolved.yaml",
     log:

@@ -12,13 +12,7 @@ rule prepare_retrieval_dataset:
             if "from_dataset" in DATASETS[wc.dataset]["source"]
             else []
         ),
-        code=code(
-            "datasets",
-            "retrieval/sources",
-            "retrieval/splits",
-            "retrieval/ground_truth",
-            "retrieval/synthetic",
-        ),
+        code=code("prepare_retrieval_dataset.py"),
     output:
         retrieval_split("{dataset}"),
     log:
@@ -45,15 +39,7 @@ rule extract_retrieval_features:
     input:
         standin_weights=lambda wc: standin_weights(wc.backbone),
         split=retrieval_split("{dataset}"),
-        code=code(
-            "backbones",
-            "features",
-            "datasets",
-            "retrieval/splits",
-            "retrieval/ground_truth",
-            "retrieval/transform",
-            "gpu",
-        ),
+        code=code("extract_retrieval_features.py"),
     output:
         features=f"{RESULTS}/retrieval_features/{{backbone}}/{{dataset}}.npz",
         info=f"{RESULTS}/retrieval_features/{{backbone}}/{{dataset}}.json",
@@ -78,17 +64,7 @@ rule extract_retrieval_features:
 rule retrieval:
     input:
         unpack(retrieval_inputs),
-        code=code(
-            "retrieval/search",
-            "retrieval/metrics",
-            "retrieval/ground_truth",
-            "retrieval/splits",
-            "stats",
-            "cells",
-            "config",
-            "features",
-            "gpu",
-        ),
+        code=code("retrieval.py"),
     output:
         record=cell_record("retrieval", "{backbone}", "{dataset}"),
         predictions=f"{RESULTS}/predictions/retrieval/{{backbone}}/{{dataset}}.npz",

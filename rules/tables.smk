@@ -3,7 +3,7 @@
 
 rule backbone_tables:
     input:
-        code=code("tables", "backbones", "markdown"),
+        code=code("backbone_tables.py"),
     output:
         backbones=f"{RESULTS}/tables/backbones.csv",
         table1_csv=f"{RESULTS}/tables/table1.csv",

@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from bobench.backbones.model import build_architecture, create_backbone
 from bobench.backbones.converters import get_converter, lukemelas_efficientnet
+from bobench.backbones.model import build_architecture, create_backbone
 from bobench.backbones.weights import WeightsError, load_strict
 
 skimage_data = pytest.importorskip("skimage.data")

@@ -213,7 +213,7 @@ def test_paper_command_gets_the_paper_config_and_nothing_of_the_demo(paper_resol
             assert lookup(paper_resolved, path) == (None if expected is KeyError else expected), path
             checked += expected != demo_value
     assert checked >= 10  # the demo's shrunk recipes really differ from BoB's
-    # BoB's protocol, spelled out (digest §3.2, §4, §9).
+    # BoB's protocol, spelled out (docs/protocol.md §3.2, §4, §9).
     assert paper_resolved["finetune"]["epochs"] == 100 and paper_resolved["finetune"]["batch_size"] == 1024
     assert paper_resolved["finetune"]["image_size"] is None and paper_resolved["extraction"]["image_size"] is None
     assert paper_resolved["detection"]["epochs"] == 36 and paper_resolved["detection"]["steps"] == [27, 33]

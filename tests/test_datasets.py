@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bobench.detection.sources import DETECTION_LOADERS
-from bobench.retrieval.sources import RETRIEVAL_LOADERS
 from bobench.datasets import (
     LOADERS,
     ChecksumError,
@@ -35,6 +33,8 @@ from bobench.datasets import (
     validate_dataset_entry,
     write_prepared,
 )
+from bobench.detection.sources import DETECTION_LOADERS
+from bobench.retrieval.sources import RETRIEVAL_LOADERS
 
 REGISTRY_PATH = Path(__file__).resolve().parents[1] / "config" / "datasets.yaml"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")

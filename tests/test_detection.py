@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from bobench.backbones.model import create_backbone
-from bobench.detection.data import CocoInstances, load_coco, evaluation_sizes, train_transform
+from bobench.detection.data import CocoInstances, evaluation_sizes, load_coco, train_transform
 from bobench.detection.evaluate import coco_metrics, to_coco_results
 from bobench.detection.model import build_detector, detection_spec
 from bobench.detection.synthetic import coco_annotations, make_canvases, write_canvases

@@ -39,7 +39,8 @@ def features(fashion, backbone_registry):
     return out
 
 
-def probe(arrays, options=ProbeOptions(c_grid=C_GRID)):
+def probe(arrays, options=None):
+    options = options or ProbeOptions(c_grid=C_GRID)
     return linear_probe(
         arrays["train_features"], arrays["train_labels"], arrays["val_features"], arrays["val_labels"],
         arrays["test_features"], arrays["test_labels"], num_classes=10, options=options,

@@ -12,38 +12,13 @@ from matplotlib.figure import Figure
 from bobench import figures
 from bobench.figures import FIGURES, RESULTS_FIGURES, draw_all, plot_overall_ranking, plot_task_scatter
 from bobench.ranking import compute_ranking
-
-FAMILIES = ["CNN", "ViT", "hierarchical ViT"]
-METHODS = ["supervised", "SSL", "vision-language", "generative", "depth", "none"]
-SETTINGS = [
-    ("classification", "in1k", "linear_probe", "top1"),
-    ("classification", "in1k", "knn", "top1"),
-    ("retrieval", "cub", "frozen", "map"),
-    ("detection", "coco", "finetune", "ap"),
-]
+from synthetic_results import SETTINGS, make_results
 
 
 @pytest.fixture(autouse=True)
 def low_dpi(monkeypatch):
     """Rendering dominates test time; resolution is irrelevant to what is checked."""
     monkeypatch.setattr(figures, "DPI", 40)
-
-
-def make_results(n_backbones: int, settings=SETTINGS, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n_backbones):
-        method = METHODS[i % len(METHODS)]
-        n_params = int(rng.integers(5_000_000, 300_000_000))
-        for task, dataset, protocol, metric in settings:
-            rows.append({
-                "backbone": f"bb{i}", "backbone_name": f"net-{i}", "family": FAMILIES[i % 3],
-                "method": method, "pretrain_data": "x", "pretrain_size": 0 if method == "none" else 10**6,
-                "n_params": n_params, "task": task, "dataset": dataset, "domain": "natural",
-                "protocol": protocol, "metric": metric, "value": float(rng.random()),
-                "ci_low": np.nan, "ci_high": np.nan, "primary": True,
-            })
-    return pd.DataFrame(rows)
 
 
 def assert_figure_files(out_dir: Path, paths: list[Path]) -> None:
@@ -399,7 +374,7 @@ def test_paper_scale_names_every_backbone_in_full(paper_drawn, name):
     results, ranking, drawn = paper_drawn
     fig, _ = drawn[name]
     shown = [text for text, _ in tick_label_boxes(fig, "y")]
-    for backbone, row in ranking.overall.set_index("backbone").iterrows():
+    for _, row in ranking.overall.set_index("backbone").iterrows():
         assert f"{int(row['rank'])}. {row['backbone_name']}" in shown, row["backbone_name"]
     assert len(shown) == results["backbone"].nunique() == 48
     # Nothing drawn outside what is saved (bbox_inches="tight" keeps every label whole).

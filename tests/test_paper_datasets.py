@@ -15,16 +15,15 @@ import torch
 import yaml
 from PIL import Image
 
+from archives import write_tar
 from bobench.backbones.transforms import EvalTransform
 from bobench.config import dataset_entry
 from bobench.datasets import ChecksumError, DataUnavailableError, load_prepared, prepare_dataset
 from bobench.datasets.images import ImageFiles
-from bobench.features import eval_batches
 from bobench.datasets.paper_sources import CHEXPERT_FINDINGS, chexpert_labels, imagenet_synsets
 from bobench.datasets.prepared import PreparedDataError
+from bobench.features import eval_batches
 from bobench.io import sha256_file
-
-from archives import write_tar
 
 ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "file:///nonexistent/bobench-test-download"

@@ -9,7 +9,12 @@ import pytest
 from bobench.cells import metric_entry
 from bobench.ranking import ALL_TASKS, RankingOptions, compute_ranking
 from bobench.ranking_uncertainty import (
-    BootstrapOptions, _z_matrix, bootstrap_scores, iqm_scores, sample_z_replicates, two_level_bootstrap,
+    BootstrapOptions,
+    _z_matrix,
+    bootstrap_scores,
+    iqm_scores,
+    sample_z_replicates,
+    two_level_bootstrap,
 )
 
 

@@ -20,6 +20,7 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 PAPER = "snakemake -n --cores 2 --configfile config/paper.yaml"
 REHEARSAL = "snakemake -n --cores 2 --configfile config/paper.yaml config/rehearsal.yaml"
 COVERING = "snakemake -n --cores 2 --configfile config/paper.yaml config/rehearsal.yaml config/rehearsal_covering.yaml"
+SLICE = "snakemake -n --cores 2 --configfile config/paper.yaml config/rehearsal.yaml config/rehearsal_ci.yaml"
 MAKERS = ("make_standin_data", "make_standin_weights")
 
 
@@ -76,6 +77,22 @@ def test_covering_rehearsal_runs_every_backbone_and_dataset_of_every_task(paper_
     assert {"collect", "rank", "figures", "report_tables", "retrieval_reference"} <= {r for r, _ in covering}
 
 
+def test_ci_slice_runs_every_dataset_and_task_with_each_of_its_backbones(paper_jobs):
+    """The CI slice (.ci/run): every paper task and dataset; each of its backbones in every task that plans
+    it; CheXpert's own resolution with every backbone."""
+    ci = yaml.safe_load((ROOT / "config/rehearsal_ci.yaml").read_text())["rehearsal"]["backbones"]
+    sliced = [j for j in dry_run_jobs(SLICE) if j[0] not in MAKERS]
+    assert set(sliced) <= set(paper_jobs)
+    for rule in ("extract_features", "linear_probe", "finetune", "frozen_probe", "ood_classification",
+                 "extract_retrieval_features", "retrieval", "train_detector"):
+        wanted = {dict(w)["dataset"] for r, w in paper_jobs if r == rule}
+        assert {dict(w)["dataset"] for r, w in sliced if r == rule} == wanted, rule
+        planned = {dict(w)["backbone"] for r, w in paper_jobs if r == rule and dict(w)["backbone"] in ci}
+        assert {dict(w)["backbone"] for r, w in sliced if r == rule} == planned, rule
+    assert {dict(w)["backbone"] for r, w in sliced if r == "finetune" and dict(w)["dataset"] == "chexpert"} == set(ci)
+    assert {"collect", "rank", "figures", "report_tables", "retrieval_reference"} <= {r for r, _ in sliced}
+
+
 def test_rehearsal_keeps_the_paper_settings_except_its_caps(tmp_path):
     target = "results/rehearsal/config.resolved.yaml"
     run = subprocess.run([SNAKEMAKE, target, *REHEARSAL.split()[2:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -92,8 +109,9 @@ def test_rehearsal_keeps_the_paper_settings_except_its_caps(tmp_path):
     assert resolved["finetune"]["batch_size"] == 2 and resolved["finetune"]["max_steps"] == 1
     assert resolved["finetune"]["overrides"]["sd_v14"]["micro_batch"] == 2
     assert resolved["finetune"]["dataset_overrides"]["imagenet_1pct"]["batch_size"] == 2
-    assert resolved["frozen_probe"]["batch_size"] == 2 and resolved["detection"]["batch_size"] == 2
-    assert resolved["detection"]["micro_batch"] == 1  # two 1,333-px images of SwinV2-B exceed 24 GB on a CPU
+    assert resolved["frozen_probe"]["batch_size"] == 2
+    # One image per detector step: two 1,333-px images of SwinV2-B exceed 24 GB on a CPU.
+    assert resolved["detection"]["batch_size"] == 1 and resolved["detection"]["micro_batch"] == 1
     assert resolved["extraction"]["batch_size"] == 2
 
 
@@ -109,7 +127,8 @@ def test_a_repeated_configfile_option_is_refused():
 def test_caps_reach_every_recipe_and_leave_the_rest():
     config = {
         "backbones": ["a", "b"], "task_backbones": {"detection": ["a", "b"]},
-        "rehearsal": {"enabled": True, "max_batch_size": 4, "max_steps": 3, "max_workers": 1, "backbones": ["b"]},
+        "rehearsal": {"enabled": True, "max_batch_size": 4, "max_detector_batch": 3, "max_steps": 3, "max_workers": 1,
+                      "backbones": ["b"]},
         "extraction": {"batch_size": 256, "num_workers": 8},
         "finetune": {"batch_size": 1024, "micro_batch": 128, "eval_batch_size": 256, "lr": 1e-3, "num_workers": 8,
                      "overrides": {"a": {"micro_batch": 32}}, "dataset_overrides": {"x": {"batch_size": 512, "epochs": 60}}},
@@ -123,7 +142,8 @@ def test_caps_reach_every_recipe_and_leave_the_rest():
     assert capped["finetune"]["overrides"]["a"] == {"micro_batch": 4}
     assert capped["finetune"]["dataset_overrides"]["x"] == {"batch_size": 4, "epochs": 60}
     assert capped["finetune"]["max_steps"] == 3 and capped["detection"]["max_steps"] == 3
-    assert capped["detection"]["micro_batch"] == 2 and capped["detection"]["lrs"] == [1e-4, 2e-4]
+    assert capped["detection"]["batch_size"] == 3 and capped["detection"]["micro_batch"] == 2
+    assert capped["detection"]["lrs"] == [1e-4, 2e-4]
     assert capped["ood_detection"] == {"lrs": [1e-4]}  # inherits detection's caps
     assert config["finetune"]["batch_size"] == 1024  # the input is not modified
     assert apply_caps({**config, "rehearsal": {"enabled": False}}) == {**config, "rehearsal": {"enabled": False}}

@@ -32,7 +32,7 @@ from bobench.rehearsal.standin_classification import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-CAP = 8  # config/rehearsal.yaml's max_images_per_split
+CAP = yaml.safe_load((ROOT / "config" / "rehearsal.yaml").read_text())["rehearsal"]["max_images_per_split"]
 SEED = 0
 IMAGENET_FAMILY = ("imagenet", "imagenet_1pct", "imagenet_10pct")
 UNREACHABLE = "file:///nonexistent/bobench-standin-test"

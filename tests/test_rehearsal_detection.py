@@ -24,7 +24,7 @@ from bobench.rehearsal.standin_detection import COCO_CATEGORIES, DETECTION_MAKER
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = yaml.safe_load((ROOT / "config" / "datasets.yaml").read_text())
 LOG = logging.getLogger("test_rehearsal_detection")
-CAP = 8  # config/rehearsal.yaml: max_images_per_split
+CAP = yaml.safe_load((ROOT / "config" / "rehearsal.yaml").read_text())["rehearsal"]["max_images_per_split"]
 
 
 def _standin_entry(dataset_id: str, raw_dir: Path) -> dict:

@@ -19,7 +19,12 @@ from PIL import Image
 from bobench.datasets.downloads import NumpyOnlyUnpickler
 from bobench.rehearsal.manifest import apply_manifest, read_manifest
 from bobench.rehearsal.standin_retrieval import (
-    COPYDAYS_CROPS, COPYDAYS_QUALITIES, CUB_CLASSES, INAT_CLASSES, INSTRE_S1_CLASSES, OBJECTNET_FOLDERS,
+    COPYDAYS_CROPS,
+    COPYDAYS_QUALITIES,
+    CUB_CLASSES,
+    INAT_CLASSES,
+    INSTRE_S1_CLASSES,
+    OBJECTNET_FOLDERS,
     RETRIEVAL_MAKERS,
 )
 from bobench.retrieval.sources import prepare_retrieval_dataset

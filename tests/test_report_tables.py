@@ -6,12 +6,12 @@ import re
 from html.parser import HTMLParser
 
 import pandas as pd
-from test_figures import make_results
 
 from bobench.figures import METHOD_PALETTE
 from bobench.ranking import ALL_TASKS, compute_ranking
 from bobench.ranking_uncertainty import BootstrapOptions, bootstrap_scores, iqm_scores
 from bobench.report_tables import appendix_html, frame_html, leaderboard_html, results_html
+from synthetic_results import make_results
 
 
 class TableRows(HTMLParser):

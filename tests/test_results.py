@@ -11,7 +11,14 @@ import pytest
 
 from bobench.cells import metric_entry, write_record
 from bobench.results import (
-    COLUMNS, REPLICATE_COLUMNS, collect, collect_results, import_results, read_results, write_replicates, write_results,
+    COLUMNS,
+    REPLICATE_COLUMNS,
+    collect,
+    collect_results,
+    import_results,
+    read_results,
+    write_replicates,
+    write_results,
 )
 
 INFO = {

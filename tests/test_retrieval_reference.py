@@ -14,7 +14,13 @@ import pytest
 from scipy.stats import spearmanr
 
 from bobench.figures import plot_retrieval_vs_published
-from bobench.retrieval.reference import ALL_DATASETS, comparison_markdown, compare_with_published, load_published, rank_correlations
+from bobench.retrieval.reference import (
+    ALL_DATASETS,
+    compare_with_published,
+    comparison_markdown,
+    load_published,
+    rank_correlations,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "config" / "reference" / "bob_retrieval_mrr_2023-05.yaml"
@@ -35,7 +41,7 @@ def test_reference_data_is_the_published_table_with_provenance(published):
     raw = pd.read_csv(REFERENCE.parent / "bob_retrieval_mrr_2023-05.csv")
     assert raw.shape == (33, 9) and len(published.values) == 33 * 8
     assert published.metric == "mrr" and "nb_plotting.ipynb" in published.provenance["source"]
-    # Spot values of the digest (§8) survive the reshaping.
+    # Spot values quoted in docs/protocol.md §8 (the notebook's table) survive the reshaping.
     value = published.values.set_index(["bob_backbone", "bob_dataset"])["published"]
     assert value["clip-resnet101", "CUB200"] == pytest.approx(0.666829)
     assert value["midas-swin2_base_384", "roxford5k"] == pytest.approx(0.690718)
@@ -106,7 +112,7 @@ def test_published_scores_and_their_figure(published, tmp_path):
     values = cub["published"].to_numpy()
     np.testing.assert_allclose(cub["z"], (values - values.mean()) / values.std())
     top = scores.drop_duplicates("bob_backbone").sort_values("task_z", ascending=False)["bob_backbone"].head(3).tolist()
-    # The digest's headline (§11): IN-21k ConvNeXt and SwinV2 lead BoB's retrieval.
+    # BoB's headline (docs/protocol.md §11): IN-21k ConvNeXt and SwinV2 lead BoB's retrieval.
     assert {"timm-convnext_base_in22ft1k", "timm-convnext_xlarge_in22ft1k"} & set(top)
     assert scores.loc[scores.bob_backbone == "mae-vit_base_patch16_224", "task_z"].iloc[0] == scores["task_z"].min()
     paths = plot_published_retrieval(scores, {"timm-resnet50": "supervised"}, tmp_path / "published")

@@ -1,4 +1,4 @@
-"""The workflow stays lint-clean (`snakemake --lint`) and snakefmt-formatted."""
+"""The workflow stays lint-clean (`snakemake --lint`, ruff on the Python) and snakefmt-formatted."""
 
 from __future__ import annotations
 
@@ -26,3 +26,24 @@ def test_snakefmt_leaves_rules_unchanged():
         pytest.skip("snakefmt is not installed (pip install -e '.[test]')")
     run = subprocess.run([snakefmt, "--check", "Snakefile", "rules"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def test_ruff_is_clean():
+    """Unused or undefined names, import order, likely bugs (pyproject.toml's [tool.ruff])."""
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff, "ruff is a test dependency: pip install -e '.[test]'"
+    run = subprocess.run([ruff, "check", "bobench", "workflow_scripts", "tests", "benchmarks"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in conftest.py or in helper modules (archives, synthetic_results, …), never in a
+    test module, so that each test file can be read and run alone."""
+    import ast
+
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(name.split(".")[0].startswith("test_") for name in names), path.name

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = yaml.safe_load((ROOT / "config" / "backbones.yaml").read_text())
 
 # Feature extractor parameters (classifier / projection removed) and pooled feature size per
-# architecture. Counts in millions from ../shared/spec/bob_digest.md §2.2 (computed there with an
-# older timm), or, marked "timm", from timm itself where the digest gives no reference.
+# architecture. Counts in millions from docs/protocol.md §2.2 (computed there with an older
+# timm), or, marked "timm", from timm itself where the page gives no reference.
 REFERENCE = {
     "resnet50": (23.5, 2048), "resnet101": (42.5, 2048),
     "convnext_tiny": (27.8, 768), "convnext_small": (49.5, 768), "convnext_base": (87.6, 1024),

@@ -9,7 +9,7 @@ log = start_job(snakemake)  # noqa: F821 (injected by Snakemake)
 from bobench.figures import plot_retrieval_vs_published  # noqa: E402
 from bobench.io import atomic_path  # noqa: E402
 from bobench.results import read_results  # noqa: E402
-from bobench.retrieval.reference import comparison_markdown, compare_with_published, load_published, rank_correlations  # noqa: E402
+from bobench.retrieval.reference import compare_with_published, comparison_markdown, load_published, rank_correlations  # noqa: E402
 
 sm = snakemake  # noqa: F821
 published = load_published(sm.input.reference)

@@ -5,6 +5,7 @@
 everything downstream reads datasets only through :func:`load_prepared`.
 """
 
+from bobench.datasets import paper_sources  # noqa: E402,F401  (registers BoB's dataset loaders)
 from bobench.datasets.downloads import (
     ChecksumError,
     DataUnavailableError,
@@ -31,7 +32,6 @@ from bobench.datasets.sources import (
     register_loader,
     validate_dataset_entry,
 )
-from bobench.datasets import paper_sources  # noqa: E402,F401  (registers BoB's dataset loaders)
 
 __all__ = [
     "LOADERS",

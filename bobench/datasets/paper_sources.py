@@ -1,4 +1,4 @@
-"""Loaders of BoB's classification datasets (digest §3.1, §3.4, §5).
+"""Loaders of BoB's classification datasets (docs/protocol.md §3.1, §3.4, §5).
 
 Pixel arrays where the images are small and uniform (CIFAR-100); image files
 everywhere else (ImageNet and its variants, Flowers-102, FGVC-Aircraft,
@@ -225,7 +225,7 @@ def load_fgvc_aircraft(source: Mapping[str, Any], raw_dir: Path, log: logging.Lo
 
 # --------------------------------------------------------------------------- CheXpert
 
-#: BoB's CheXpert labels (digest §3.4, from medical_mae): uncertain (-1) → 1 for these two (U-Ones) …
+#: BoB's CheXpert labels (docs/protocol.md §3.4, from medical_mae): uncertain (-1) → 1 for these two (U-Ones) …
 CHEXPERT_U_ONES = ("Edema", "Atelectasis")
 #: … and → 0 for the other three (U-Zeros); blank → 0.
 CHEXPERT_FINDINGS = ("Cardiomegaly", "Edema", "Consolidation", "Atelectasis", "Pleural Effusion")

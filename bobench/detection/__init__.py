@@ -1,4 +1,4 @@
-"""Detection, instance segmentation and OOD detection (digest §4, §6).
+"""Detection, instance segmentation and OOD detection (docs/protocol.md §4, §6).
 
 ``model`` puts any registry backbone under torchvision's Mask R-CNN; ``data`` reads
 COCO-format datasets with BoB's augmentations; ``train`` is the resumable training

@@ -5,7 +5,7 @@ are relative to. Categories are matched by name across datasets (a detector
 trained on Sim10k's ``car`` is evaluated on Cityscapes' ``car``); the model's
 labels are ``1…K`` in the order of the training set's category names.
 
-Augmentations (digest §4), every size times ``scale`` (1 for the paper; smaller
+Augmentations (docs/protocol.md §4), every size times ``scale`` (1 for the paper; smaller
 for the CPU demo's small canvases):
 
 * hierarchical backbones, BoB's DETR-style AutoAugment: flip, then either a

@@ -1,6 +1,6 @@
 """One detection job: a registry backbone, one setting and lr, trained on one dataset, scored on its test sets.
 
-Settings (digest §4): ``finetune`` trains the whole backbone; ``frozen`` freezes
+Settings (docs/protocol.md §4): ``finetune`` trains the whole backbone; ``frozen`` freezes
 every stage (BoB's ``frozen_stages`` = 4 for CNNs and Swin, = depth for ViTs),
 so only the pyramid and heads learn. Random-init backbones train their
 BatchNorm statistics (mmdet's ``norm_eval=False`` in BoB's random-init configs).
@@ -19,6 +19,7 @@ from bobench.detection.data import CocoInstances, eval_transform, evaluation_siz
 from bobench.detection.evaluate import category_map, coco_metrics_with_replicates, predict
 from bobench.detection.model import build_detector, detection_spec
 from bobench.detection.train import DetectionOptions, DetectionResult, train_detector
+
 
 def build(backbone_id: str, spec: dict[str, Any], class_names: list[str], masks: bool, setting: str,
           options: DetectionOptions, seed: int) -> tuple[torch.nn.Module, Any]:

@@ -1,4 +1,4 @@
-"""Any registry backbone under torchvision's Mask R-CNN (digest §4).
+"""Any registry backbone under torchvision's Mask R-CNN (docs/protocol.md §4).
 
 ``build_detector`` puts a :class:`~bobench.backbones.model.Backbone` under a
 feature pyramid and torchvision's R-CNN heads:

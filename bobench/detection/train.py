@@ -1,4 +1,4 @@
-"""Detector training, BoB's schedule (digest §4), as a job that survives.
+"""Detector training, BoB's schedule (docs/protocol.md §4), as a job that survives.
 
 AdamW (betas 0.9/0.999, weight decay 0.05), a linear warm-up over the first
 ``warmup_iters`` iterations from ``warmup_ratio`` × lr, then steps of ×0.1 at

@@ -24,8 +24,10 @@ def _cap_recipe(recipe: dict[str, Any], caps: dict[str, Any], set_defaults: bool
     for key in BATCH_KEYS:
         if key in recipe:
             recipe[key] = _cap(recipe[key], caps["max_batch_size"])
-    if detector and "micro_batch" in recipe:
-        recipe["micro_batch"] = _cap(recipe["micro_batch"], caps.get("max_detector_micro_batch"))
+    if detector:
+        for key in ("batch_size", "micro_batch"):
+            if key in recipe:
+                recipe[key] = _cap(recipe[key], caps.get("max_detector_batch"))
     if "num_workers" in recipe:
         recipe["num_workers"] = _cap(recipe["num_workers"], caps["max_workers"])
     if caps["max_steps"] is not None and (set_defaults or "max_steps" in recipe):

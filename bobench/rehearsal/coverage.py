@@ -6,6 +6,11 @@ keeps, per task, jobs until every backbone and every dataset of that task has ru
 override with every backbone it applies to: a resolution of its own (CheXpert's 256 px), a label
 policy of its own (multi-label CheXpert), class masks (ImageNet-A/R's 200 classes, read by the OOD
 jobs of ImageNet classifiers).
+
+The CI slice (``coverage: slice``) is lighter: per task, every backbone and dataset once, and only the
+overrides that meet the backbone's own code (a resolution of the dataset's own: ViTs and SwinV2s take
+CheXpert's 256 px through their dynamic input size) with every backbone; a label policy or class masks
+act on labels and logits the same way whatever the backbone, so one backbone each is enough there.
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ def greedy_cover(items: Sequence[tuple], attributes: Sequence[int], required: It
     return chosen
 
 
-def override_datasets(config: dict[str, Any], datasets: dict[str, Any]) -> dict[str, set[str]]:
+def override_datasets(config: dict[str, Any], datasets: dict[str, Any], resolution_only: bool = False) -> dict[str, set[str]]:
     """Per task, the datasets with an override every backbone must run: their own resolution or label
-    policy (multi-label), or, for OOD, a source whose OOD sets carry class masks (fewer classes)."""
+    policy (multi-label), or, for OOD, a source whose OOD sets carry class masks (fewer classes).
+    ``resolution_only``: the resolution overrides alone (the CI slice's)."""
     out: dict[str, set[str]] = {}
     finetune_overrides = (config.get("finetune") or {}).get("dataset_overrides") or {}
+    if resolution_only:
+        return {"finetune": {d for d, recipe in finetune_overrides.items() if "image_size" in recipe and d in config["datasets"]}}
     for task in ("finetune", "frozen_probe", "linear_probe"):
         out[task] = {d for d in config["datasets"] if datasets[d].get("multilabel")}
     out["finetune"] |= {d for d, recipe in finetune_overrides.items() if "image_size" in recipe}

@@ -1,4 +1,4 @@
-"""Image retrieval: BoB's protocol (digest §7) at paper scale.
+"""Image retrieval: BoB's protocol (docs/protocol.md §7) at paper scale.
 
 * :mod:`~bobench.retrieval.search`: exact nearest-neighbour ranking by dot
   product of L2-normalised descriptors, a block of queries at a time, so the

@@ -1,4 +1,4 @@
-"""The retrieval datasets (digest §7): raw files → a versioned query/database split.
+"""The retrieval datasets (docs/protocol.md §7): raw files → a versioned query/database split.
 
 A registry entry with ``tasks: [retrieval]`` is a retrieval benchmark: its
 loader (``source.loader``, one of :data:`RETRIEVAL_LOADERS`) turns the raw

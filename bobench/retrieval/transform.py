@@ -1,4 +1,4 @@
-"""BoB's retrieval preprocessing (``main_ret.py``, digest §7) as a change to a backbone's eval transform.
+"""BoB's retrieval preprocessing (``main_ret.py``; docs/protocol.md §7) as a change to a backbone's eval transform.
 
 ``resize: native`` keeps each backbone's own eval transform (its timm config or
 registry ``input``), the one every other task uses. ``resize: bob`` is

@@ -1,4 +1,4 @@
-"""End-to-end fine-tuning, BoB's recipe (digest §3.2), as a job that survives.
+"""End-to-end fine-tuning, BoB's recipe (docs/protocol.md §3.2), as a job that survives.
 
 The recipe is timm's own machinery, as BoB's ``train.py`` used it: AdamW with
 layer-wise lr decay (``create_optimizer_v2``), cosine schedule with warm-up
@@ -83,9 +83,10 @@ class FinetuneOptions:
     max_steps: int | None = None  # a cap on the job's optimisation steps (the rehearsal's); None: every epoch
 
 
-# BoB's frozen-backbone linear probe (digest §3.3, MAE's recipe): BatchNorm (no affine) + linear head on a
-# frozen backbone, LARS, 90 epochs with 10 warm-up, no weight decay, weak augmentation (random-resized
-# crop + flip), plain cross-entropy, lr = 0.1 × batch / 256. Epochs, lr and batch stay configurable.
+# BoB's frozen-backbone linear probe (MAE's recipe; docs/protocol.md §3.3, which lists where this one
+# differs): BatchNorm (no affine) + linear head on a frozen backbone, LARS, 90 epochs with 10 warm-up, no
+# weight decay, weak augmentation (random-resized crop + flip), plain cross-entropy, lr = 0.1 × batch / 256.
+# Epochs, lr and batch stay configurable.
 FROZEN_PROBE_RECIPE = {
     "optimizer": "lars", "freeze_backbone": True, "weight_decay": 0.0, "layer_decay": None, "drop_path": 0.0,
     "label_smoothing": 0.0, "mixup": 0.0, "cutmix": 0.0, "randaugment": None, "color_jitter": 0.0,
