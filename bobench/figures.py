@@ -32,6 +32,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import Bbox, offset_copy
 from scipy.stats import spearmanr
 
+from bobench import names
 from bobench.io import atomic_path
 from bobench.ranking import ALL_TASKS, RANDOM_METHOD, Ranking, ordered_tasks
 from bobench.retrieval.reference import ALL_DATASETS
@@ -1119,19 +1120,9 @@ def draw_all(results: pd.DataFrame, ranking: Ranking, out_dir: str | os.PathLike
     return paths
 
 
-# Fixed output names (stems) used by the workflow; each is written as .png and .pdf.
-FIGURES = {
-    "overall_ranking": plot_overall_ranking,
-    "small_backbones": plot_small_backbones,
-    "zscore_heatmap": plot_zscore_heatmap,
-    "task_scatter": plot_task_scatter,
-    "zscore_vs_scale": plot_zscore_vs_scale,
-    "task_correlations": plot_task_correlations,
-    "figure1": plot_figure1,
-    "finetune_gain": plot_finetune_gain,
-    "matched_data": plot_matched_data,
-}
-# Figures of metrics the ranking does not use, drawn from the results table itself.
-RESULTS_FIGURES = {
-    "calibration": plot_calibration,
-}
+# The plotting function of each figure the workflow draws (names: bobench.names).
+FIGURES = dict(zip(names.RANKING_FIGURES, (
+    plot_overall_ranking, plot_small_backbones, plot_zscore_heatmap, plot_task_scatter, plot_zscore_vs_scale,
+    plot_task_correlations, plot_figure1, plot_finetune_gain, plot_matched_data,
+), strict=True))
+RESULTS_FIGURES = dict(zip(names.RESULTS_FIGURES, (plot_calibration,), strict=True))

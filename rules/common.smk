@@ -11,6 +11,7 @@ sys.path.insert(
 from bobench import config as bobench_config
 from bobench.datasets import prepared_filenames, raw_folders_shared_with
 from bobench.imports import closure_files, entry_point_files
+from bobench.names import FIGURE_NAMES, REPORT_TABLES
 from bobench.retrieval.splits import prepared_split_files
 from bobench.retrieval.sources import is_retrieval_benchmark
 from bobench.rehearsal.caps import apply_caps
@@ -99,26 +100,6 @@ DETECTION_DATASETS = sorted(
         for d in DETECTION_SETS.get(source, [])
     }
 )
-FIGURE_NAMES = [
-    "overall_ranking",
-    "small_backbones",
-    "zscore_heatmap",
-    "task_scatter",
-    "zscore_vs_scale",
-    "task_correlations",
-    "figure1",
-    "finetune_gain",
-    "matched_data",
-    "calibration",
-]
-# The report's HTML tables, written by report_tables: file stem → label shown in the report.
-REPORT_TABLES = {
-    "leaderboard": "leaderboard",
-    "results": "results table (primary metrics)",
-    "appendix": "appendix: every number per task",
-    "table1": "Table 1: backbones",
-    "table2": "Table 2: top backbones per task",
-}
 RETRIEVAL_REFERENCE = str(
     bobench_config.resolve_path(
         config["registries"]["retrieval_reference"], workflow.basedir

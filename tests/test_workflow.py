@@ -21,10 +21,10 @@ import pytest
 import yaml
 
 from bobench.config import cells, ood_plan
+from bobench.names import FIGURE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ["overall_ranking", "small_backbones", "zscore_heatmap", "task_scatter", "zscore_vs_scale", "task_correlations", "figure1",
-           "finetune_gain", "matched_data", "calibration"]
+
 pytestmark = pytest.mark.slow
 
 
@@ -165,7 +165,7 @@ def test_battle_leaves_results_ranking_and_figures(battle):
     overall = pd.read_csv(results_dir / "ranking" / "ranking_overall.csv")
     assert set(overall["backbone"]) == set(config["backbones"])
     assert "EfficientNet-Lite0 (3.4M)" in (results_dir / "tables" / "table1.md").read_text()
-    for name in FIGURES:
+    for name in FIGURE_NAMES:
         for ext in ("png", "pdf"):
             assert (figures_dir / f"{name}.{ext}").stat().st_size > 1000
     # Every GPU-capable step logged its device choice; every heavy step wrote a benchmark file.
@@ -217,7 +217,7 @@ def test_report_opens_in_a_browser_with_every_figure_and_table(battle, tmp_path)
             row.find_element(By.CSS_SELECTOR, "a[iconname='eye']").click()
 
         figures = open_category("Figures")
-        assert sorted(figures) == sorted([*FIGURES, "published_retrieval_mrr"])
+        assert sorted(figures) == sorted([*FIGURE_NAMES, "published_retrieval_mrr"])
         sizes = {}
         for label in figures:
             show(label)
@@ -261,7 +261,7 @@ def test_figures_redraw_from_a_results_table_alone(battle, tmp_path):
     for name in ("ranking_overall.csv", "ranking_intervals.csv", "ranking_iqm.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(output_dir(workdir, "results_dir") / "ranking" / name),
                                       pd.read_csv(output_dir(battle, "results_dir") / "ranking" / name), atol=1e-9)
-    for name in FIGURES:
+    for name in FIGURE_NAMES:
         assert (output_dir(workdir, "figures_dir") / f"{name}.png").stat().st_size > 1000
 
 

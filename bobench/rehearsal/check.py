@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from bobench.names import FIGURE_NAMES, REPORT_TABLES
 from bobench.rehearsal.report import coverage
 
 
@@ -30,8 +31,6 @@ def planned_cells(results_dir: Path) -> list[tuple[str, str, str]]:
 
 
 def problems(results_dir: str | Path) -> list[str]:
-    from bobench.figures import FIGURES, RESULTS_FIGURES
-
     results_dir = Path(results_dir)
     found: list[str] = []
     table = results_dir / "results.csv"
@@ -46,10 +45,10 @@ def problems(results_dir: str | Path) -> list[str]:
             found.append(f"{name}: {got} of {wanted} pairs have results; missing {missing}")
     resolved = yaml.safe_load((results_dir / "config.resolved.yaml").read_text())
     figures = Path(resolved["figures_dir"])
-    for name in [*FIGURES, *RESULTS_FIGURES]:
+    for name in FIGURE_NAMES:
         if not (figures / f"{name}.png").is_file():
             found.append(f"figure {figures / name}.png is missing")
-    for name in ("leaderboard", "results", "appendix", "table1", "table2"):
+    for name in REPORT_TABLES:
         if not (results_dir / "report" / f"{name}.html").is_file():
             found.append(f"report table {results_dir / 'report' / name}.html is missing")
     return found
