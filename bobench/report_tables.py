@@ -110,7 +110,8 @@ def leaderboard_html(overall: pd.DataFrame, tasks: pd.DataFrame, intervals: pd.D
     for row in overall.itertuples():
         ci = overall_ci.loc[row.backbone] if row.backbone in overall_ci.index else None
         cells = [
-            (_number(row.rank, "d") if not pd.isna(row.rank) else "–", ""),
+            # A backbone with no task score has no rank: read back from CSV, the column is then float.
+            ("–" if pd.isna(row.rank) else str(int(row.rank)), ""),
             (html.escape(str(row.backbone_name)), ""),
             (_method_cell(row.method), ""),
             (html.escape(str(row.family)), ""),

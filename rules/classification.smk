@@ -14,7 +14,7 @@ rule linear_probe:
         logfile("benchmarks/linear_probe/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
-    threads: 2
+    threads: inference_threads
     resources:
         gpu=1,
     params:

@@ -15,11 +15,7 @@ from bobench.names import FIGURE_NAMES, REPORT_TABLES
 from bobench.retrieval.splits import prepared_split_files
 from bobench.retrieval.sources import is_retrieval_benchmark
 from bobench.rehearsal.caps import apply_caps
-from bobench.rehearsal.coverage import (
-    covering_cells,
-    covering_detection_jobs,
-    override_datasets,
-)
+from bobench.rehearsal.coverage import rehearsal_selection
 from bobench.rehearsal.standins import (
     needs_standin_data,
     needs_standin_weights,
@@ -70,17 +66,8 @@ OOD_DATASETS = sorted(
     {s.dataset for sets in OOD_PLAN.values() for s in sets if s.dataset}
 )
 DETECTION_JOBS = bobench_config.detection_jobs(config, DATASETS, BACKBONES)
-if REHEARSAL and config["rehearsal"]["coverage"] != "full":
-    # The fewest jobs that still take every code path (bobench.rehearsal.coverage).
-    CELLS = covering_cells(
-        CELLS,
-        override_datasets(
-            config,
-            DATASETS,
-            resolution_only=config["rehearsal"]["coverage"] == "slice",
-        ),
-    )
-    DETECTION_JOBS = covering_detection_jobs(DETECTION_JOBS)
+# A rehearsal may plan a covering selection: the fewest jobs that still take every code path.
+CELLS, DETECTION_JOBS = rehearsal_selection(config, DATASETS, CELLS, DETECTION_JOBS)
 DETECTION_SETS = bobench_config.detection_sets(
     config
 )  # OOD detection: training set → test sets
@@ -134,6 +121,18 @@ def code(script):
         )
 
     return with_entry_point
+
+
+def inference_threads(wildcards):
+    """CPU threads of an inference-only job (extraction, evaluation): 2, except in a rehearsal, where a
+    timm backbone under 384 px gets 1, so that two such jobs share a 2-core CPU side by
+    side (start-up is most of their time); larger inputs and Stable Diffusion keep both cores, and so
+    run alone, which also keeps two memory-heavy jobs apart."""
+    entry = BACKBONES[wildcards.backbone]
+    light = (entry.get("input") or {}).get("size", 1024) < 384 and (
+        entry["architecture"]["library"] == "timm"
+    )
+    return 1 if REHEARSAL and light else 2
 
 
 def logfile(name):

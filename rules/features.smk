@@ -15,7 +15,7 @@ rule extract_features:
         logfile("benchmarks/extract_features/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
-    threads: 2
+    threads: inference_threads
     resources:
         gpu=1,
     params:

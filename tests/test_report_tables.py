@@ -11,7 +11,7 @@ from bobench.figures import METHOD_PALETTE
 from bobench.ranking import ALL_TASKS, compute_ranking
 from bobench.ranking_uncertainty import BootstrapOptions, bootstrap_scores, iqm_scores
 from bobench.report_tables import appendix_html, frame_html, leaderboard_html, results_html
-from synthetic_results import make_results
+from synthetic_results import SETTINGS, make_results
 
 
 class TableRows(HTMLParser):
@@ -63,6 +63,23 @@ def test_leaderboard_shows_every_backbone_in_rank_order_with_its_intervals():
     assert [row[9] for row in rows] == [f"{classification[b]:+.2f}" for b in ranking.overall["backbone"]]
     # The method colours are the figures'; nothing is fetched from outside the page.
     assert METHOD_PALETTE["supervised"] in page and not re.search(r"(src|href)=\"https?:", page)
+
+
+def test_leaderboard_of_a_backbone_without_a_score_read_back_from_csv(tmp_path):
+    """A backbone with no task score (here: one whose only setting has no other backbone) has no rank; the
+    rank column read back from CSV is then float, as the report_tables job reads it (found by the rehearsal)."""
+    results = make_results(5, SETTINGS[:1])
+    lonely = make_results(1, SETTINGS[1:2]).assign(backbone="lonely", backbone_name="Lonely net")
+    ranking = compute_ranking(pd.concat([results, lonely]))
+    for name in ("overall", "tasks"):
+        getattr(ranking, name).to_csv(tmp_path / f"{name}.csv", index=False)
+    overall, tasks = pd.read_csv(tmp_path / "overall.csv"), pd.read_csv(tmp_path / "tasks.csv")
+    assert overall["rank"].isna().any() and overall["rank"].dtype == float
+    options = BootstrapOptions(n_boot=20)
+    page = leaderboard_html(overall, tasks, bootstrap_scores(ranking.settings, options), iqm_scores(ranking.settings, options))
+    rows = {row[1]: row for row in body_rows(page)}
+    assert rows["Lonely net"][0] == "–"
+    assert sorted(int(rows[f"net-{i}"][0]) for i in range(5)) == sorted(overall["rank"].dropna().astype(int))
 
 
 def test_results_page_lists_each_primary_cell_once_with_a_filter_box():

@@ -20,14 +20,24 @@ from bobench.rehearsal.report import coverage
 
 
 def planned_cells(results_dir: Path) -> list[tuple[str, str, str]]:
-    """Every cell of the run's DAG (before a covering selection), from the config the run wrote down."""
+    """The cells the run planned, from the config it wrote down: every cell of its DAG, or the rehearsal's
+    covering selection of them (the same function the Snakefile calls); a detection cell per detector."""
     from bobench import config as bobench_config
+    from bobench.rehearsal.coverage import rehearsal_selection
 
     root = Path(__file__).resolve().parents[2]
     resolved = yaml.safe_load((results_dir / "config.resolved.yaml").read_text())
-    datasets = bobench_config.load_registry(bobench_config.resolve_path(resolved["registries"]["datasets"], root),
-                                            root / "config/schemas/datasets.schema.yaml", "dataset registry")
-    return list(bobench_config.cells(resolved, datasets))
+
+    def registry(kind: str) -> dict:
+        return bobench_config.load_registry(bobench_config.resolve_path(resolved["registries"][kind], root),
+                                            root / f"config/schemas/{kind}.schema.yaml", f"{kind[:-1]} registry")
+
+    datasets = registry("datasets")
+    cells = list(bobench_config.cells(resolved, datasets))
+    detectors = bobench_config.detection_jobs(resolved, datasets, registry("backbones"))
+    chosen, chosen_detectors = rehearsal_selection(resolved, datasets, cells, detectors)
+    detection_tasks = {job[0] for job in detectors}
+    return [cell for cell in chosen if cell[0] not in detection_tasks] + sorted({job[:3] for job in chosen_detectors})
 
 
 def problems(results_dir: str | Path) -> list[str]:

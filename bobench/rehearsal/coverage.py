@@ -7,10 +7,11 @@ override with every backbone it applies to: a resolution of its own (CheXpert's 
 policy of its own (multi-label CheXpert), class masks (ImageNet-A/R's 200 classes, read by the OOD
 jobs of ImageNet classifiers).
 
-The CI slice (``coverage: slice``) is lighter: per task, every backbone and dataset once, and only the
-overrides that meet the backbone's own code (a resolution of the dataset's own: ViTs and SwinV2s take
-CheXpert's 256 px through their dynamic input size) with every backbone; a label policy or class masks
-act on labels and logits the same way whatever the backbone, so one backbone each is enough there.
+The CI slice (``coverage: slice``) is lighter: only the overrides that meet the backbone's own code (a
+resolution of the dataset's own: ViTs and SwinV2s take CheXpert's 256 px through their dynamic input size)
+run with every backbone; a label policy or class masks act on labels and logits the same way whatever the
+backbone, so one backbone each is enough there. ``rehearsal.every_backbone_tasks`` narrows further which
+tasks must run every backbone (the others cover every dataset, setting and learning rate).
 """
 
 from __future__ import annotations
@@ -53,9 +54,12 @@ def override_datasets(config: dict[str, Any], datasets: dict[str, Any], resoluti
     return out
 
 
-def covering_cells(cells: Sequence[tuple[str, str, str]], overrides: dict[str, set[str]]) -> list[tuple[str, str, str]]:
-    """Per task, cells covering every backbone and dataset, all backbones for override datasets; an OOD
-    cell brings the fine-tuning cell whose classifier it tests."""
+def covering_cells(cells: Sequence[tuple[str, str, str]], overrides: dict[str, set[str]],
+                   backbone_tasks: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
+    """Per task, cells covering every dataset and (for ``backbone_tasks``; None: every task) every
+    backbone, all backbones for override datasets; an OOD cell brings the fine-tuning cell whose
+    classifier it tests."""
+    backbone_tasks = None if backbone_tasks is None else set(backbone_tasks)
     chosen: list[tuple[str, str, str]] = []
     # OOD first: the classifiers its cells test are fine-tuning cells the fine-tuning cover then starts from.
     tasks = sorted(dict.fromkeys(task for task, _, _ in cells), key=lambda task: task != "ood")
@@ -64,13 +68,33 @@ def covering_cells(cells: Sequence[tuple[str, str, str]], overrides: dict[str, s
         required = [c for c in task_cells if c[2] in overrides.get(task, ())]
         if task == "finetune":
             required += [("finetune", b, d) for t, b, d in chosen if t == "ood"]
-        chosen += greedy_cover(task_cells, (1, 2), required)
+        attributes = (1, 2) if backbone_tasks is None or task in backbone_tasks else (2,)
+        chosen += greedy_cover(task_cells, attributes, required)
     return list(dict.fromkeys(chosen))
 
 
-def covering_detection_jobs(jobs: Sequence[tuple[str, str, str, str, str]]) -> list[tuple[str, str, str, str, str]]:
-    """Per detection task, detectors covering every backbone, dataset, setting and learning rate."""
+def covering_detection_jobs(jobs: Sequence[tuple[str, str, str, str, str]],
+                            backbone_tasks: Iterable[str] | None = None) -> list[tuple[str, str, str, str, str]]:
+    """Per detection task, detectors covering every dataset, setting, learning rate and (for
+    ``backbone_tasks``; None: every task) every backbone."""
+    backbone_tasks = None if backbone_tasks is None else set(backbone_tasks)
     chosen: list[tuple[str, str, str, str, str]] = []
     for task in dict.fromkeys(job[0] for job in jobs):
-        chosen += greedy_cover([j for j in jobs if j[0] == task], (1, 2, 3, 4))
+        attributes = (1, 2, 3, 4) if backbone_tasks is None or task in backbone_tasks else (2, 3, 4)
+        chosen += greedy_cover([j for j in jobs if j[0] == task], attributes)
     return chosen
+
+
+def rehearsal_selection(config: dict[str, Any], datasets: dict[str, Any], cells: Sequence[tuple[str, str, str]],
+                        detection_jobs: Sequence[tuple[str, str, str, str, str]],
+                        ) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str, str, str]]]:
+    """The cells and detectors a run plans: all of them, or a rehearsal's covering selection
+    (``rehearsal.coverage``, ``rehearsal.every_backbone_tasks``). The Snakefile and the rehearsal's check
+    both call this, so the check asks for exactly the pairs the run promised."""
+    rehearsal = config.get("rehearsal") or {}
+    mode = rehearsal.get("coverage", "full")
+    if not rehearsal.get("enabled") or mode == "full":
+        return list(cells), list(detection_jobs)
+    backbone_tasks = rehearsal.get("every_backbone_tasks")
+    overrides = override_datasets(config, datasets, resolution_only=mode == "slice")
+    return covering_cells(cells, overrides, backbone_tasks), covering_detection_jobs(detection_jobs, backbone_tasks)
