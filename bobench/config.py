@@ -16,9 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """The config or a registry is invalid; the message says where and why."""
+from bobench.errors import ConfigError  # defined in a leaf module; still importable from here
 
 
 @dataclass(frozen=True)
@@ -132,6 +130,8 @@ def resolve_path(path: str | Path, workflow_dir: str | Path) -> Path:
 
 
 def load_registry(path: str | Path, schema_path: str | Path, what: str) -> dict[str, dict[str, Any]]:
+    """A registry file (backbones, datasets), its structure checked by its schema: the one reader of both.
+    What a schema cannot check (converter and loader names in the code) :func:`check_config` checks."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{what}: registry file {path} does not exist")
@@ -316,7 +316,7 @@ def ood_plan(config: dict[str, Any]) -> dict[str, list[Any]]:
 def _check_registry_entries(config: dict[str, Any], backbones: dict[str, Any], datasets: dict[str, Any]) -> None:
     """What the schemas cannot know: converter and loader names exist in the code."""
     from bobench.backbones.converters import CONVERTERS
-    from bobench.datasets import validate_dataset_entry
+    from bobench.datasets.kinds import validate_dataset_entry
 
     for backbone in config["backbones"]:
         entry = backbones[backbone]

@@ -10,10 +10,10 @@ sys.path.insert(
 
 from bobench import config as bobench_config
 from bobench.datasets import prepared_filenames, raw_folders_shared_with
+from bobench.datasets.entries import is_retrieval_benchmark
 from bobench.imports import closure_files, entry_point_files
 from bobench.names import FIGURE_NAMES, REPORT_TABLES
 from bobench.retrieval.splits import prepared_split_files
-from bobench.retrieval.sources import is_retrieval_benchmark
 from bobench.rehearsal.caps import apply_caps
 from bobench.rehearsal.coverage import rehearsal_selection
 from bobench.rehearsal.standins import (

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bobench.config import load_registry
 from bobench.datasets import (
     LOADERS,
     ChecksumError,
@@ -24,19 +25,19 @@ from bobench.datasets import (
     downloads,
     load_numpy_pickle,
     load_prepared,
-    load_registry,
     make_splits,
     prepare_dataset,
     prepared,
     prepared_filenames,
     sources,
-    validate_dataset_entry,
     write_prepared,
 )
+from bobench.datasets.kinds import KINDS, dataset_kind, validate_dataset_entry
 from bobench.detection.sources import DETECTION_LOADERS
 from bobench.retrieval.sources import RETRIEVAL_LOADERS
 
 REGISTRY_PATH = Path(__file__).resolve().parents[1] / "config" / "datasets.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "schemas" / "datasets.schema.yaml"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 ANIMAL_DATA = "animal_mnist/data/Animal_MNIST/animal_data_version_3.gz"
 ANIMAL_LABELS = "animal_mnist/data/Animal_MNIST/animal_label_version_3.gz"
@@ -44,7 +45,7 @@ ANIMAL_LABELS = "animal_mnist/data/Animal_MNIST/animal_label_version_3.gz"
 
 @pytest.fixture(scope="module")
 def registry() -> dict:
-    return load_registry(REGISTRY_PATH)
+    return load_registry(REGISTRY_PATH, SCHEMA_PATH, "dataset registry")
 
 
 def _entry(registry: dict, dataset_id: str) -> dict:
@@ -205,6 +206,10 @@ def test_registry_entries_are_valid(registry: dict) -> None:
     assert {registry[d]["source"]["loader"] for d in offline | bob} <= set(LOADERS)
     assert {registry[d]["source"]["loader"] for d in detection} <= set(DETECTION_LOADERS)
     assert {registry[d]["source"]["loader"] for d in retrieval} <= set(RETRIEVAL_LOADERS)
+    # One table of kinds: each entry's kind (from its tasks) names its loaders.
+    for kind, ids in (("classification", offline | bob), ("detection", detection), ("retrieval", retrieval)):
+        assert {dataset_kind(registry[d]).name for d in ids} == {kind}
+        assert {registry[d]["source"]["loader"] for d in ids} <= set(KINDS[kind].loaders)
     for dataset_id, entry in registry.items():
         validate_dataset_entry(dataset_id, entry)
         files = entry["source"].get("files")

@@ -19,7 +19,8 @@ import yaml
 from PIL import Image
 
 from archives import write_tar
-from bobench.datasets import ChecksumError, DataUnavailableError, validate_dataset_entry
+from bobench.datasets import ChecksumError, DataUnavailableError
+from bobench.datasets.kinds import validate_dataset_entry
 from bobench.retrieval.sources import RETRIEVAL_LOADERS, prepare_retrieval_dataset
 from bobench.retrieval.splits import load_split
 from bobench.retrieval.synthetic import write_copydays_layout

@@ -2,9 +2,10 @@
 
 A converter is a pure function ``(state_dict, model) -> state_dict``. It only
 renames (and, where a layout needs it, reshapes) tensors; it never drops a
-tensor silently. Loading is always strict afterwards (see
-:func:`bobench.backbones.weights.load_strict`), so a converter that misses a
-key fails loudly instead of leaving part of the backbone at random init.
+tensor silently. Loading is always strict afterwards (:func:`load_strict`, kept
+here because a converter uses it too; :mod:`bobench.backbones.weights` imports it
+from here), so a converter that misses a key fails loudly instead of leaving part
+of the backbone at random init.
 """
 
 from __future__ import annotations
@@ -36,6 +37,34 @@ def get_converter(name: str) -> Converter:
         raise ValueError(
             f"unknown weights converter {name!r}; valid converters: {sorted(CONVERTERS)}"
         ) from None
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint is missing, corrupt or does not match its model."""
+
+
+def load_strict(model: "nn.Module", state_dict: StateDict, origin: str) -> None:
+    """Load ``state_dict`` into ``model``; every key and shape must match exactly.
+
+    The error names each missing, unexpected and mis-shaped key, because a
+    partially loaded backbone silently behaves like a random one.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = sorted(
+        f"{k} (checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)})"
+        for k in set(expected) & set(state_dict)
+        if state_dict[k].shape != expected[k].shape
+    )
+    if missing or unexpected or mismatched:
+        lines = [f"{origin}: checkpoint does not match the model"]
+        for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mismatched)):
+            if keys:
+                shown = ", ".join(keys[:20]) + (f", … ({len(keys)} in all)" if len(keys) > 20 else "")
+                lines.append(f"  {title} keys: {shown}")
+        raise WeightsError("\n".join(lines))
+    model.load_state_dict(state_dict, strict=True)
 
 
 @register_converter("identity")
@@ -180,7 +209,6 @@ def stable_diffusion_encoder(state_dict: StateDict, model: "nn.Module") -> State
         build_text_encoder,
         prompt_context,
     )
-    from bobench.backbones.weights import load_strict
 
     converted: StateDict = {}
     for key, tensor in select_prefix(state_dict, "vae.", drop=VAE_DECODER_PREFIXES).items():

@@ -41,13 +41,11 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from bobench.backbones.converters import get_converter
+# WeightsError and load_strict live with the converters, which use them too; importable from here as before.
+from bobench.backbones.converters import WeightsError, get_converter, load_strict
 from bobench.io import read_json, sha256_file
 
 log = logging.getLogger(__name__)
-
-class WeightsError(RuntimeError):
-    """A checkpoint is missing, corrupt or does not match its model."""
 
 
 def weights_cache_dir() -> Path:
@@ -255,30 +253,6 @@ def read_state_dict(path: Path, key: str | None = None) -> dict[str, torch.Tenso
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: expected a flat mapping of tensors (a state_dict)")
     return dict(state)
-
-
-def load_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], origin: str) -> None:
-    """Load ``state_dict`` into ``model``; every key and shape must match exactly.
-
-    The error names each missing, unexpected and mis-shaped key, because a
-    partially loaded backbone silently behaves like a random one.
-    """
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = sorted(
-        f"{k} (checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)})"
-        for k in set(expected) & set(state_dict)
-        if state_dict[k].shape != expected[k].shape
-    )
-    if missing or unexpected or mismatched:
-        lines = [f"{origin}: checkpoint does not match the model"]
-        for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mismatched)):
-            if keys:
-                shown = ", ".join(keys[:20]) + (f", … ({len(keys)} in all)" if len(keys) > 20 else "")
-                lines.append(f"  {title} keys: {shown}")
-        raise WeightsError("\n".join(lines))
-    model.load_state_dict(state_dict, strict=True)
 
 
 def read_hub_files(weights: dict[str, Any], backbone_id: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

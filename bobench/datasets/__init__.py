@@ -3,6 +3,10 @@
 ``prepare_dataset`` turns a registry entry into a folder of memory-mappable
 ``.npy`` splits plus ``meta.json`` (see :mod:`bobench.datasets.prepared`);
 everything downstream reads datasets only through :func:`load_prepared`.
+The three kinds of dataset (classification, detection, retrieval), with the
+check of any registry entry, are the table :mod:`bobench.datasets.kinds`
+(not imported here: it imports bobench.detection.sources and
+bobench.retrieval.sources, whose own imports run this package first).
 """
 
 from bobench.datasets import paper_sources  # noqa: E402,F401  (registers BoB's dataset loaders)
@@ -26,11 +30,9 @@ from bobench.datasets.sources import (
     LOADERS,
     VALID_TASKS,
     RawDataset,
-    load_registry,
     prepare_dataset,
     raw_folders_shared_with,
     register_loader,
-    validate_dataset_entry,
 )
 
 __all__ = [
@@ -45,13 +47,11 @@ __all__ = [
     "RawDataset",
     "load_numpy_pickle",
     "load_prepared",
-    "load_registry",
     "make_splits",
     "prepare_dataset",
     "prepared_filenames",
     "raw_folders_shared_with",
     "register_loader",
     "stratified_sample",
-    "validate_dataset_entry",
     "write_prepared",
 ]

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bobench.datasets import downloads
+import bobench.datasets.downloads as downloads
 from bobench.datasets.downloads import ChecksumError, DataUnavailableError, DownloadError, check_sha256
 from bobench.io import read_json, write_json
 

@@ -1,4 +1,4 @@
-"""Dataset loaders, registry validation and the ``prepare`` step.
+"""Classification datasets: loaders, the check of their registry entries, and the ``prepare`` step.
 
 Adding a dataset = an entry in ``config/datasets.yaml`` plus, when no existing
 loader fits, one function decorated with :func:`register_loader` that turns
@@ -17,13 +17,12 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
-import yaml
 
 import bobench
-from bobench.datasets import downloads
+import bobench.datasets.downloads as downloads
 from bobench.datasets.downloads import (
     DataUnavailableError,
     DownloadError,
@@ -31,18 +30,15 @@ from bobench.datasets.downloads import (
     load_numpy_pickle,
     sha256_bytes,
 )
+from bobench.datasets.entries import check_shared_keys
 from bobench.datasets.images import ImageFiles
 from bobench.datasets.loader_registry import LoaderRegistry
 from bobench.datasets.prepared import SPLIT_METHOD, SPLITS, make_splits, write_prepared
 
 LOG = logging.getLogger("bobench.datasets")
 
+#: Tasks of classification datasets (the other kinds: bobench.datasets.kinds).
 VALID_TASKS: tuple[str, ...] = ("classification", "retrieval", "ood")
-#: Tasks of detection datasets (COCO-format; prepared by bobench.detection.sources, not here).
-DETECTION_TASKS: tuple[str, ...] = ("detection", "ood_detection")
-REQUIRED_KEYS: tuple[str, ...] = ("name", "domain", "licence", "source", "splits", "seed", "tasks")
-#: ``standin`` is set by a rehearsal (bobench.rehearsal.manifest), never in the registry.
-OPTIONAL_KEYS: tuple[str, ...] = ("description", "homepage", "multilabel", "standin")
 
 
 @dataclass(frozen=True)
@@ -70,40 +66,11 @@ register_loader = LOADERS.register
 # --------------------------------------------------------------------------- registry
 
 
-def validate_dataset_entry(dataset_id: str, entry: Any) -> None:
-    """Semantic check of one registry entry; raises ValueError naming id, key, value and choices."""
-
-    def fail(key: str, value: Any, problem: str) -> NoReturn:
-        raise ValueError(f"dataset {dataset_id!r}: {key} = {value!r} {problem}")
-
-    if not isinstance(entry, Mapping):
-        fail("entry", entry, "must be a mapping")
-    from bobench.retrieval.sources import is_retrieval_benchmark, validate_retrieval_entry
-
-    benchmark = isinstance(entry.get("tasks"), list) and is_retrieval_benchmark(entry)
-    missing = [key for key in REQUIRED_KEYS if key not in entry and not (benchmark and key in ("splits", "seed"))]
-    if missing:
-        raise ValueError(
-            f"dataset {dataset_id!r}: missing required key(s) {', '.join(missing)} "
-            f"(required: {', '.join(REQUIRED_KEYS)})"
-        )
-    for key in entry:
-        if key not in REQUIRED_KEYS + OPTIONAL_KEYS:
-            fail(
-                key,
-                entry[key],
-                f"is not a known key; valid keys: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}",
-            )
-    for key in ("name", "domain", "licence"):
-        if not isinstance(entry[key], str) or not entry[key].strip():
-            fail(key, entry[key], "must be a non-empty string")
-    if isinstance(entry.get("tasks"), list) and set(entry["tasks"]) & set(DETECTION_TASKS):
-        from bobench.detection.sources import validate_detection_entry
-
-        return validate_detection_entry(dataset_id, entry, fail)
-    if benchmark:
-        return validate_retrieval_entry(dataset_id, entry, fail)
-
+def validate_classification_entry(dataset_id: str, entry: Any) -> None:
+    """Check of a classification dataset's entry (the keys every kind shares, then its loader, split sizes,
+    seed and tasks); raises ValueError naming id, key, value and choices. Every kind's entry:
+    :func:`bobench.datasets.kinds.validate_dataset_entry`."""
+    fail = check_shared_keys(dataset_id, entry)
     source = entry["source"]
     if not isinstance(source, Mapping) or "loader" not in source:
         fail("source", source, "must be a mapping with a 'loader' key")
@@ -173,16 +140,6 @@ def _valid_split_size(value: Any) -> bool:
     return False
 
 
-def load_registry(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Read ``config/datasets.yaml`` and validate every entry."""
-    registry = yaml.safe_load(Path(path).read_text())
-    if not isinstance(registry, dict) or not registry:
-        raise ValueError(f"{path}: expected a non-empty mapping of dataset id -> entry")
-    for dataset_id, entry in registry.items():
-        validate_dataset_entry(dataset_id, entry)
-    return registry
-
-
 # --------------------------------------------------------------------------- prepare
 
 
@@ -199,7 +156,7 @@ def prepare_dataset(
     of :func:`bobench.datasets.prepared.prepared_filenames`. Returns the metadata
     written to ``meta.json``.
     """
-    validate_dataset_entry(dataset_id, entry)
+    validate_classification_entry(dataset_id, entry)
     source = entry["source"]
     raw = LOADERS[source["loader"]](source, Path(raw_dir), log)
     official = {

@@ -24,13 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bobench.datasets.archives import obtain_files, require_dir
+from bobench.datasets.entries import DETECTION_TASKS, check_shared_keys
 from bobench.datasets.loader_registry import LoaderRegistry
 from bobench.detection.synthetic import BACKGROUNDS
 from bobench.io import write_json
@@ -42,9 +43,11 @@ DETECTION_LOADERS = LoaderRegistry("detection")
 register_detection_loader = DETECTION_LOADERS.register
 
 
-def validate_detection_entry(dataset_id: str, entry: Mapping[str, Any], fail: Callable[[str, Any, str], Any]) -> None:
-    """The detection side of the registry check (see bobench.datasets.validate_dataset_entry)."""
-    valid_tasks = ("detection", "ood_detection")
+def validate_detection_entry(dataset_id: str, entry: Any) -> None:
+    """Check of a detection dataset's entry (the keys every kind shares, then its tasks, loader, splits and
+    seed); every kind's entry: :func:`bobench.datasets.kinds.validate_dataset_entry`."""
+    fail = check_shared_keys(dataset_id, entry)
+    valid_tasks = DETECTION_TASKS
     for task in entry["tasks"]:
         if task not in valid_tasks:
             fail("tasks", task, f"cannot be mixed with detection tasks; a detection dataset's tasks are among {', '.join(valid_tasks)}")
@@ -125,7 +128,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 @register_detection_loader("synthetic_canvases", source_keys=(
     "from_dataset", "categories", "canvas_size", "objects_per_image", "object_size", "background"))
 def load_synthetic_canvases(*, source, out_dir, splits, seed, prepared_dirs, log, **_) -> dict[str, Any]:
-    from bobench.datasets import load_prepared
+    from bobench.datasets.prepared import load_prepared
     from bobench.detection.synthetic import coco_annotations, make_canvases, write_canvases
 
     dataset = load_prepared(prepared_dirs[source["from_dataset"]])

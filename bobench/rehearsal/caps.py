@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from bobench.errors import ConfigError
+
 #: Keys holding a batch size (effective or micro) in each training or extraction section.
 BATCH_KEYS = ("batch_size", "micro_batch", "eval_batch_size")
 TRAINING_SECTIONS = ("finetune", "frozen_probe", "detection", "ood_detection")
@@ -46,8 +48,6 @@ def apply_caps(config: dict[str, Any]) -> dict[str, Any]:
     if only:
         unknown = [b for b in only if b not in config["backbones"]]
         if unknown:
-            from bobench.config import ConfigError
-
             raise ConfigError(f"config key 'rehearsal.backbones': {', '.join(unknown)} not among the config's backbones "
                               f"({', '.join(config['backbones'])})")
         out["backbones"] = [b for b in config["backbones"] if b in only]

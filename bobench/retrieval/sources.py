@@ -26,7 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import numpy as np
 
 from bobench.datasets.archives import UNPINNED, obtain_files
 from bobench.datasets.downloads import DataUnavailableError, NumpyOnlyUnpickler
+from bobench.datasets.entries import check_shared_keys
 from bobench.datasets.loader_registry import LoaderRegistry
 from bobench.datasets.paper_sources import IMAGE_EXTENSIONS, scan_class_folders
 from bobench.retrieval.ground_truth import GroundTruth, revisited_protocols
@@ -49,13 +50,10 @@ COPYDAYS_JPEG_QUALITIES = (3, 5, 8, 10, 15, 20, 30, 50, 75)
 COPYDAYS_CROPS = (10, 15, 20, 30, 40, 50, 60, 70, 80)
 
 
-def is_retrieval_benchmark(entry: Mapping[str, Any]) -> bool:
-    """A registry entry whose only task is retrieval: a benchmark with its own queries and database."""
-    return list(entry.get("tasks") or []) == ["retrieval"]
-
-
-def validate_retrieval_entry(dataset_id: str, entry: Mapping[str, Any], fail: Callable[[str, Any, str], Any]) -> None:
-    """The retrieval side of the registry check (see bobench.datasets.validate_dataset_entry)."""
+def validate_retrieval_entry(dataset_id: str, entry: Any) -> None:
+    """Check of a retrieval benchmark's entry (the keys every kind shares, then its loader; no splits or
+    seed); every kind's entry: :func:`bobench.datasets.kinds.validate_dataset_entry`."""
+    fail = check_shared_keys(dataset_id, entry)
     loader = (entry.get("source") or {}).get("loader")
     if loader not in RETRIEVAL_LOADERS:
         fail("source.loader", loader, f"is not a retrieval loader; valid: {', '.join(sorted(RETRIEVAL_LOADERS))}")
@@ -81,9 +79,7 @@ def prepare_retrieval_dataset(
 ) -> dict[str, Any]:
     """Registry entry → ``out_dir`` with the split files (``split.json`` last); returns its content.
     ``max_images``: a rehearsal's cap on queries and database (see :meth:`RetrievalSplit.capped`)."""
-    from bobench.datasets import validate_dataset_entry
-
-    validate_dataset_entry(dataset_id, entry)  # dispatches to validate_retrieval_entry
+    validate_retrieval_entry(dataset_id, entry)
     source = entry["source"]
     split = RETRIEVAL_LOADERS[source["loader"]](source, Path(raw_dir), log, prepared_dirs=prepared_dirs or {})
     if max_images is not None:
@@ -273,7 +269,7 @@ def load_synthetic_copydays(
     """Copydays' layout made from the first ``originals`` test images of a prepared dataset (upscaled to
     ``size``): a strong variant per original (rotation, colour shift, blur), JPEG copies at ``jpeg_qualities``
     and central crops keeping ``crops`` percent of the area. Deterministic (no randomness)."""
-    from bobench.datasets import load_prepared
+    from bobench.datasets.prepared import load_prepared
     from bobench.retrieval.synthetic import write_copydays_layout
 
     dataset = load_prepared(prepared_dirs[source["from_dataset"]])
