@@ -1,5 +1,10 @@
-"""What every training job shares (fine-tuning, the frozen probe, detectors): seeding, divergence, checkpoints.
+"""What every training job shares (fine-tuning, the frozen probe, detectors): one resumable epoch loop.
 
+* :func:`run_epochs` is that loop: it resumes from the last epoch's checkpoint,
+  seeds each epoch, runs the optimisation steps (out-of-memory back-off and
+  divergence stop included), stops after ``max_steps`` steps, and writes a
+  checkpoint after every epoch. The job supplies its batches, its step and what
+  it records after an epoch (evaluation, selection, log line);
 * :func:`seed_epoch` seeds every random source of one epoch from ``(seed, epoch)``,
   so a run resumed after epoch k computes what an uninterrupted run computes;
 * :func:`save_checkpoint` / :func:`load_checkpoint` write the state after each
@@ -11,18 +16,21 @@ from __future__ import annotations
 
 import logging
 import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from bobench.io import atomic_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
 
 class TrainingDiverged(RuntimeError):
     """The loss became non-finite or ran away."""
@@ -86,3 +94,122 @@ def step_with_oom_backoff(optimizer: torch.optim.Optimizer, micro_batch: int, de
 def step_cap_reached(max_steps: int | None, steps_done: int) -> bool:
     """Whether a job capped at ``max_steps`` optimisation steps (the rehearsal's cap) has done them all."""
     return max_steps is not None and steps_done >= max_steps
+
+
+
+def training_precision(precision: str, device: torch.device, logger: logging.Logger = log) -> torch.dtype | None:
+    """The autocast dtype to train in (``precision`` as the options name it), or None for fp32."""
+    from bobench.features import resolve_precision
+
+    autocast_dtype = resolve_precision(precision, device)
+    if autocast_dtype == torch.float16:  # a GPU without bf16: fp16 training would need loss scaling
+        logger.info("no bf16 on this device: training in fp32")
+        autocast_dtype = None
+    return autocast_dtype
+
+
+def epoch_loader(dataset: torch.utils.data.Dataset, batch_size: int, generator: torch.Generator, num_workers: int,
+                 **kwargs: Any) -> torch.utils.data.DataLoader:
+    """One epoch's training batches: shuffled by the epoch's generator (:func:`seed_epoch`), workers seeded
+    from it, the last incomplete batch dropped. ``kwargs`` go to the DataLoader (collate_fn, pin_memory)."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator,
+        num_workers=num_workers, worker_init_fn=seed_worker if num_workers else None, **kwargs,
+    )
+
+
+@dataclass
+class EpochDone:
+    """What :func:`run_epochs` hands ``end_epoch`` after an epoch's optimisation steps."""
+
+    index: int  # 0-based
+    results: list[Any]  # what train_step returned, one per optimisation step of this epoch
+    steps: int  # optimisation steps of the job so far (resumed ones included)
+    started: float  # time.perf_counter() at the epoch's start
+    state: dict[str, Any]  # what the checkpoint will hold: end_epoch adds to it (history, best epoch)
+
+
+@dataclass
+class EpochsRun:
+    """Where :func:`run_epochs` left the job."""
+
+    state: dict[str, Any]  # the last checkpoint's state (history, best epoch, …)
+    micro_batch: int  # what it ended at (smaller than asked after an out-of-memory back-off)
+    resumed_from_epoch: int
+    steps: int  # optimisation steps of the job
+
+
+def run_epochs(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    seed: int,
+    micro_batch: int,
+    max_steps: int | None,
+    checkpoint_path: str | Path,
+    protocol: dict[str, Any],
+    start_epoch: Callable[[int, torch.Generator], Iterable[Any]],
+    train_step: Callable[[Any, int, int, int], tuple[Any, int]],
+    end_epoch: Callable[[EpochDone], None],
+    steps_key: str = "steps",
+    extra_state: dict[str, Any] | None = None,
+    position: str = "step",
+    on_epoch_end: Callable[[int], None] | None = None,
+    logger: logging.Logger = log,
+) -> EpochsRun:
+    """The resumable epoch loop of a training job.
+
+    * ``start_epoch(epoch, generator)`` sets epoch ``epoch`` up (lr schedule, train mode) and returns its
+      batches, shuffled by ``generator`` (see :func:`epoch_loader`); every random source is already seeded
+      from ``(seed, epoch)``;
+    * ``train_step(batch, micro_batch, epoch, steps_done)`` runs one optimisation step (see
+      :func:`step_with_oom_backoff`) and returns ``(result, micro_batch used)``; a
+      :class:`TrainingDiverged` it raises stops the job with where it happened, the lr and what to change;
+    * ``end_epoch(done)`` records the epoch into ``done.state`` (history, evaluation, selection), logs it,
+      and may raise :class:`TrainingDiverged`; then the state is checkpointed and ``on_epoch_end(epoch)``
+      called. A job capped at ``max_steps`` stops after that many steps, ending its epoch as any other.
+
+    The checkpoint (``checkpoint_path``, made under ``protocol``) holds ``epoch``, ``micro_batch``, the
+    step count under ``steps_key``, ``history``, ``extra_state``'s keys, the model and the optimiser. A
+    divergence message places the step by ``position``: ``"step"`` counts within the epoch,
+    ``"iteration"`` within the job.
+    """
+    checkpoint_path = Path(checkpoint_path)
+    state = load_checkpoint(checkpoint_path, protocol)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        logger.info("resuming after epoch %d from %s", state["epoch"], checkpoint_path)
+    else:
+        state = {"epoch": 0, steps_key: 0, "history": [], "micro_batch": micro_batch, **(extra_state or {})}
+    resumed_from, micro_batch, steps = state["epoch"], state["micro_batch"], state.get(steps_key, 0)
+
+    for epoch in range(state["epoch"], epochs):
+        started = time.perf_counter()
+        batches = start_epoch(epoch, seed_epoch(seed, epoch))
+        results: list[Any] = []
+        for batch in tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="step", mininterval=5):
+            if step_cap_reached(max_steps, steps):
+                break
+            try:
+                result, micro_batch = train_step(batch, micro_batch, epoch, steps)
+            except TrainingDiverged as error:
+                where = f"step {len(results) + 1}" if position == "step" else f"{position} {steps + 1}"
+                raise TrainingDiverged(
+                    f"{error} in epoch {epoch + 1}, {where} (lr {optimizer.param_groups[0]['lr']:.3g}); "
+                    "lower the lr or use precision fp32"
+                ) from None
+            results.append(result)
+            steps += 1
+            state[steps_key] = steps
+        end_epoch(EpochDone(index=epoch, results=results, steps=steps, started=started, state=state))
+        state.update(epoch=epoch + 1, micro_batch=micro_batch)
+        save_checkpoint(checkpoint_path, state, model, optimizer, protocol)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+        if step_cap_reached(max_steps, steps):
+            logger.info("stopping after epoch %d: max_steps = %d optimisation steps done", epoch + 1, max_steps)
+            break
+
+    return EpochsRun(state=state, micro_batch=micro_batch, resumed_from_epoch=resumed_from, steps=steps)

@@ -26,17 +26,8 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from bobench.training import (
-    TrainingDiverged,
-    load_checkpoint,
-    save_checkpoint,
-    seed_epoch,
-    seed_worker,
-    step_cap_reached,
-    step_with_oom_backoff,
-)
+from bobench.training import EpochDone, TrainingDiverged, epoch_loader, run_epochs, step_with_oom_backoff, training_precision
 
 log = logging.getLogger(__name__)
 
@@ -119,72 +110,50 @@ def train_detector(
 ) -> DetectionResult:
     """Train ``model`` (torchvision R-CNN) on ``train_set`` (a CocoInstances with the training transform)."""
     from bobench.detection.data import collate
-    from bobench.features import pick_device, precision_name, resolve_precision
+    from bobench.features import pick_device, precision_name
 
     device = device or pick_device()
-    autocast_dtype = resolve_precision(options.precision, device)
-    if autocast_dtype == torch.float16:  # fp16 would need loss scaling
-        log.info("no bf16 on this device: training in fp32")
-        autocast_dtype = None
+    autocast_dtype = training_precision(options.precision, device, log)  # fp16 would need loss scaling
     model = model.to(device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=options.lr, betas=(0.9, 0.999), weight_decay=options.weight_decay)
-    checkpoint_path = Path(checkpoint_path)
-    state = load_checkpoint(checkpoint_path, _protocol(options, seed))
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        log.info("resuming after epoch %d from %s", state["epoch"], checkpoint_path)
-    else:
-        state = {"epoch": 0, "iteration": 0, "history": [], "micro_batch": options.micro_batch}
-    resumed_from, micro_batch, iteration = state["epoch"], state["micro_batch"], state["iteration"]
     batch = min(options.batch_size, len(train_set))
 
-    for epoch in range(state["epoch"], options.epochs):
-        started = time.perf_counter()
-        generator = seed_epoch(seed, epoch)
-        loader = torch.utils.data.DataLoader(
-            train_set, batch_size=batch, shuffle=True, drop_last=True, generator=generator, collate_fn=collate,
-            num_workers=options.num_workers, worker_init_fn=seed_worker if options.num_workers else None,
-        )
+    def start_epoch(epoch: int, generator: torch.Generator) -> torch.utils.data.DataLoader:
+        loader = epoch_loader(train_set, batch, generator, options.num_workers, collate_fn=collate)
         model.train()
+        return loader
+
+    def train_step(pairs: tuple[list, list], micro_batch: int, epoch: int, iteration: int) -> tuple[dict[str, float], int]:
+        images, targets = pairs
+        for group in optimizer.param_groups:
+            group["lr"] = options.lr * lr_factor(iteration, epoch, options)
+        return _train_step(model, optimizer, images, targets, micro_batch, device, autocast_dtype)
+
+    def end_epoch(done: EpochDone) -> None:
         sums: dict[str, float] = {}
-        steps = 0
-        for images, targets in tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", unit="step", mininterval=5):
-            if step_cap_reached(options.max_steps, iteration):
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = options.lr * lr_factor(iteration, epoch, options)
-            try:
-                losses, micro_batch = _train_step(model, optimizer, images, targets, micro_batch, device, autocast_dtype)
-            except TrainingDiverged as error:
-                raise TrainingDiverged(
-                    f"{error} in epoch {epoch + 1}, iteration {iteration + 1} (lr {optimizer.param_groups[0]['lr']:.3g}); "
-                    "lower the lr or use precision fp32"
-                ) from None
+        for losses in done.results:
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value
-            iteration += 1
-            steps += 1
-        record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "iterations": iteration,
+        steps = len(done.results)
+        record = {"epoch": done.index, "lr": optimizer.param_groups[0]["lr"], "iterations": done.steps,
                   "loss": float(sum(sums.values()) / max(steps, 1)),
                   **{name: value / max(steps, 1) for name, value in sums.items()},
-                  "seconds": time.perf_counter() - started}
-        state["history"].append(record)
-        log.info("epoch %d/%d: loss %.4f (%s)", epoch + 1, options.epochs, record["loss"],
+                  "seconds": time.perf_counter() - done.started}
+        done.state["history"].append(record)
+        log.info("epoch %d/%d: loss %.4f (%s)", done.index + 1, options.epochs, record["loss"],
                  ", ".join(f"{k} {v / max(steps, 1):.3f}" for k, v in sums.items()))
-        state.update(epoch=epoch + 1, iteration=iteration, micro_batch=micro_batch)
-        save_checkpoint(checkpoint_path, state, model, optimizer, _protocol(options, seed))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-        if step_cap_reached(options.max_steps, iteration):
-            log.info("stopping after epoch %d: max_steps = %d optimisation steps done", epoch + 1, options.max_steps)
-            break
 
+    run = run_epochs(
+        model, optimizer, epochs=options.epochs, seed=seed, micro_batch=options.micro_batch, max_steps=options.max_steps,
+        checkpoint_path=checkpoint_path, protocol=_protocol(options, seed), start_epoch=start_epoch,
+        train_step=train_step, end_epoch=end_epoch, steps_key="iteration", position="iteration",
+        on_epoch_end=on_epoch_end, logger=log,
+    )
     return DetectionResult(
         model_state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
-        history=state["history"], micro_batch=micro_batch, precision=precision_name(autocast_dtype),
-        resumed_from_epoch=resumed_from, iterations=iteration,
+        history=run.state["history"], micro_batch=run.micro_batch, precision=precision_name(autocast_dtype),
+        resumed_from_epoch=run.resumed_from_epoch, iterations=run.steps,
     )
 
 

@@ -41,16 +41,14 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm import tqdm
 
 from bobench.training import (
+    EpochDone,
     TrainingDiverged,
-    load_checkpoint,
-    save_checkpoint,
-    seed_epoch,
-    seed_worker,
-    step_cap_reached,
+    epoch_loader,
+    run_epochs,
     step_with_oom_backoff,
+    training_precision,
 )
 
 log = logging.getLogger(__name__)
@@ -268,13 +266,10 @@ def finetune(
     from timm.optim import create_optimizer_v2
     from timm.scheduler import CosineLRScheduler
 
-    from bobench.features import pick_device, precision_name, resolve_precision
+    from bobench.features import pick_device, precision_name
 
     device = device or pick_device()
-    autocast_dtype = resolve_precision(options.precision, device)
-    if autocast_dtype == torch.float16:  # a GPU without bf16: fp16 training would need loss scaling
-        log.info("no bf16 on this device: training in fp32")
-        autocast_dtype = None
+    autocast_dtype = training_precision(options.precision, device, log)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     if options.freeze_backbone:
@@ -309,53 +304,31 @@ def finetune(
     else:
         loss_fn = nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
 
-    checkpoint_path = Path(checkpoint_path)
-    state = load_checkpoint(checkpoint_path, _protocol(options, seed))
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        log.info("resuming after epoch %d from %s", state["epoch"], checkpoint_path)
-    else:
-        state = {"epoch": 0, "history": [], "best": None, "micro_batch": options.micro_batch, "steps": 0}
-    resumed_from = state["epoch"]
-
     train_set = AugmentedImages(
         train_x, train_y, train_transform(options, eval_transform.size, eval_transform.mean, eval_transform.std)
     )
     batch = min(options.batch_size, len(train_set) - len(train_set) % 2)  # mixup pairs need an even batch
     max_loss = options.divergence_factor * math.log(num_classes)
-    micro_batch = state["micro_batch"]
 
-    for epoch in range(state["epoch"], options.epochs):
-        started = time.perf_counter()
-        generator = seed_epoch(seed, epoch)
+    def start_epoch(epoch: int, generator: torch.Generator) -> torch.utils.data.DataLoader:
         scheduler.step(epoch)
-        loader = torch.utils.data.DataLoader(
-            train_set, batch_size=batch, shuffle=True, drop_last=True, generator=generator,
-            num_workers=options.num_workers, worker_init_fn=seed_worker if options.num_workers else None,
-            pin_memory=device.type == "cuda",
-        )
+        loader = epoch_loader(train_set, batch, generator, options.num_workers, pin_memory=device.type == "cuda")
         model.train()
         if options.freeze_backbone:
             model.backbone.eval()  # frozen means frozen: no BatchNorm statistics move either
-        losses = []
-        for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", unit="step", mininterval=5):
-            if step_cap_reached(options.max_steps, state.get("steps", 0)):
-                break
-            targets = y
-            if mixup is not None:
-                x, targets = mixup(x, y)
-            try:
-                loss, micro_batch = _train_step(model, optimizer, x, targets, loss_fn, micro_batch, device, autocast_dtype, memory_format)
-            except TrainingDiverged:
-                raise TrainingDiverged(
-                    f"non-finite loss in epoch {epoch + 1}, step {len(losses) + 1} (lr {optimizer.param_groups[0]['lr']:.3g}); "
-                    f"lower the lr or use precision fp32"
-                ) from None
-            losses.append(loss)
-            state["steps"] = state.get("steps", 0) + 1
-        train_seconds = time.perf_counter() - started
-        train_loss = float(np.mean(losses))
+        return loader
+
+    def train_step(images: tuple[torch.Tensor, torch.Tensor], micro_batch: int, epoch: int, steps_done: int) -> tuple[float, int]:
+        x, y = images
+        targets = y
+        if mixup is not None:
+            x, targets = mixup(x, y)
+        return _train_step(model, optimizer, x, targets, loss_fn, micro_batch, device, autocast_dtype, memory_format)
+
+    def end_epoch(done: EpochDone) -> None:
+        epoch, state = done.index, done.state
+        train_seconds = time.perf_counter() - done.started
+        train_loss = float(np.mean(done.results))
         if train_loss > max_loss:
             raise TrainingDiverged(
                 f"training diverged in epoch {epoch + 1}: mean loss {train_loss:.3g} > {options.divergence_factor:g} × ln({num_classes}) "
@@ -366,7 +339,7 @@ def finetune(
         val_score = selection_score(val_probs, val_y)
         record = {"epoch": epoch, "train_loss": train_loss, score_name: val_score,
                   "lr": optimizer.param_groups[0]["lr"], "train_seconds": train_seconds,
-                  "seconds": time.perf_counter() - started}
+                  "seconds": time.perf_counter() - done.started}
         state["history"].append(record)
         if state["best"] is None or val_score > state["best"]["val_score"]:
             test_probs = predict_probs(model, test_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format,
@@ -377,19 +350,18 @@ def finetune(
             }
         log.info("epoch %d/%d: train loss %.4f, %s %.4f (best %.4f at epoch %d)", epoch + 1, options.epochs,
                  train_loss, score_name, val_score, state["best"]["val_score"], state["best"]["epoch"] + 1)
-        state.update(epoch=epoch + 1, micro_batch=micro_batch)
-        save_checkpoint(checkpoint_path, state, model, optimizer, _protocol(options, seed))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-        if step_cap_reached(options.max_steps, state.get("steps", 0)):
-            log.info("stopping after epoch %d: max_steps = %d optimisation steps done", epoch + 1, options.max_steps)
-            break
 
-    best = state["best"]
+    run = run_epochs(
+        model, optimizer, epochs=options.epochs, seed=seed, micro_batch=options.micro_batch, max_steps=options.max_steps,
+        checkpoint_path=checkpoint_path, protocol=_protocol(options, seed), start_epoch=start_epoch,
+        train_step=train_step, end_epoch=end_epoch, steps_key="steps", extra_state={"best": None},
+        position="step", on_epoch_end=on_epoch_end, logger=log,
+    )
+    best = run.state["best"]
     return FinetuneResult(
         test_probs=best["test_probs"].numpy(), test_labels=np.asarray(test_y), best_epoch=best["epoch"],
-        best_val_score=best["val_score"], history=state["history"], micro_batch=micro_batch, resumed_from_epoch=resumed_from,
-        best_state=best["model"], precision=precision_name(autocast_dtype),
+        best_val_score=best["val_score"], history=run.state["history"], micro_batch=run.micro_batch,
+        resumed_from_epoch=run.resumed_from_epoch, best_state=best["model"], precision=precision_name(autocast_dtype),
     )
 
 
