@@ -439,3 +439,37 @@ def test_demo_sized_heatmap_prints_each_z(tmp_path, monkeypatch):
     figures.plot_zscore_heatmap(ranking, tmp_path / "small")
     numbers = [t.get_text() for t in drawn[0].axes[0].texts if t.get_fontweight() != "bold"]
     assert len(numbers) == ranking.settings["z"].notna().sum()
+
+
+def _drawn(monkeypatch, plot, *args) -> Figure:
+    figs: list[Figure] = []
+    original = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: figs.append(fig) or original(fig, stem))
+    plot(*args)
+    return figs[-1]
+
+
+def test_overall_ranking_bars_are_the_scores_best_at_the_top(tmp_path, monkeypatch):
+    """What is drawn, not only that a file is written: one bar per scored backbone, its length the score."""
+    from matplotlib.patches import Rectangle
+
+    ranking = compute_ranking(make_results(8))
+    ax = _drawn(monkeypatch, figures.plot_overall_ranking, ranking, tmp_path / "overall").axes[0]
+    bars = sorted((p for p in ax.patches if isinstance(p, Rectangle) and p.get_height() > 0 and p.get_width() != 0),
+                  key=lambda p: -p.get_y())  # top first
+    scored = ranking.overall.dropna(subset=["score"])
+    assert np.allclose([bar.get_width() for bar in bars], scored["score"])
+    shown = [tick.get_text() for tick in sorted(ax.get_yticklabels(), key=lambda t: -t.get_position()[1])]
+    assert [label.split(" ", 1)[1] for label in shown] == list(scored["backbone_name"])
+
+
+def test_heatmap_cells_are_the_setting_z_scores_in_rank_order(tmp_path, monkeypatch):
+    ranking = compute_ranking(make_results(6))
+    fig = _drawn(monkeypatch, figures.plot_zscore_heatmap, ranking, tmp_path / "heat")
+    mesh = fig.axes[0].collections[0]
+    drawn = np.ma.filled(mesh.get_array().astype(float), np.nan).reshape(len(ranking.overall), -1)
+    settings = ranking.settings.assign(column=lambda df: list(zip(df["task"], df["dataset"], df["protocol"])))
+    columns = [tuple(c) for c in figures.heatmap_columns(ranking.settings)[["task", "dataset", "protocol"]].to_numpy()]
+    expected = settings.pivot_table(index="backbone", columns="column", values="z", aggfunc="first", dropna=False)
+    expected = expected.reindex(index=list(ranking.overall["backbone"]), columns=columns).to_numpy(dtype=float)
+    assert np.allclose(drawn, expected, equal_nan=True)
