@@ -47,3 +47,20 @@ def test_no_test_module_imports_another():
             names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(name.split(".")[0].startswith("test_") for name in names), path.name
+
+
+def test_code_cites_the_protocol_page_of_this_repository():
+    """Comments cite docs/protocol.md (or the paper), never a document outside the repository, and every
+    section they cite exists on the page."""
+    import re
+
+    page = (ROOT / "docs" / "protocol.md").read_text()
+    sections = set(re.findall(r"^##+ §([\d.]+)", page, re.M))
+    for folder in ("bobench", "rules", "workflow_scripts", "config", "tests"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix not in (".py", ".smk", ".yaml") or path.name == "test_workflow_style.py":
+                continue
+            text = path.read_text()
+            assert not re.search(r"digest\s*§", text), f"{path}: cites a document outside the repository"
+            for cited in re.findall(r"docs/protocol\.md §([\d.]*\d)", text):
+                assert cited in sections, f"{path}: docs/protocol.md has no §{cited}"
