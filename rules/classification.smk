@@ -14,7 +14,7 @@ rule linear_probe:
         logfile("benchmarks/linear_probe/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
-    threads: inference_threads
+    threads: job_threads
     resources:
         gpu=1,
     params:
@@ -63,7 +63,7 @@ rule finetune:
         logfile("benchmarks/finetune/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
-    threads: 2
+    threads: job_threads
     resources:
         gpu=1,
     params:

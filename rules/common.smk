@@ -1,6 +1,7 @@
 # Helpers shared by every stage: config checks, registries, paths, code dependencies.
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -123,14 +124,18 @@ def code(script):
     return with_entry_point
 
 
-def inference_threads(wildcards):
-    """CPU threads of an inference-only job (extraction, evaluation): 2, except in a rehearsal, where a
-    timm backbone under 384 px gets 1, so that two such jobs share a 2-core CPU side by
-    side (start-up is most of their time); larger inputs and Stable Diffusion keep both cores, and so
-    run alone, which also keeps two memory-heavy jobs apart."""
+def job_threads(wildcards):
+    """CPU threads of a job on a backbone: 2, except in a rehearsal (on a CPU), where a light backbone
+    (timm, under 384 px, not a large variant) gets 1, so that two of its jobs share a 2-core CPU side by
+    side (start-up is much of their time, and two single-threaded jobs do more than one with both
+    threads); larger inputs and models, and Stable Diffusion, keep both cores and so run alone, which also
+    keeps two memory-heavy jobs apart (two light training jobs peak under 16 GB)."""
     entry = BACKBONES[wildcards.backbone]
-    light = (entry.get("input") or {}).get("size", 1024) < 384 and (
-        entry["architecture"]["library"] == "timm"
+    architecture = entry["architecture"]
+    light = (
+        architecture["library"] == "timm"
+        and (entry.get("input") or {}).get("size", 1024) < 384
+        and not re.search(r"large|huge|giant|x64", architecture["name"])
     )
     return 1 if REHEARSAL and light else 2
 

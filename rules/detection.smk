@@ -61,7 +61,7 @@ rule train_detector:
         )
     conda:
         "../environment.yml"
-    threads: 2
+    threads: job_threads
     resources:
         gpu=1,
     params:

@@ -15,7 +15,7 @@ rule extract_features:
         logfile("benchmarks/extract_features/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
-    threads: inference_threads
+    threads: job_threads
     resources:
         gpu=1,
     params:

@@ -18,7 +18,7 @@ rule ood_classification:
         logfile("benchmarks/ood_classification/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
-    threads: inference_threads
+    threads: job_threads
     resources:
         gpu=1,
     params:

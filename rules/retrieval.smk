@@ -49,7 +49,7 @@ rule extract_retrieval_features:
         logfile("benchmarks/extract_retrieval_features/{backbone}/{dataset}.tsv")
     conda:
         "../environment.yml"
-    threads: inference_threads
+    threads: job_threads
     resources:
         gpu=1,
     params:
