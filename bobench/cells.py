@@ -20,34 +20,9 @@ from typing import Any
 import numpy as np
 
 from bobench.config import INSTANCE_SEGMENTATION, TASKS, TaskSpec
-from bobench.io import read_json, save_npz, write_json
+from bobench.io import write_json
 from bobench.provenance import canonical_hash, provenance_record
 from bobench.stats import bootstrap_means, bootstrap_statistic_values, percentile_interval
-
-
-def load_features(npz_path: str, info_path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    with np.load(npz_path) as data:
-        arrays = {key: data[key] for key in data.files}
-    return arrays, read_json(info_path)
-
-
-@dataclass(frozen=True)
-class FeatureSet:
-    """Cached features: arrays (``<split>_features``, ``<split>_labels``; a retrieval benchmark's
-    ``query_features``, ``database_features``) and the record of how they were made (``info``, with the
-    fingerprint that downstream records cite)."""
-
-    arrays: dict[str, np.ndarray]
-    info: dict[str, Any]
-
-    @classmethod
-    def load(cls, npz_path: str, info_path: str) -> FeatureSet:
-        return cls(*load_features(npz_path, info_path))
-
-    def write(self, npz_path: str, info_path: str) -> None:
-        """The npz first and the json last: the json marks a complete pair."""
-        save_npz(npz_path, **self.arrays)
-        write_json(info_path, self.info)
 
 
 def task_spec(task_name: str) -> TaskSpec:

@@ -12,10 +12,10 @@ import torch
 from sklearn.datasets import load_digits
 
 from bobench.backbones.model import create_backbone
-from bobench.cells import FeatureSet, auroc_entries, classification_metrics, detection_metrics, metric_entry
+from bobench.cells import auroc_entries, classification_metrics, detection_metrics, metric_entry
 from bobench.config import feature_spec
 from bobench.datasets import load_prepared, prepare_dataset
-from bobench.features import ExtractionOptions, extract_features
+from bobench.features import ExtractionOptions, FeatureSet, extract_features
 from bobench.io import read_json
 from bobench.jobs.detection import detector_cells, detector_recipe
 from bobench.jobs.features import extract_dataset_features

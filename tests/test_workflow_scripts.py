@@ -38,3 +38,17 @@ def test_a_script_decides_no_primary_metric_and_hashes_nothing(script):
     text = script.read_text()
     for choice in ("primary=", "canonical_hash", "fingerprint", "dataclasses"):
         assert choice not in text, f"{script.name} uses {choice}: the library decides it"
+
+
+def test_the_job_package_imports_none_of_its_modules():
+    """A script's closure (its rule's library inputs) holds the job module it calls, not its siblings."""
+    tree = ast.parse((ROOT / "bobench" / "jobs" / "__init__.py").read_text())
+    assert not [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+
+
+def test_an_edit_of_scoring_code_reruns_no_feature_extraction():
+    from bobench.imports import script_closure
+
+    closure = script_closure(ROOT / "workflow_scripts" / "extract_features.py", ROOT)
+    scoring = [m for m in closure if m.startswith(("bobench.cells", "bobench.config", "bobench.tasks", "bobench.retrieval"))]
+    assert not scoring, f"extract_features can import {scoring}"

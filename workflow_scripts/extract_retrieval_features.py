@@ -1,11 +1,12 @@
 """Rule extract_retrieval_features: one backbone × one retrieval benchmark → query and database descriptors
-(bobench.jobs.features)."""
+(bobench.jobs.retrieval_features)."""
 
 from bobench.workflow import folder, start_job
 
 log = start_job(snakemake)  # noqa: F821 (injected by Snakemake); claims the GPU before torch loads
 
-from bobench.jobs.features import extract_retrieval_features, extraction_options  # noqa: E402
+from bobench.jobs.features import extraction_options  # noqa: E402
+from bobench.jobs.retrieval_features import extract_retrieval_features  # noqa: E402
 
 sm = snakemake  # noqa: F821
 options, image_size = extraction_options(sm.params.extraction)

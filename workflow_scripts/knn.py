@@ -4,7 +4,7 @@ from bobench.workflow import start_job
 
 log = start_job(snakemake)  # noqa: F821 (injected by Snakemake)
 
-from bobench.cells import FeatureSet  # noqa: E402
+from bobench.features import FeatureSet  # noqa: E402
 from bobench.jobs.knn import KnnOptions, knn_cell  # noqa: E402
 from bobench.options import options_from_config  # noqa: E402
 

@@ -4,7 +4,7 @@ from bobench.workflow import folder, start_job
 
 log = start_job(snakemake)  # noqa: F821 (injected by Snakemake)
 
-from bobench.cells import FeatureSet  # noqa: E402
+from bobench.features import FeatureSet  # noqa: E402
 from bobench.jobs.retrieval import retrieval_cell, retrieval_options  # noqa: E402
 
 sm = snakemake  # noqa: F821

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bobench.cells import CellRecord, FeatureSet, classification_metrics
-from bobench.features import pick_device
+from bobench.cells import CellRecord, classification_metrics
+from bobench.features import FeatureSet, pick_device
 from bobench.tasks.knn import KnnOptions, knn_classify
 
 log = logging.getLogger(__name__)

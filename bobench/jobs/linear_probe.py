@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from bobench.cells import CellRecord, FeatureSet, classification_metrics
-from bobench.features import pick_device
+from bobench.cells import CellRecord, classification_metrics
+from bobench.features import FeatureSet, pick_device
 from bobench.tasks.linear_probe import ProbeOptions, linear_probe
 
 log = logging.getLogger(__name__)

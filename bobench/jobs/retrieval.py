@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bobench.cells import CellRecord, FeatureSet, retrieval_metrics
-from bobench.features import pick_device
+from bobench.cells import CellRecord, retrieval_metrics
+from bobench.features import FeatureSet, pick_device
 from bobench.io import save_npz
 from bobench.options import options_from_config, take
 from bobench.retrieval.ground_truth import REVISITED_PROTOCOLS, GroundTruth
