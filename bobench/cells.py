@@ -4,25 +4,30 @@ A record carries the metrics with their confidence intervals, every protocol
 choice, and provenance, so that a row of the results table says exactly how
 its number was made (torchgeo-bench style). ``collect`` flattens records into
 the tidy table.
+
+The job functions (:mod:`bobench.jobs`) return :class:`CellRecord` objects; which metric of a cell is
+primary is decided here, from the task table :data:`bobench.config.TASKS`, by
+:func:`classification_metrics`, :func:`retrieval_metrics` and :func:`detection_metrics`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
-from bobench.config import INSTANCE_SEGMENTATION, TASKS
-from bobench.io import read_json, write_json
+from bobench.config import INSTANCE_SEGMENTATION, TASKS, TaskSpec
+from bobench.io import write_json
 from bobench.provenance import canonical_hash, provenance_record
 from bobench.stats import bootstrap_means, bootstrap_statistic_values, percentile_interval
 
 
-def load_features(npz_path: str, info_path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    with np.load(npz_path) as data:
-        arrays = {key: data[key] for key in data.files}
-    return arrays, read_json(info_path)
+def task_spec(task_name: str) -> TaskSpec:
+    """A config task's spec, or that of the mask rows of a detection job (``instance_segmentation``)."""
+    return TASKS[task_name] if task_name in TASKS else {INSTANCE_SEGMENTATION.name: INSTANCE_SEGMENTATION}[task_name]
 
 
 def _entry(name: str, value: float, replicates: np.ndarray, level: float, primary: bool) -> dict[str, Any]:
@@ -62,9 +67,11 @@ def calibration_entries(probs: np.ndarray, labels: np.ndarray, bootstrap: dict[s
     ]
 
 
-def auroc_entries(scores: np.ndarray, targets: np.ndarray, class_names: list[str], bootstrap: dict[str, Any], seed: int) -> list[dict[str, Any]]:
-    """Multi-label results: mean AUROC over classes (primary; BoB's CheXpert metric) and each class's AUROC,
-    with bootstrap CIs (resamples in which a class has one label value only are skipped)."""
+def auroc_entries(scores: np.ndarray, targets: np.ndarray, class_names: list[str], bootstrap: dict[str, Any], seed: int,
+                  primary: str) -> list[dict[str, Any]]:
+    """Multi-label results: mean AUROC over classes (``mean_auroc``; BoB's CheXpert metric) and each class's
+    AUROC, with bootstrap CIs (resamples in which a class has one label value only are skipped); the entry
+    named ``primary`` is the primary one."""
     from sklearn.metrics import roc_auc_score
 
     def auroc(columns: slice | int) -> Any:
@@ -80,13 +87,127 @@ def auroc_entries(scores: np.ndarray, targets: np.ndarray, class_names: list[str
         statistic = auroc(columns)
         replicates = bootstrap_statistic_values(statistic, len(targets), n_boot=bootstrap["n_boot"], seed=seed)
         entries.append(_entry(name, statistic(np.arange(len(targets))), replicates, bootstrap["level"],
-                              primary=name == "mean_auroc"))
+                              primary=name == primary))
     return entries
 
 
 def coco_entries(metrics: dict[str, tuple[float, np.ndarray]], level: float, primary: str) -> list[dict[str, Any]]:
     """COCOeval's summary numbers, each ``(value, bootstrap replicates over test images)``, as metric entries."""
     return [_entry(name, value, replicates, level, primary=name == primary) for name, (value, replicates) in metrics.items()]
+
+
+def classification_metrics(
+    task: str,
+    labels: np.ndarray,
+    *,
+    bootstrap: Mapping[str, Any],
+    seed: int,
+    probs: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+    correct: np.ndarray | None = None,
+    class_names: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """The metric entries of a classification cell; the primary metric is the task's (:data:`TASKS`): its
+    multi-label metric for multi-label labels (2-D, 0/1: mean AUROC, with each class's AUROC), else its
+    primary metric (top-1).
+
+    ``probs``: class probabilities (softmax; sigmoids for multi-label data): single-label cells also get
+    calibration metrics (NLL, ECE). ``scores``: per-class scores that are no probabilities (logits): no
+    calibration. ``correct``: per-sample correctness where the task computed it itself (kNN votes; the
+    probe on its device); otherwise it is the arg-max of ``probs`` (or ``scores``) against ``labels``.
+    """
+    spec = TASKS[task]
+    labels = np.asarray(labels)
+    ranked = probs if probs is not None else scores
+    if labels.ndim == 2:
+        if spec.multilabel_metric is None:
+            raise ValueError(f"{task}: multi-label labels, but the task has no multi-label metric")
+        if ranked is None:
+            raise ValueError(f"{task}: multi-label metrics need probabilities or scores")
+        return auroc_entries(ranked, labels, list(class_names), dict(bootstrap), seed, primary=spec.multilabel_metric)
+    if correct is None:
+        if ranked is None:
+            raise ValueError(f"{task}: top-1 needs per-sample correctness, probabilities or scores")
+        correct = (ranked.argmax(axis=1) == labels).astype(np.float64)
+    entries = [metric_entry(spec.primary_metric, correct, dict(bootstrap), seed, primary=True)]
+    if probs is not None:
+        entries += calibration_entries(probs, labels, dict(bootstrap), seed)
+    return entries
+
+
+def retrieval_metrics(results: Mapping[str, Any], primary_protocol: str, bootstrap: Mapping[str, Any],
+                      seed: int) -> list[dict[str, Any]]:
+    """Every per-query metric of every protocol (``results``: protocol → :class:`bobench.retrieval.metrics.
+    RetrievalResult`): the primary protocol's keep their names, the others (revisited Easy, Hard) get the
+    protocol as a suffix; the task's primary metric (mAP) of the primary protocol is primary."""
+    primary = TASKS["retrieval"].primary_metric
+    return [
+        metric_entry(name if protocol == primary_protocol else f"{name}_{protocol}", result.per_query[name],
+                     dict(bootstrap), seed, primary=(protocol == primary_protocol and name == primary))
+        for protocol, result in results.items() for name in result.per_query
+    ]
+
+
+def detection_metrics(task: str, metrics: dict[str, tuple[float, np.ndarray]], level: float) -> list[dict[str, Any]]:
+    """COCOeval's summary numbers of a detection row (task ``detection``, ``ood_detection`` or
+    ``instance_segmentation``), the task's primary metric (AP; AP50 for OOD detection) primary."""
+    return coco_entries(metrics, level, task_spec(task).primary_metric)
+
+
+def _check_primary(task_name: str, metrics: list[dict[str, Any]]) -> TaskSpec:
+    spec = task_spec(task_name)
+    primary = [m["metric"] for m in metrics if m["primary"]]
+    allowed = [spec.primary_metric, *([spec.multilabel_metric] if spec.multilabel_metric else [])]
+    if len(primary) != 1 or primary[0] not in allowed:
+        raise ValueError(f"{task_name}: exactly one primary metric, one of {allowed}, expected; got {primary}")
+    return spec
+
+
+@dataclass
+class CellRecord:
+    """A cell's result before it is written: the fields of :func:`build_record`. The record (and its wall
+    time, from ``started``) is built when it is written."""
+
+    task_name: str
+    backbone: str
+    dataset: str
+    features_info: dict[str, Any]
+    protocol_params: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    sizes: dict[str, int]
+    seed: int
+    started: float
+    protocol: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_primary(self.task_name, self.metrics)
+
+    def _fields(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+    def metric(self, name: str) -> dict[str, Any]:
+        """The metric entry named ``name``."""
+        matches = [m for m in self.metrics if m["metric"] == name]
+        if not matches:
+            raise KeyError(f"{self.task_name} record has no metric {name!r} ({[m['metric'] for m in self.metrics]})")
+        return matches[0]
+
+    @property
+    def primary(self) -> dict[str, Any]:
+        return next(m for m in self.metrics if m["primary"])
+
+    def as_dict(self) -> dict[str, Any]:
+        return build_record(**self._fields())
+
+    def write(self, path: str) -> dict[str, Any]:
+        return write_record(path, **self._fields())
+
+
+def write_records(path: str, records: Sequence[CellRecord]) -> list[dict[str, Any]]:
+    """Several records of one job (one per OOD set; a detector's box and mask rows) as one JSON list."""
+    built = [record.as_dict() for record in records]
+    write_json(path, built)
+    return built
 
 
 def write_record(path: str, **fields: Any) -> dict[str, Any]:
@@ -110,11 +231,7 @@ def build_record(
     protocol: str | None = None,
 ) -> dict[str, Any]:
     """``protocol`` overrides the task's own (a detection job's setting: finetune or frozen)."""
-    spec = TASKS[task_name] if task_name in TASKS else {INSTANCE_SEGMENTATION.name: INSTANCE_SEGMENTATION}[task_name]
-    primary = [m["metric"] for m in metrics if m["primary"]]
-    allowed = [spec.primary_metric, *([spec.multilabel_metric] if spec.multilabel_metric else [])]
-    if len(primary) != 1 or primary[0] not in allowed:
-        raise ValueError(f"{task_name}: exactly one primary metric, one of {allowed}, expected; got {primary}")
+    spec = _check_primary(task_name, metrics)
     config_hash = canonical_hash(
         {"features": features_info["fingerprint"], "task": task_name, "protocol": protocol_params, "seed": seed}
     )

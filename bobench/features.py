@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bobench.io import read_json, save_npz, write_json
+
 if TYPE_CHECKING:  # types only: the probe rules import this module and need not depend on backbones/
     from bobench.backbones.model import Backbone
     from bobench.datasets.images import ImageFiles
@@ -33,6 +35,27 @@ class ExtractionOptions:
     channels_last: str | bool = "auto"  # auto: on for CNNs (faster), off for ViTs (no gain)
     num_threads: int | None = None
     num_workers: int = 0  # image-decoding processes for datasets kept as files
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Cached features: arrays (``<split>_features``, ``<split>_labels``; a retrieval benchmark's
+    ``query_features``, ``database_features``) and the record of how they were made (``info``, with the
+    fingerprint that downstream records cite)."""
+
+    arrays: dict[str, np.ndarray]
+    info: dict[str, Any]
+
+    @classmethod
+    def load(cls, npz_path: str, info_path: str) -> FeatureSet:
+        with np.load(npz_path) as data:
+            arrays = {key: data[key] for key in data.files}
+        return cls(arrays, read_json(info_path))
+
+    def write(self, npz_path: str, info_path: str) -> None:
+        """The npz first and the json last: the json marks a complete pair."""
+        save_npz(npz_path, **self.arrays)
+        write_json(info_path, self.info)
 
 
 def pick_device() -> torch.device:

@@ -62,6 +62,14 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def read_table(path: str | os.PathLike) -> Any:
+    """A table file as a pandas DataFrame: parquet by its suffix, else CSV."""
+    import pandas as pd
+
+    path = Path(path)
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         np.save(tmp, array, allow_pickle=False)

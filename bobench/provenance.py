@@ -6,6 +6,7 @@ import hashlib
 import json
 import platform
 import subprocess
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -45,6 +46,31 @@ def git_commit(repo_dir: str = ".") -> str:
     except (subprocess.SubprocessError, OSError):
         return "unknown"
     return head + ("-dirty" if dirty else "")
+
+
+#: Options that choose how images are loaded (processes decoding them), never what a job computes.
+LOADER_KEYS = ("num_workers",)
+
+
+def job_fingerprint(backbone: Mapping[str, Any], data: Any, protocol: Mapping[str, Any]) -> str:
+    """What a job's outputs depend on, hashed: the one fingerprint policy of every job that computes from
+    images (features, a trained classifier, its OOD scores, a detector).
+
+    * ``backbone``: the registry fields that change features (:func:`bobench.config.feature_spec`), never
+      display fields (name, method);
+    * ``data``: what identifies the images read, by content: a prepared dataset's sha256 manifest, a
+      retrieval split's hash, a detection split's manifest entry, and for an evaluation of a trained model
+      the model file's sha256 as well;
+    * ``protocol``: every choice of the job that can change its outputs (its options, the input size, the
+      seed where the job draws random numbers), never the loader processes (:data:`LOADER_KEYS`), which
+      change how fast images arrive, not what is computed from them.
+
+    Jobs downstream of features (probe, kNN, retrieval scoring) cite the features' fingerprint; every
+    record hashes its fingerprint with its task, protocol parameters and seed into ``config_hash``
+    (:func:`bobench.cells.build_record`).
+    """
+    kept = {key: value for key, value in protocol.items() if key not in LOADER_KEYS}
+    return canonical_hash({"backbone": backbone, "data": data, "protocol": kept})
 
 
 # The checkout this code runs from (the run's working directory may be elsewhere).

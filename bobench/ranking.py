@@ -85,16 +85,11 @@ class RankingOptions:
 
     @classmethod
     def from_config(cls, d: dict[str, Any] | None) -> RankingOptions:
-        """Build options from a config mapping; unknown keys are errors, not silently ignored."""
-        d = dict(d or {})
-        valid = [f.name for f in dataclasses.fields(cls)]
-        for key in d:
-            if key not in valid:
-                raise ValueError(
-                    f"unknown ranking option {key!r} (value {d[key]!r}); "
-                    f"valid keys: {', '.join(valid)}"
-                )
-        return cls(**d)
+        """Build options from config section ``ranking`` (:func:`bobench.options.options_from_config`: unknown
+        keys are errors, not silently ignored)."""
+        from bobench.options import options_from_config
+
+        return options_from_config(cls, d, where="ranking")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from bobench.io import atomic_path, read_json
+from bobench.io import atomic_path, read_json, read_table
 
 COLUMNS = [
     # what was evaluated
@@ -141,5 +141,4 @@ def write_results(frame: pd.DataFrame, csv_path: str | Path, parquet_path: str |
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    return read_table(path)

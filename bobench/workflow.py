@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bobench.gpu import GpuClaim, claim_gpus
@@ -45,3 +48,15 @@ def _log_peak_gpu_memory(logger: logging.Logger) -> None:
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         logger.info("peak GPU memory: %.2f GiB", torch.cuda.max_memory_allocated() / 2**30)
+
+
+def folder(files: str | os.PathLike | Sequence[str | os.PathLike] | None) -> Path | None:
+    """The folder that a rule's file input or output (one path, or a list of paths in one folder: a prepared
+    dataset, a retrieval split) lies in; None for an input the rule does not have (``input.get(name)``)."""
+    if files is None:
+        return None
+    paths = [Path(files)] if isinstance(files, (str, os.PathLike)) else [Path(f) for f in files]
+    parents = {path.parent for path in paths}
+    if len(parents) != 1:
+        raise ValueError(f"expected files in one folder, got {sorted(map(str, paths))}")
+    return parents.pop()

@@ -79,7 +79,7 @@ rule finetune:
         "../workflow_scripts/finetune.py"
 
 
-# BoB's LARS probe: the fine-tuning rule with the frozen_probe recipe (see workflow_scripts/finetune.py).
+# BoB's LARS probe: the fine-tuning rule with the frozen_probe recipe (see bobench/jobs/finetune.py).
 use rule finetune as frozen_probe with:
     output:
         record=cell_record("frozen_probe", "{backbone}", "{dataset}"),

@@ -56,14 +56,15 @@ def test_invalid_input() -> None:
 def test_auroc_entries_match_scikit_learn_and_skip_degenerate_resamples():
     from sklearn.metrics import roc_auc_score
 
-    from bobench.cells import auroc_entries
+    from bobench.cells import classification_metrics
 
     rng = np.random.default_rng(0)
     targets = rng.integers(0, 2, (60, 3))
     targets[:, 2] = 0
     targets[0, 2] = 1  # a rare finding: many bootstrap resamples miss it
     scores = targets + rng.normal(size=targets.shape)
-    entries = {e["metric"]: e for e in auroc_entries(scores, targets, ["a", "b", "c"], {"n_boot": 200, "level": 0.9}, 0)}
+    entries = {e["metric"]: e for e in classification_metrics("linear_probe", targets, scores=scores, class_names=["a", "b", "c"],
+                                                              bootstrap={"n_boot": 200, "level": 0.9}, seed=0)}
     assert [name for name, e in entries.items() if e["primary"]] == ["mean_auroc"]
     assert entries["mean_auroc"]["value"] == pytest.approx(roc_auc_score(targets, scores, average="macro"))
     assert entries["auroc_b"]["value"] == pytest.approx(roc_auc_score(targets[:, 1], scores[:, 1]))

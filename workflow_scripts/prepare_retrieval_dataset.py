@@ -1,8 +1,6 @@
 """Rule prepare_retrieval_dataset: registry entry → versioned query/database split."""
 
-from pathlib import Path
-
-from bobench.workflow import start_job
+from bobench.workflow import folder, start_job
 
 log = start_job(snakemake)  # noqa: F821 (injected by Snakemake)
 
@@ -13,8 +11,8 @@ sm = snakemake  # noqa: F821
 prepare_retrieval_dataset(
     sm.wildcards.dataset,
     entry_for_preparation(sm.params.entry, sm.params.raw_dir, sm.input.standin),
-    out_dir=Path(sm.output[0]).parent,
-    raw_dir=Path(sm.params.raw_dir),
+    out_dir=folder(sm.output),
+    raw_dir=sm.params.raw_dir,
     log=log,
     prepared_dirs=sm.params.prepared_dirs,
     max_images=sm.params.max_images,

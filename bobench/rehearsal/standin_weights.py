@@ -468,7 +468,7 @@ def native_checkpoints(backbone_id: str, entry: dict[str, Any], root: Path) -> l
     ]
 
 
-def write_standin_weights(backbone_id: str, entry: dict[str, Any], root: Path, *, seed: int = 0) -> Path:
+def write_standin_weights(backbone_id: str, entry: dict[str, Any], root: str | Path, *, seed: int = 0) -> Path:
     """Write the stand-in of an entry's weights under ``root`` (see the module docstring) and,
     last, its manifest ``root/<backbone_id>.json``; return the manifest's path."""
     root = Path(root)

@@ -1,0 +1,126 @@
+"""Jobs finetune and frozen_probe: one backbone trained on one dataset, resumable.
+
+finetune: end to end, BoB's recipe (§3.2). frozen_probe: BatchNorm + linear head on the frozen backbone,
+LARS (§3.3): the fixed parts of its recipe are :data:`bobench.tasks.finetune.FROZEN_PROBE_RECIPE`. Same
+engine, same survival (:mod:`bobench.tasks.finetune`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bobench.cells import CellRecord, classification_metrics
+from bobench.datasets import load_prepared
+from bobench.features import device_name, pick_device, resolve_channels_last
+from bobench.io import atomic_path
+from bobench.options import options_from_config, take
+from bobench.provenance import job_fingerprint
+from bobench.tasks.finetune import FROZEN_PROBE_RECIPE, FinetuneOptions, build_classifier, finetune
+
+log = logging.getLogger(__name__)
+
+TRAINING_TASKS = ("finetune", "frozen_probe")
+
+
+def finetune_recipe(section: Mapping[str, Any], task: str) -> tuple[FinetuneOptions, int | None]:
+    """A training recipe as the rule passes it (config section ``finetune`` with the backbone's and the
+    dataset's overrides applied, or section ``frozen_probe``) → (options, input size). ``image_size`` (null:
+    the backbone's own) is the backbone's to apply; the frozen probe's fixed recipe is not configurable."""
+    if task not in TRAINING_TASKS:
+        raise ValueError(f"a training recipe is one of {TRAINING_TASKS}, not {task!r}")
+    taken, rest = take(section, ["image_size"], where=task)
+    fixed = FROZEN_PROBE_RECIPE if task == "frozen_probe" else {}
+    return options_from_config(FinetuneOptions, rest, where=task, **fixed), taken["image_size"]
+
+
+@dataclass
+class TrainedClassifier:
+    """A training job's products: its record and the selected epoch's classifier (for OOD evaluation)."""
+
+    record: CellRecord
+    state: dict[str, torch.Tensor]
+    checkpoint: Path
+
+    def write(self, record_path: str, weights_path: str) -> None:
+        """The weights first, the record last (a record marks a finished job); then the resume checkpoint,
+        with its optimiser state, has served its purpose."""
+        with atomic_path(weights_path) as tmp:
+            torch.save(self.state, tmp)
+        self.record.write(record_path)
+        self.checkpoint.unlink(missing_ok=True)
+
+
+def train_classifier(
+    backbone_id: str,
+    spec: Mapping[str, Any],
+    dataset_dir: str | Path,
+    options: FinetuneOptions,
+    image_size: int | None,
+    *,
+    task: str,
+    dataset: str,
+    checkpoint: str | Path,
+    bootstrap: Mapping[str, Any],
+    seed: int,
+    device: torch.device | None = None,
+) -> TrainedClassifier:
+    """Train on the prepared dataset in ``dataset_dir`` (resuming from ``checkpoint``), pick the epoch on
+    val, score it on test: top-1 with calibration, or mean AUROC on multi-label data (CheXpert)."""
+    if task not in TRAINING_TASKS:
+        raise ValueError(f"a training task is one of {TRAINING_TASKS}, not {task!r}")
+    started = time.perf_counter()
+    spec = dict(spec)
+    prepared = load_prepared(dataset_dir, verify=True)
+    splits = {name: prepared.split(name) for name in ("train", "val", "test")}
+    model, backbone = build_classifier(
+        backbone_id, spec, prepared.num_classes, image_size, options.freeze_backbone, options.drop_path, seed
+    )
+    device = device or pick_device()
+    channels_last = resolve_channels_last("auto", spec["family"])
+    result = finetune(
+        model, splits, prepared.num_classes, backbone.transform, options, checkpoint,
+        seed=seed, device=device, channels_last=channels_last,
+    )
+    metrics = classification_metrics(
+        task, result.test_labels, probs=result.test_probs, class_names=prepared.class_names, bootstrap=bootstrap, seed=seed
+    )
+    log.info("test %s %.4f at epoch %d (best val %.4f)", metrics[0]["metric"], metrics[0]["value"], result.best_epoch + 1,
+             result.best_val_score)
+    info = {
+        **backbone.describe(),
+        "device": device_name(device),
+        "precision": result.precision,
+        "channels_last": channels_last,
+        "test_split": prepared.meta["test_split"],
+        "fingerprint": job_fingerprint(
+            spec, prepared.meta["manifest"], {"image_size": image_size, **dataclasses.asdict(options), "seed": seed}
+        ),
+    }
+    record = CellRecord(
+        task_name=task,
+        backbone=backbone_id,
+        dataset=dataset,
+        features_info=info,
+        protocol_params={
+            **dataclasses.asdict(options),
+            "image_size": backbone.transform.size,
+            "selection": f"val {'mean AUROC' if prepared.multilabel else 'top-1'} over epochs",
+            "best_epoch": result.best_epoch,
+            "micro_batch_used": result.micro_batch,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "history": result.history,
+        },
+        metrics=metrics,
+        sizes={split: int(len(labels)) for split, (_, labels) in splits.items()},
+        seed=seed,
+        started=started,
+    )
+    return TrainedClassifier(record, result.best_state, Path(checkpoint))
