@@ -157,10 +157,5 @@ def train_detector(
     )
 
 
-def options_from_params(params: dict[str, Any]) -> DetectionOptions:
-    known = {f.name for f in dataclasses.fields(DetectionOptions)}
-    return DetectionOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k in known})
-
-
 def _protocol(options: DetectionOptions, seed: int) -> dict[str, Any]:
     return {**dataclasses.asdict(options), "seed": seed, "checkpoint_format": CHECKPOINT_FORMAT}
