@@ -473,3 +473,25 @@ def test_heatmap_cells_are_the_setting_z_scores_in_rank_order(tmp_path, monkeypa
     expected = settings.pivot_table(index="backbone", columns="column", values="z", aggfunc="first", dropna=False)
     expected = expected.reindex(index=list(ranking.overall["backbone"]), columns=columns).to_numpy(dtype=float)
     assert np.allclose(drawn, expected, equal_nan=True)
+
+
+@pytest.mark.slow
+def test_committed_figures_are_what_the_code_draws_from_their_table(tmp_path):
+    """The README's redraw command on figures/source/ reproduces every committed figure byte for byte (run
+    from the repository root, its outputs sent to a temporary folder)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "figures", "--config",
+         "results_table=figures/source/results.parquet", f"figures_dir={tmp_path / 'figures'}",
+         f"results_dir={tmp_path / 'results'}"],
+        cwd=root, capture_output=True, text=True, timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    from bobench.names import FIGURE_NAMES
+
+    committed = [f"{name}.png" for name in FIGURE_NAMES]
+    stale = [name for name in committed if (root / "figures" / name).read_bytes() != (tmp_path / "figures" / name).read_bytes()]
+    assert not stale, f"committed figures differ from a redraw (rerun the README's redraw command): {stale}"
