@@ -117,14 +117,22 @@ def entry_point_files(backbone: Mapping[str, Any], root: str | Path) -> list[str
 
 def rule_scripts(workflow_dir: str | Path) -> dict[str, set[str]]:
     """Rule name → the file name(s) of its ``script:`` in ``workflow_dir/rules/*.smk`` (a rule defined in
-    both branches of an ``if``, like ``collect``, has one per branch)."""
+    both branches of an ``if``, like ``collect``, has one per branch; a ``use rule … as`` copy runs its
+    parent's)."""
     scripts: dict[str, set[str]] = {}
+    inherited: list[tuple[str, str]] = []
     for path in sorted(Path(workflow_dir, "rules").glob("*.smk")):
-        for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", path.read_text()):
+        text = path.read_text()
+        for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", text):
             rule = re.match(r"\s*(?:local)?rule (\w+):", block)
             script = re.search(r'script:\s*"\.\./workflow_scripts/(\w+\.py)"', block)
             if rule and script:
                 scripts.setdefault(rule.group(1), set()).add(script.group(1))
+        # ``use rule a as b with: …`` (no script of its own): b runs a's script.
+        inherited += re.findall(r"^\s*use rule (\w+) as (\w+)", text, re.M)
+    for parent, child in inherited:
+        if parent in scripts and child not in scripts:
+            scripts[child] = set(scripts[parent])
     return scripts
 
 

@@ -90,6 +90,10 @@ def test_every_job_declares_exactly_its_scripts_import_closure(backbone_registry
     assert seen >= set(scripts)
 
 
+def test_a_rule_copied_with_use_rule_runs_its_parents_script():
+    assert rule_scripts(ROOT)["frozen_probe"] == rule_scripts(ROOT)["finetune"] == {"finetune.py"}
+
+
 def test_every_script_is_run_by_a_rule():
     assert sorted(set().union(*rule_scripts(ROOT).values())) == sorted(path.name for path in SCRIPTS)
 
