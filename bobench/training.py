@@ -157,6 +157,7 @@ def run_epochs(
     position: str = "step",
     on_epoch_end: Callable[[int], None] | None = None,
     logger: logging.Logger = log,
+    checkpointed: nn.Module | None = None,
 ) -> EpochsRun:
     """The resumable epoch loop of a training job.
 
@@ -171,14 +172,16 @@ def run_epochs(
       called. A job capped at ``max_steps`` stops after that many steps, ending its epoch as any other.
 
     The checkpoint (``checkpoint_path``, made under ``protocol``) holds ``epoch``, ``micro_batch``, the
-    step count under ``steps_key``, ``history``, ``extra_state``'s keys, the model and the optimiser. A
+    step count under ``steps_key``, ``history``, ``extra_state``'s keys, the weights of ``checkpointed``
+    (default: the whole model; a frozen probe's head alone, its backbone never changes) and the optimiser. A
     divergence message places the step by ``position``: ``"step"`` counts within the epoch,
     ``"iteration"`` within the job.
     """
     checkpoint_path = Path(checkpoint_path)
+    checkpointed = model if checkpointed is None else checkpointed
     state = load_checkpoint(checkpoint_path, protocol)
     if state is not None:
-        model.load_state_dict(state["model"])
+        checkpointed.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         logger.info("resuming after epoch %d from %s", state["epoch"], checkpoint_path)
     else:
@@ -205,7 +208,7 @@ def run_epochs(
             state[steps_key] = steps
         end_epoch(EpochDone(index=epoch, results=results, steps=steps, started=started, state=state))
         state.update(epoch=epoch + 1, micro_batch=micro_batch)
-        save_checkpoint(checkpoint_path, state, model, optimizer, protocol)
+        save_checkpoint(checkpoint_path, state, checkpointed, optimizer, protocol)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
         if step_cap_reached(max_steps, steps):

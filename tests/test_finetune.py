@@ -139,25 +139,52 @@ def test_ece_and_nll_by_hand():
     np.testing.assert_allclose(per_sample_nll(probs, labels), -np.log([0.9, 0.4, 0.7, 0.8]))
 
 
-def test_frozen_probe_trains_only_its_head(tmp_path):
-    """BoB's linear probe: LARS on a BatchNorm + linear head; the backbone, statistics included, stays put."""
-    import dataclasses
-
-    from bobench.tasks.finetune import FROZEN_PROBE_RECIPE, attach_probe_head
+def tiny_probe():
+    from bobench.tasks.finetune import attach_probe_head
 
     entry = {"architecture": {"library": "timm", "name": "test_resnet"}, "weights": {"source": "random", "seed": 0},
              "input": {"size": 32, "crop_pct": 1.0, "mean": [0.5] * 3, "std": [0.5] * 3}}
     backbone = create_backbone("tiny", entry)
-    model = attach_probe_head(backbone.model, backbone.feature_dim, NUM_CLASSES, seed=0)
+    return attach_probe_head(backbone.model, backbone.feature_dim, NUM_CLASSES, seed=0), backbone.transform
+
+
+def test_frozen_probe_trains_only_its_head(tmp_path):
+    """BoB's linear probe: LARS on a BatchNorm + linear head; the backbone, statistics included, stays put.
+    Its checkpoint and its saved weights hold the head alone (the backbone is the registry's), and a killed
+    probe resumes to the same head."""
+    import dataclasses
+
+    from bobench.tasks.finetune import FROZEN_PROBE_RECIPE, predict_probs
+
+    model, transform = tiny_probe()
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     head_before = model.head[1].weight.clone()
     options = dataclasses.replace(OPTIONS, **FROZEN_PROBE_RECIPE, lr=0.1 * 16 / 256)
-    result = finetune(model, tiny_data(), NUM_CLASSES, backbone.transform, options, tmp_path / "lp.pt", seed=1)
+    result = finetune(model, tiny_data(), NUM_CLASSES, transform, options, tmp_path / "lp.pt", seed=1)
     for key, value in model.backbone.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert not torch.equal(model.head[1].weight, head_before)
     assert model.head[0].running_mean.abs().sum() > 0  # the probe's own BatchNorm learnt the feature statistics
     assert result.test_probs.shape == (30, NUM_CLASSES)
+
+    head_keys = set(model.head.state_dict())
+    assert set(result.best_state) == head_keys
+    assert set(torch.load(tmp_path / "lp.pt", weights_only=True)["model"]) == head_keys
+    fresh, _ = tiny_probe()
+    fresh.head.load_state_dict(result.best_state)
+    probs = predict_probs(fresh, tiny_data()["test"][0], transform, 32, torch.device("cpu"), None, torch.contiguous_format)
+    np.testing.assert_allclose(probs, result.test_probs, rtol=1e-5, atol=1e-6)
+
+    def kill_after_second_epoch(epoch: int) -> None:
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        finetune(tiny_probe()[0], tiny_data(), NUM_CLASSES, transform, options, tmp_path / "b.pt", seed=1,
+                 on_epoch_end=kill_after_second_epoch)
+    resumed = finetune(tiny_probe()[0], tiny_data(), NUM_CLASSES, transform, options, tmp_path / "b.pt", seed=1)
+    assert resumed.resumed_from_epoch == 2
+    np.testing.assert_array_equal(resumed.test_probs, result.test_probs)
 
 
 def test_multilabel_data_train_with_sigmoids_and_select_on_mean_auroc(tmp_path):

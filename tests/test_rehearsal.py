@@ -121,6 +121,7 @@ def test_rehearsal_keeps_the_paper_settings_except_its_caps(tmp_path):
     # One image per detector step: two 1,333-px images of SwinV2-B exceed 24 GB on a CPU.
     assert resolved["detection"]["batch_size"] == 1 and resolved["detection"]["micro_batch"] == 1
     assert resolved["extraction"]["batch_size"] == 2
+    assert resolved["linear_probe"]["max_iter"] == 20 and len(resolved["linear_probe"]["c_grid"]) > 1
 
 
 def test_a_repeated_configfile_option_is_refused():
@@ -136,7 +137,8 @@ def test_caps_reach_every_recipe_and_leave_the_rest():
     config = {
         "backbones": ["a", "b"], "task_backbones": {"detection": ["a", "b"]},
         "rehearsal": {"enabled": True, "max_batch_size": 4, "max_detector_batch": 3, "max_steps": 3, "max_workers": 1,
-                      "backbones": ["b"]},
+                      "max_solver_iterations": 7, "backbones": ["b"]},
+        "linear_probe": {"max_iter": 1000, "c_grid": [0.1, 1.0]},
         "extraction": {"batch_size": 256, "num_workers": 8},
         "finetune": {"batch_size": 1024, "micro_batch": 128, "eval_batch_size": 256, "lr": 1e-3, "num_workers": 8,
                      "overrides": {"a": {"micro_batch": 32}}, "dataset_overrides": {"x": {"batch_size": 512, "epochs": 60}}},
@@ -153,6 +155,7 @@ def test_caps_reach_every_recipe_and_leave_the_rest():
     assert capped["detection"]["batch_size"] == 3 and capped["detection"]["micro_batch"] == 2
     assert capped["detection"]["lrs"] == [1e-4, 2e-4]
     assert capped["ood_detection"] == {"lrs": [1e-4]}  # inherits detection's caps
+    assert capped["linear_probe"] == {"max_iter": 7, "c_grid": [0.1, 1.0]}
     assert config["finetune"]["batch_size"] == 1024  # the input is not modified
     assert apply_caps({**config, "rehearsal": {"enabled": False}}) == {**config, "rehearsal": {"enabled": False}}
 

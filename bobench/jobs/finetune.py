@@ -43,7 +43,8 @@ def finetune_recipe(section: Mapping[str, Any], task: str) -> tuple[FinetuneOpti
 
 @dataclass
 class TrainedClassifier:
-    """A training job's products: its record and the selected epoch's classifier (for OOD evaluation)."""
+    """A training job's products: its record and the selected epoch's weights (the fine-tuned classifier,
+    which OOD evaluation loads; the frozen probe's head alone)."""
 
     record: CellRecord
     state: dict[str, torch.Tensor]

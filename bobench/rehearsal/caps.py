@@ -1,5 +1,5 @@
 """The rehearsal's caps: the paper's settings, except for images per split, batch sizes, optimisation
-steps and loader processes, which are capped so that every job runs on a CPU in seconds to minutes.
+steps (and the linear probe's solver iterations) and loader processes, which are capped so that every job runs on a CPU in seconds to minutes.
 
 Applied once, when the Snakefile reads the config, so that ``config.resolved.yaml`` shows the values
 the jobs really got; every other setting (resolutions, schedules, augmentations, heads, learning-rate
@@ -55,6 +55,9 @@ def apply_caps(config: dict[str, Any]) -> dict[str, Any]:
     extraction = out.get("extraction") or {}
     extraction["batch_size"] = _cap(extraction.get("batch_size"), caps["max_batch_size"])
     extraction["num_workers"] = _cap(extraction.get("num_workers"), caps["max_workers"])
+    probe = out.get("linear_probe")
+    if isinstance(probe, dict) and "max_iter" in probe:
+        probe["max_iter"] = _cap(probe["max_iter"], caps.get("max_solver_iterations"))
     for section in TRAINING_SECTIONS:
         recipe = out.get(section)
         if not isinstance(recipe, dict):

@@ -100,7 +100,8 @@ class FinetuneResult:
     best_val_score: float  # val top-1 (mean AUROC for multi-label data) of the selected epoch
     history: list[dict[str, float]] = field(default_factory=list)
     micro_batch: int = 0  # what it ended at (smaller than asked after an out-of-memory back-off)
-    best_state: dict[str, torch.Tensor] = field(default_factory=dict)  # the selected epoch's weights (CPU)
+    # The selected epoch's weights (CPU): the whole classifier, or the frozen probe's head alone.
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     precision: str = "fp32"  # what training ran in (auto resolves per device)
     resumed_from_epoch: int = 0
 
@@ -293,6 +294,8 @@ def finetune(
     if multilabel and mixing:
         raise ValueError("mixup/cutmix need single-label data; set finetune mixup and cutmix to 0 for multi-label datasets")
     score_name = "val_mean_auroc" if multilabel else "val_top1"
+    # A frozen backbone is the registry's pretrained weights: checkpoints and the saved model hold the head.
+    checkpointed = model.head if options.freeze_backbone else model
     mixup = Mixup(
         mixup_alpha=options.mixup, cutmix_alpha=options.cutmix, prob=1.0, switch_prob=0.5, mode="batch",
         label_smoothing=options.label_smoothing, num_classes=num_classes,
@@ -346,7 +349,7 @@ def finetune(
                                        options.num_workers, multilabel)
             state["best"] = {
                 "epoch": epoch, "val_score": val_score, "test_probs": torch.from_numpy(test_probs),
-                "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+                "model": {k: v.detach().to("cpu", copy=True) for k, v in checkpointed.state_dict().items()},
             }
         log.info("epoch %d/%d: train loss %.4f, %s %.4f (best %.4f at epoch %d)", epoch + 1, options.epochs,
                  train_loss, score_name, val_score, state["best"]["val_score"], state["best"]["epoch"] + 1)
@@ -355,7 +358,7 @@ def finetune(
         model, optimizer, epochs=options.epochs, seed=seed, micro_batch=options.micro_batch, max_steps=options.max_steps,
         checkpoint_path=checkpoint_path, protocol=_protocol(options, seed), start_epoch=start_epoch,
         train_step=train_step, end_epoch=end_epoch, steps_key="steps", extra_state={"best": None},
-        position="step", on_epoch_end=on_epoch_end, logger=log,
+        position="step", on_epoch_end=on_epoch_end, logger=log, checkpointed=checkpointed,
     )
     best = run.state["best"]
     return FinetuneResult(
@@ -366,7 +369,7 @@ def finetune(
 
 
 #: Bumped when the checkpoint's content changes, so that an older one is not resumed from.
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 
 
 def _protocol(options: FinetuneOptions, seed: int) -> dict[str, Any]:
