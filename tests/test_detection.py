@@ -67,8 +67,9 @@ def test_the_representatives_cover_every_registry_family():
 
 @pytest.mark.parametrize("backbone_id", FAMILY_REPRESENTATIVES)
 def test_every_family_plugs_into_mask_rcnn_forward_and_backward(backbone_id):
+    """The pyramid of every family; the cascade's heads take the same pyramid (tests/test_fidelity_detection.py)."""
     backbone = create_backbone(backbone_id, detection_spec(random_twin(backbone_id), drop_path=0.1))
-    detector = build_detector(backbone, num_classes=2, test_short_side=64, test_max_side=96,
+    detector = build_detector(backbone, num_classes=2, detector="mask_rcnn", test_short_side=64, test_max_side=96,
                               rois_per_image=16, proposals_per_image=20)
     plain = backbone.is_plain()
     assert plain == (BACKBONES[backbone_id]["family"] == "ViT")
@@ -104,7 +105,7 @@ def test_plain_vits_get_vitdet_pyramid_and_layernorm_heads():
     detector = build_detector(backbone, num_classes=2)
     maps = detector.backbone(torch.rand(1, 3, 64, 64))
     assert [m.shape[-1] for m in maps.values()] == [16, 8, 4, 2, 1]  # strides 4, 8, 16, 32, 64
-    norms = {type(m).__name__ for m in detector.roi_heads.box_head.modules()}
+    norms = {type(m).__name__ for m in detector.roi_heads.modules()}  # every stage's box and mask heads
     assert "LayerNorm2d" in norms and "BatchNorm2d" not in norms
 
 
@@ -314,7 +315,7 @@ def test_a_non_finite_loss_stops_with_a_clear_message(tmp_path):
     make, dataset, options = tiny_training(tmp_path)
     model = make()
     with torch.no_grad():
-        model.roi_heads.box_predictor.cls_score.weight.fill_(float("nan"))
+        model.roi_heads.stages[0].box_predictor.cls_score.weight.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match=r"non-finite loss_classifier.* in epoch 1, iteration 1 .*lower the lr"):
         train_detector(model, dataset, options, tmp_path / "c.pt")
 

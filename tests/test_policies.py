@@ -101,8 +101,9 @@ SECTIONS = {
     # BoB's LARS probe: its schedule is its own (the class defaults are fine-tuning's).
     "frozen_probe": (FinetuneOptions, {"image_size"}, set(), {"epochs", "warmup_epochs", "lr", "micro_batch"}),
     "detection": (DetectionOptions, {*SWEEP_KEYS, "bootstrap_resamples"}, set(), set()),
-    # Overrides of detection's keys (bobench.config.detection_recipe); OOD detection trains with LSJ (BoB §6).
-    "ood_detection": (DetectionOptions, {"lrs", "sets"}, set(), {"augmentation"}),
+    # Overrides of detection's keys (bobench.config.detection_recipe); OOD detection trains with LSJ and a
+    # boxes-only Cascade R-CNN (BoB §6).
+    "ood_detection": (DetectionOptions, {"lrs", "sets"}, set(), {"augmentation", "detector"}),
     "bootstrap": (BootstrapOptions, set(), set(), set()),
     "ranking": (RankingOptions, set(), set(), set()),
 }
@@ -157,6 +158,7 @@ def test_every_shipped_config_converts_as_the_rules_pass_it(files):
         recipe = detection_recipe(config, task)
         options, resamples = detector_recipe(recipe, task, recipe["lrs"][0])
         assert resamples == recipe["bootstrap_resamples"] and options.augmentation == recipe["augmentation"]
+        assert options.detector == recipe["detector"]
 
 
 # --------------------------------------------------------------------------- fingerprints

@@ -37,7 +37,7 @@ def build(backbone_id: str, spec: dict[str, Any], class_names: list[str], masks:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         detector = build_detector(
-            backbone, len(class_names), masks=masks, frozen=setting == "frozen",
+            backbone, len(class_names), detector=options.detector, masks=masks, frozen=setting == "frozen",
             norm_eval=spec["weights"]["source"] != "random", test_short_side=short, test_max_side=longest,
             rois_per_image=options.rois_per_image, proposals_per_image=options.proposals_per_image,
         )

@@ -1,12 +1,12 @@
-"""Any registry backbone under torchvision's Mask R-CNN (docs/protocol.md §4).
+"""Any registry backbone under a torchvision R-CNN: BoB's cascade or one stage (docs/protocol.md §4, §6).
 
 ``build_detector`` puts a :class:`~bobench.backbones.model.Backbone` under a
-feature pyramid and torchvision's R-CNN heads:
+feature pyramid, torchvision's RPN and the RoI heads of :mod:`bobench.detection.heads`:
 
 * hierarchical backbones (ResNet, ConvNeXt, SwinV2, MiDaS, EfficientNet, SD's
   UNet encoder): their stage maps (stride 4 … 32, or … 64 for SD) into a standard
-  FPN (256 channels, one extra max-pooled level), box head of 4 convs + 1 fc with
-  BatchNorm (BoB's ``ConvFCBBoxHead``, SyncBN there);
+  FPN (256 channels, one extra max-pooled level), box heads of 4 convs + 1 fc with
+  BatchNorm (BoB's ``ConvFCBBoxHead``, SyncBN there; 2 fcs in BoB's OOD cascade);
 * plain ViTs: ViTDet's simple feature pyramid on the last block (2× and 4×
   deconvolutions, identity, max-pool; strides 4 … 32) into an FPN whose convs
   carry LayerNorm, a 2-conv RPN head and LayerNorm box and mask heads (BoB's
@@ -15,14 +15,18 @@ feature pyramid and torchvision's R-CNN heads:
 
 What differs from BoB's MMDetection 2.x configs, and why:
 
-* one box stage, not Cascade R-CNN's three: torchvision has no cascade head, and
-  writing one by hand is what this project avoids (no switch is offered for the
-  same reason). Boxes regress with smooth-L1 (torchvision), not GIoU;
 * plain ViTs use global attention in every block (timm's ViT, position
   embeddings interpolated to the input), not ViTDet's 14×14 windows with a
-  global block every third layer; SwinV2 keeps its pretrained window sizes;
+  global block every third layer: timm's ``VisionTransformer`` has no windowed
+  attention (``vision_transformer_relpos``' window is its position table, and
+  ``vision_transformer_sam``, which has windows, is another model without a class
+  token); SwinV2 keeps its pretrained window sizes;
 * BatchNorm of a fine-tuned backbone stays in eval mode (mmdet's ``norm_eval``;
   BoB trains it only for random-init backbones, as here).
+
+The RPN's and box predictors' outputs are fp32 under bf16 autocast: torchvision
+decodes boxes in the dtype of the deltas, which in bf16 puts proposals, ground-truth
+targets and detections on a grid of 4–8 px at 1,000 px.
 """
 
 from __future__ import annotations
@@ -33,15 +37,15 @@ from typing import Any
 import torch
 from timm.layers import LayerNorm2d  # LayerNorm over the channels of NCHW maps: ViTDet's norm
 from torch import nn
-from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.detection.rpn import RPNHead
-from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from bobench.backbones.sizes import any_input_size_spec
+from bobench.detection.heads import build_roi_heads
 
 FPN_CHANNELS = 256
 
@@ -113,9 +117,30 @@ def anchor_generator(n_levels: int, first_stride: int = 4) -> AnchorGenerator:
     return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * n_levels)
 
 
+class FloatRPNHead(RPNHead):
+    """torchvision's RPN head with fp32 outputs, so that proposals are decoded in fp32 (module docstring)."""
+
+    def forward(self, x: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        logits, deltas = super().forward(x)
+        return [t.float() for t in logits], [t.float() for t in deltas]
+
+
+def region_proposal_network(anchors: AnchorGenerator, head: RPNHead, proposals_per_image: int) -> RegionProposalNetwork:
+    """BoB's RPN (mmdet's ``RPNHead`` train_cfg, torchvision's defaults too): anchors with IoU ≥ 0.7 positive,
+    < 0.3 negative, 256 sampled per image (half positive at most), NMS at 0.7; ``2 × proposals_per_image`` scored
+    boxes into the NMS in training and ``proposals_per_image`` at test time, ``proposals_per_image`` kept."""
+    return RegionProposalNetwork(
+        anchors, head, fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
+        pre_nms_top_n=dict(training=2 * proposals_per_image, testing=proposals_per_image),
+        post_nms_top_n=dict(training=proposals_per_image, testing=proposals_per_image),
+        nms_thresh=0.7,
+    )
+
+
 def build_detector(
     backbone: Any,
     num_classes: int,
+    detector: str = "cascade_mask_rcnn",
     masks: bool = True,
     frozen: bool = False,
     norm_eval: bool = True,
@@ -123,8 +148,9 @@ def build_detector(
     test_max_side: int = 1333,
     rois_per_image: int = 512,
     proposals_per_image: int = 1000,
-) -> nn.Module:
-    """Mask R-CNN (``masks``) or Faster R-CNN on ``backbone``, for ``num_classes`` object classes.
+) -> GeneralizedRCNN:
+    """``detector`` (a name of :data:`bobench.detection.heads.DETECTORS`) on ``backbone``, for ``num_classes``
+    object classes, with a mask head per box stage if ``masks``.
 
     Images go in as float RGB in [0, 1] of any size; the backbone's own mean and std
     normalise them. Training images arrive already augmented (see
@@ -132,33 +158,18 @@ def build_detector(
     images are resized by torchvision to ``test_short_side`` (at most ``test_max_side``).
     """
     pyramid = PyramidBackbone(backbone, frozen=frozen, norm_eval=norm_eval)
-    norm = LayerNorm2d if pyramid.plain else nn.BatchNorm2d
     n_levels = len(pyramid.level_names)
     first_stride = 4 if pyramid.plain else backbone.feature_map_info()[0]["stride"]
     anchors = anchor_generator(n_levels + 1, first_stride)  # + the max-pooled level
-    common = dict(
-        min_size=test_short_side, max_size=test_max_side,
-        image_mean=list(backbone.transform.mean), image_std=list(backbone.transform.std),
-        rpn_anchor_generator=anchors,
-        rpn_head=RPNHead(FPN_CHANNELS, anchors.num_anchors_per_location()[0], conv_depth=2 if pyramid.plain else 1),
-        box_roi_pool=MultiScaleRoIAlign(pyramid.level_names, output_size=7, sampling_ratio=0),
-        box_head=FastRCNNConvFCHead((FPN_CHANNELS, 7, 7), [FPN_CHANNELS] * 4, [1024], norm_layer=norm),
-        box_predictor=FastRCNNPredictor(1024, num_classes + 1),
-        box_batch_size_per_image=rois_per_image,
-        rpn_pre_nms_top_n_train=2 * proposals_per_image, rpn_pre_nms_top_n_test=proposals_per_image,
-        rpn_post_nms_top_n_train=proposals_per_image, rpn_post_nms_top_n_test=proposals_per_image,
-        size_divisible=32,
-        _skip_resize=True,  # training images come resized by BoB's augmentation
+    rpn_head = FloatRPNHead(FPN_CHANNELS, anchors.num_anchors_per_location()[0], conv_depth=2 if pyramid.plain else 1)
+    rpn = region_proposal_network(anchors, rpn_head, proposals_per_image)
+    roi_heads = build_roi_heads(detector, pyramid.plain, num_classes, masks, pyramid.level_names, FPN_CHANNELS,
+                                rois_per_image)
+    transform = GeneralizedRCNNTransform(
+        test_short_side, test_max_side, list(backbone.transform.mean), list(backbone.transform.std),
+        size_divisible=32, _skip_resize=True,  # training images come resized by BoB's augmentation
     )
-    if not masks:
-        return FasterRCNN(pyramid, **common)
-    return MaskRCNN(
-        pyramid,
-        mask_roi_pool=MultiScaleRoIAlign(pyramid.level_names, output_size=14, sampling_ratio=0),
-        mask_head=MaskRCNNHeads(FPN_CHANNELS, [FPN_CHANNELS] * 4, 1, norm_layer=norm if pyramid.plain else None),
-        mask_predictor=MaskRCNNPredictor(FPN_CHANNELS, FPN_CHANNELS, num_classes + 1),
-        **common,
-    )
+    return GeneralizedRCNN(pyramid, rpn, roi_heads, transform)
 
 
 def detection_spec(spec: dict[str, Any], drop_path: float | None = None) -> dict[str, Any]:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DetectionOptions:
+    detector: str = "cascade_mask_rcnn"  # a name of bobench.detection.heads.DETECTORS (OOD detection: cascade_rcnn)
     epochs: int = 36
     steps: tuple[int, ...] = (27, 33)  # epochs after which the lr drops ×0.1
     warmup_iters: int = 1000

@@ -1,8 +1,9 @@
 """Job train_detector: one backbone × setting × lr, trained on a detection dataset, resumable.
 
-detection: Mask R-CNN, scored on the dataset's own test split (box AP → task detection, mask AP → task
-instance_segmentation). ood_detection: boxes only, scored on the test splits of the training set's OOD sets
-(AP50 primary, as for Sim10k → Cityscapes cars). The pieces are :mod:`bobench.detection.job`'s.
+detection: ``detection.detector`` (BoB's Cascade Mask R-CNN, or Mask R-CNN), scored on the dataset's own test
+split (box AP → task detection, mask AP → task instance_segmentation). ood_detection: boxes only
+(``ood_detection.detector``: BoB's Cascade R-CNN, or Faster R-CNN), scored on the test splits of the training
+set's OOD sets (AP50 primary, as for Sim10k → Cityscapes cars). The pieces are :mod:`bobench.detection.job`'s.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from bobench.cells import CellRecord, detection_metrics, write_records
+from bobench.detection.heads import describe_roi_heads, detector_name
 from bobench.detection.job import build, evaluate_on, train_on, uses_lsj
 from bobench.detection.sources import read_manifest
 from bobench.detection.train import DetectionOptions
@@ -97,7 +99,8 @@ def detector_cells(
     info["transform"] = {**info["transform"], "size": detector.transform.min_size[-1]}
     protocol_params = {
         **dataclasses.asdict(options),
-        "detector": "Mask R-CNN" if masks else "Faster R-CNN",
+        "detector_name": detector_name(options.detector, masks),
+        "roi_heads": describe_roi_heads(options.detector, backbone.is_plain(), masks),
         "pyramid": "ViTDet simple pyramid + FPN (LayerNorm)" if backbone.is_plain() else "FPN",
         "augmentation_used": "large-scale jitter" if lsj else "multi-scale AutoAugment (BoB)",
         "setting": setting,
