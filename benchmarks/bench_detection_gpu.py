@@ -1,13 +1,13 @@
 """A short BoB detector training of ConvNeXt-B and ViT-B/16 (ViTDet) on CUDA at paper resolution: images/s, peak memory.
 
-Runs the code the ``train_detector`` rule runs (Mask R-CNN on the registry backbone, BoB's
-augmentations: multi-scale AutoAugment up to 1333 px for ConvNeXt, large-scale jitter at
-1024 px for the ViT; AdamW, warm-up, bf16 autocast, 2 images per forward, 16 per step) for
+Runs the code the ``train_detector`` rule runs (BoB's Cascade Mask R-CNN, or ``--detector mask_rcnn``, on
+the registry backbone, BoB's augmentations: multi-scale AutoAugment up to 1333 px for ConvNeXt,
+large-scale jitter at 1024 px for the ViT; AdamW, warm-up, bf16 autocast, 2 images per forward, 16 per step) for
 a few hundred iterations on synthetic 1024 × 768 canvases with boxes and masks, random
 weights (the architectures decide speed and memory, not the weights). Skips cleanly
 on a machine without a GPU.
 
-    python benchmarks/bench_detection_gpu.py [--iterations 200] [--num-workers 8]
+    python benchmarks/bench_detection_gpu.py [--iterations 200] [--num-workers 8] [--detector cascade_mask_rcnn]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from bobench.backbones.model import create_backbone  # noqa: E402
 from bobench.detection.data import CocoInstances, train_transform  # noqa: E402
+from bobench.detection.heads import detector_name  # noqa: E402
 from bobench.detection.model import build_detector, detection_spec  # noqa: E402
 from bobench.detection.synthetic import coco_annotations, make_canvases, write_canvases  # noqa: E402
 from bobench.detection.train import DetectionOptions, train_detector  # noqa: E402
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--micro-batch", type=int, default=2)
     parser.add_argument("--num-workers", type=int, default=8)
+    parser.add_argument("--detector", choices=["cascade_mask_rcnn", "mask_rcnn"], default="cascade_mask_rcnn")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "detection_gpu.md")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -63,7 +65,8 @@ def main() -> None:
     lines = [
         f"# BoB detector training on {torch.cuda.get_device_name()} (torch {torch.__version__}, bf16)",
         "",
-        f"{args.iterations} iterations of {args.batch_size} images ({args.micro_batch} per forward), Mask R-CNN, "
+        f"{args.iterations} iterations of {args.batch_size} images ({args.micro_batch} per forward), "
+        f"{detector_name(args.detector, True)}, "
         f"{args.num_workers} loader workers, 1024 px synthetic canvases.",
         "",
         "| backbone | params (M) | augmentation | train images/s | peak memory (GiB) |",
@@ -75,7 +78,7 @@ def main() -> None:
             entry = {"architecture": {"library": "timm", "name": name}, "weights": {"source": "random", "seed": 0},
                      "input": {"size": 224}}
             backbone = create_backbone(name, detection_spec(entry, drop_path=0.1))
-            detector = build_detector(backbone, 4)
+            detector = build_detector(backbone, 4, detector=args.detector)
             lsj = backbone.is_plain()
             dataset = CocoInstances(annotations, Path(tmp) / "images", ["a", "b", "c", "d"], train_transform(lsj))
             repeated = torch.utils.data.Subset(dataset, [i % len(dataset) for i in range(n_images)])
