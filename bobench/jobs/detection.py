@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bobench.cells import CellRecord, detection_metrics, write_records
-from bobench.detection.job import build, evaluate_on, train_on, uses_lsj
+from bobench.detection.job import augmentation_used, build, evaluate_on, train_on
 from bobench.detection.sources import read_manifest
 from bobench.detection.train import DetectionOptions
 from bobench.features import device_name, pick_device, resolve_precision
@@ -27,6 +27,13 @@ from bobench.options import options_from_config, take
 from bobench.provenance import job_fingerprint
 
 log = logging.getLogger(__name__)
+
+#: How a result row names the augmentation its detector trained with (bobench.detection.data.AUGMENTATIONS).
+AUGMENTATION_NAMES = {
+    "lsj": "large-scale jitter",
+    "multi_scale": "multi-scale AutoAugment (BoB)",
+    "single_scale": "single scale, fit in {size} px (BoB's SD)",
+}
 
 #: Keys of a detection recipe that are no detector option: the sweep the rule expands into jobs (each job
 #: gets one setting and one lr as wildcards).
@@ -83,8 +90,8 @@ def detector_cells(
 
     detector, backbone = build(backbone_id, spec, class_names, masks, setting, options, seed)
     device = device or pick_device()
-    lsj = uses_lsj(backbone, options)
-    result = train_on(detector, lsj, train, class_names, masks, options, checkpoint, seed, device)
+    augmentation = augmentation_used(backbone, options)
+    result = train_on(detector, augmentation, train, class_names, masks, options, checkpoint, seed, device)
     autocast_dtype = resolve_precision(options.precision, device)
 
     info = {
@@ -99,7 +106,7 @@ def detector_cells(
         **dataclasses.asdict(options),
         "detector": "Mask R-CNN" if masks else "Faster R-CNN",
         "pyramid": "ViTDet simple pyramid + FPN (LayerNorm)" if backbone.is_plain() else "FPN",
-        "augmentation_used": "large-scale jitter" if lsj else "multi-scale AutoAugment (BoB)",
+        "augmentation_used": AUGMENTATION_NAMES[augmentation].format(size=options.single_scale_size),
         "setting": setting,
         "trained_on": dataset,
         "selection": "last epoch (no selection on the test split)",
