@@ -393,7 +393,7 @@ def dataset_entry(config: dict[str, Any], datasets: dict[str, Any], dataset: str
 
 # Registry fields that change the features; the others (name, method, …) only
 # change tables and figures, so editing them reruns only the aggregates.
-FEATURE_FIELDS = ("architecture", "weights", "input", "family")
+FEATURE_FIELDS = ("architecture", "weights", "input", "family", "features")
 
 
 def canonical(value: Any) -> Any:
@@ -412,7 +412,7 @@ def feature_spec(entry: dict[str, Any]) -> dict[str, Any]:
 
 def display_spec(entry: dict[str, Any]) -> dict[str, Any]:
     return canonical({key: value for key, value in entry.items()
-                      if key not in ("architecture", "weights", "input", "task_variants")})
+                      if key not in ("architecture", "weights", "input", "features", "task_variants")})
 
 
 #: The tasks whose jobs build a backbone's ``task_variants`` entry (the only ones the registry schema allows).

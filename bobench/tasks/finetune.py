@@ -119,13 +119,42 @@ class FeatureClassifier(nn.Module):
         return self.head(self.backbone(x))
 
 
+class LayeredFeatureClassifier(FeatureClassifier):
+    """A :class:`FeatureClassifier` on a timm backbone, with the backbone's layer groups (layer-wise lr
+    decay); parameters no group matches, the backbone's own head and the new one, form the last group,
+    as in the bare timm model."""
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any] | Callable[[str], Any]:
+        import re
+
+        inner = self.backbone.group_matcher(coarse=coarse)
+        prefix = "backbone."
+        if callable(inner):
+            return lambda name: inner(name[len(prefix):]) if name.startswith(prefix) else (math.inf,)
+
+        def prefixed(pattern: str) -> str:
+            return "^" + re.escape(prefix) + pattern.removeprefix("^")
+
+        return {
+            group: [(prefixed(pattern), suffix) for pattern, suffix in spec] if isinstance(spec, (list, tuple)) else prefixed(spec)
+            for group, spec in inner.items() if spec is not None
+        }
+
+
 def attach_head(model: nn.Module, feature_dim: int, num_classes: int, seed: int) -> nn.Module:
-    """The backbone with a freshly initialised classifier (BoB: xavier-normal weights, zero bias)."""
-    if hasattr(model, "reset_classifier") and hasattr(model, "get_classifier"):
+    """The backbone with a freshly initialised classifier (BoB: xavier-normal weights, zero bias).
+
+    A timm model without its pretraining classifier (``num_classes`` 0: pooled features) gets the new one
+    in the classifier's place. Any other model, among them a timm model whose head gives its features
+    (registry ``features.output: head``: the CLIP ResNets keep CLIP's projection, docs/protocol.md §2.2),
+    gets a linear head on its output.
+    """
+    if hasattr(model, "reset_classifier") and hasattr(model, "get_classifier") and getattr(model, "num_classes", None) == 0:
         model.reset_classifier(num_classes)
         head = model.get_classifier()
     else:
-        model = FeatureClassifier(model, feature_dim, num_classes)
+        wrapper = LayeredFeatureClassifier if hasattr(model, "group_matcher") else FeatureClassifier
+        model = wrapper(model, feature_dim, num_classes)
         head = model.head
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
