@@ -80,7 +80,8 @@ def main() -> None:
             backbone = create_backbone(name, detection_spec(entry, drop_path=0.1))
             detector = build_detector(backbone, 4, detector=args.detector)
             lsj = backbone.is_plain()
-            dataset = CocoInstances(annotations, Path(tmp) / "images", ["a", "b", "c", "d"], train_transform(lsj))
+            augmentation = "lsj" if lsj else "multi_scale"
+            dataset = CocoInstances(annotations, Path(tmp) / "images", ["a", "b", "c", "d"], train_transform(augmentation))
             repeated = torch.utils.data.Subset(dataset, [i % len(dataset) for i in range(n_images)])
             torch.cuda.reset_peak_memory_stats()
             started = time.perf_counter()

@@ -183,9 +183,10 @@ def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: di
         duplicates = sorted({x for x in config[key] if config[key].count(x) > 1})
         if duplicates:
             raise ConfigError(f"config key {key!r}: listed more than once: {', '.join(duplicates)}")
-    for backbone in (config.get("finetune") or {}).get("overrides") or {}:
-        if backbone not in backbones:
-            raise _unknown("backbone", f"finetune.overrides.{backbone}", backbone, backbones, config["registries"]["backbones"])
+    for section in ("finetune", "detection", "ood_detection"):
+        for backbone in (config.get(section) or {}).get("overrides") or {}:
+            if backbone not in backbones:
+                raise _unknown("backbone", f"{section}.overrides.{backbone}", backbone, backbones, config["registries"]["backbones"])
     for dataset in (config.get("finetune") or {}).get("dataset_overrides") or {}:
         if dataset not in config["datasets"]:
             raise _unknown("dataset", f"finetune.dataset_overrides.{dataset}", dataset, config["datasets"], "config key 'datasets'")
@@ -268,11 +269,16 @@ def detection_sets(config: dict[str, Any]) -> dict[str, list[str]]:
     return {item["trained_on"]: list(item["datasets"]) for item in (config.get("ood_detection") or {}).get("sets") or []}
 
 
-def detection_recipe(config: dict[str, Any], task: str) -> dict[str, Any]:
-    """The training recipe of a detection task: section ``detection``, overridden by ``ood_detection`` for that task."""
+def detection_recipe(config: dict[str, Any], task: str, backbone: str | None = None) -> dict[str, Any]:
+    """The training recipe of a detection task: section ``detection``, overridden by ``ood_detection`` for that
+    task, then by the task's ``overrides`` of ``backbone`` (BoB's per-backbone drop path and Stable Diffusion's
+    single scale, docs/protocol.md §4); without a backbone, the task's common recipe."""
     recipe = dict(config.get("detection") or {})
     if task == "ood_detection":
         recipe.update({k: v for k, v in (config.get("ood_detection") or {}).items() if k != "sets"})
+    overrides = recipe.pop("overrides", None) or {}
+    if backbone is not None:
+        recipe.update(overrides.get(backbone) or {})
     return canonical(recipe)
 
 
@@ -314,24 +320,26 @@ def ood_plan(config: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def _check_registry_entries(config: dict[str, Any], backbones: dict[str, Any], datasets: dict[str, Any]) -> None:
-    """What the schemas cannot know: converter and loader names exist in the code."""
+    """What the schemas cannot know: converter and loader names exist in the code (task variants included)."""
     from bobench.backbones.converters import CONVERTERS
     from bobench.datasets.kinds import validate_dataset_entry
 
     for backbone in config["backbones"]:
-        entry = backbones[backbone]
-        if entry["architecture"]["library"] == "python":
-            missing = [k for k in ("size", "mean", "std") if k not in (entry.get("input") or {})]
-            if missing:
-                raise ConfigError(
-                    f"backbone registry: key '{backbone}.input' needs {', '.join(missing)}: an entry-point "
-                    "architecture has no default eval transform to take them from"
+        for task in [None, *(backbones[backbone].get("task_variants") or {})]:
+            entry = task_entry(backbones[backbone], task)
+            where = backbone if task is None else f"{backbone}.task_variants.{task}"
+            if entry["architecture"]["library"] == "python":
+                missing = [k for k in ("size", "mean", "std") if k not in (entry.get("input") or {})]
+                if missing:
+                    raise ConfigError(
+                        f"backbone registry: key '{where}.input' needs {', '.join(missing)}: an entry-point "
+                        "architecture has no default eval transform to take them from"
+                    )
+            converter = entry["weights"].get("converter")
+            if converter is not None and converter not in CONVERTERS:
+                raise _unknown(
+                    "converter", f"{where}.weights.converter", converter, CONVERTERS, config["registries"]["backbones"]
                 )
-        converter = entry["weights"].get("converter")
-        if converter is not None and converter not in CONVERTERS:
-            raise _unknown(
-                "converter", f"{backbone}.weights.converter", converter, CONVERTERS, config["registries"]["backbones"]
-            )
     used = [*config["datasets"], *(d for sets in detection_sets(config).values() for d in sets)]
     for dataset in used:
         try:
@@ -385,7 +393,7 @@ def dataset_entry(config: dict[str, Any], datasets: dict[str, Any], dataset: str
 
 # Registry fields that change the features; the others (name, method, …) only
 # change tables and figures, so editing them reruns only the aggregates.
-FEATURE_FIELDS = ("architecture", "weights", "input", "family")
+FEATURE_FIELDS = ("architecture", "weights", "input", "family", "features")
 
 
 def canonical(value: Any) -> Any:
@@ -403,4 +411,30 @@ def feature_spec(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def display_spec(entry: dict[str, Any]) -> dict[str, Any]:
-    return canonical({key: value for key, value in entry.items() if key not in ("architecture", "weights", "input")})
+    return canonical({key: value for key, value in entry.items()
+                      if key not in ("architecture", "weights", "input", "features", "task_variants")})
+
+
+#: The tasks whose jobs build a backbone's ``task_variants`` entry (the only ones the registry schema allows).
+VARIANT_TASKS = ("detection", "ood_detection")
+
+
+def task_entry(entry: dict[str, Any], task: str | None) -> dict[str, Any]:
+    """A registry entry as the jobs of ``task`` build it (docs/protocol.md §2.2): its ``task_variants[task]``
+    replaces the entry's ``architecture``, ``weights`` and ``input``, each one it names as a whole (BoB's
+    detection code loads DeiT ViTs and torchvision ResNets, and prompts Stable Diffusion with "object
+    detection"). ``task=None``, or a task without a variant: the entry's own. Never the variants themselves."""
+    out = {key: value for key, value in entry.items() if key != "task_variants"}
+    if task is not None:
+        out.update((entry.get("task_variants") or {}).get(task) or {})
+    return out
+
+
+def variant_weights_task(entry: dict[str, Any], task: str | None) -> str | None:
+    """Whose weights the jobs of ``task`` load: None for the entry's own, else the first of
+    :data:`VARIANT_TASKS` whose variant loads the same weights (detection and OOD detection share one
+    download and one rehearsal stand-in)."""
+    weights = task_entry(entry, task)["weights"]
+    if task is None or weights == entry["weights"]:
+        return None
+    return next(t for t in VARIANT_TASKS if task_entry(entry, t)["weights"] == weights)

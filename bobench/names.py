@@ -1,5 +1,5 @@
-"""The names of the workflow's figures and report tables, kept once: the rules, the library and the tests
-import them from here (a leaf module, light enough for the Snakefile to read at parse time)."""
+"""The names of the workflow's figures, report tables and split labels, kept once: the rules, the library
+and the tests import them from here (a leaf module, light enough for the Snakefile to read at parse time)."""
 
 #: Figures drawn from the ranking, in the report's order; each is written as .png and .pdf.
 RANKING_FIGURES = (
@@ -26,3 +26,7 @@ REPORT_TABLES = {
     "table1": "Table 1: backbones",
     "table2": "Table 2: top backbones per task",
 }
+
+#: A prepared dataset's ``test_split`` when its test images are its val images (``bob_validation_as_test``:
+#: BoB's Flowers-102 and FGVC-Aircraft, docs/protocol.md §3.1); nothing may then train on val.
+TEST_SPLIT_IS_VAL = "official val"

@@ -10,6 +10,13 @@ A *setting* is ``(task, dataset, protocol)`` measured by its one primary metric
 (``primary == True`` rows). Backbones missing from a setting or task are never
 imputed, so pools differ between tasks; that is a known weakness of the
 protocol, kept on purpose to match BoB.
+
+A setting's mean and std come from its *pool*: every backbone evaluated in it
+(``pool: all``), or only those BoB ranked in its task (``pool: bob``,
+:data:`bobench.bob_pools.BOB_POOLS`), so that backbones BoB did not run cannot
+move BoB's backbones' z-scores; they are still scored against the pool's mean
+and std. ``exclude_settings`` leaves whole settings out of the ranking (the paper
+config counts ImageNet linear evaluation once, docs/protocol.md §9).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bobench.bob_pools import BOB_POOLS
 from bobench.io import atomic_path
 from bobench.markdown import markdown_table
 
@@ -51,6 +59,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "exclude_random_from_stats": (True, False),
     "aggregate": ("task_mean", "setting_mean"),
     "sweep_reduce": ("max", "mean"),
+    "pool": ("all", "bob"),
 }
 _POSITIVE_INTS = ("small_params_threshold", "top_k")
 
@@ -65,6 +74,8 @@ class RankingOptions:
     sweep_reduce: str = "max"
     small_params_threshold: int = 30_000_000
     top_k: int = 3
+    pool: str = "all"  # all: every backbone of a setting sets its mean and std; bob: BoB's backbones of the task
+    exclude_settings: tuple[str, ...] = ()  # "task/dataset/protocol" settings left out of the ranking
 
     def __post_init__(self) -> None:
         for key, choices in _CHOICES.items():
@@ -81,6 +92,12 @@ class RankingOptions:
                 raise ValueError(
                     f"ranking option {key!r}: invalid value {value!r}; "
                     "valid choices: a positive integer"
+                )
+        for setting in self.exclude_settings:
+            if not isinstance(setting, str) or len(setting.split("/")) != 3 or not all(setting.split("/")):
+                raise ValueError(
+                    f"ranking option 'exclude_settings': invalid setting {setting!r}; "
+                    "valid: 'task/dataset/protocol', e.g. 'classification/imagenet/linear_probe'"
                 )
 
     @classmethod
@@ -111,7 +128,7 @@ def compute_ranking(
     if missing:
         raise ValueError(f"results table lacks required columns: {', '.join(missing)}")
     meta = _backbone_meta(results)
-    settings = _setting_zscores(_primary_values(results, options), meta, options)
+    settings = _setting_zscores(_ranked_settings(_primary_values(results, options), options), meta, options)
     tasks = _task_scores(settings)
     overall = _overall(settings, tasks, meta, options)
     top = _top_table(tasks, overall, options)
@@ -173,17 +190,45 @@ def _primary_values(results: pd.DataFrame, options: RankingOptions) -> pd.DataFr
     return values
 
 
+def setting_name(task: str, dataset: str, protocol: str) -> str:
+    """How ``ranking.exclude_settings`` names a setting."""
+    return f"{task}/{dataset}/{protocol}"
+
+
+def _ranked_settings(values: pd.DataFrame, options: RankingOptions) -> pd.DataFrame:
+    """The rows of every setting but those of ``exclude_settings``."""
+    if not options.exclude_settings:
+        return values
+    names = pd.Series([setting_name(*key) for key in values[SETTING_KEYS].itertuples(index=False)],
+                      index=values.index, dtype=object)
+    excluded = names.isin(options.exclude_settings)
+    unmatched = sorted(set(options.exclude_settings) - set(names[excluded]))
+    if unmatched:
+        log.warning("ranking.exclude_settings names settings without results: %s", ", ".join(unmatched))
+    if excluded.any():
+        log.info("left out of the ranking (ranking.exclude_settings): %s", ", ".join(sorted(set(names[excluded]))))
+    return values.loc[~excluded]
+
+
+def in_stats_pool(backbone: str, task: str, is_random: bool, options: RankingOptions) -> bool:
+    """Whether a backbone's value enters the mean and std of its setting (it gets a z-score either way)."""
+    if is_random and options.exclude_random_from_stats:
+        return False
+    return options.pool == "all" or backbone in BOB_POOLS.get(task, ())
+
+
 def _setting_zscores(
     values: pd.DataFrame, meta: pd.DataFrame, options: RankingOptions
 ) -> pd.DataFrame:
     """z of every backbone within each setting; undefined pools give NaN and a warning."""
     is_random = values["backbone"].map(meta["method"]).eq(RANDOM_METHOD)
+    in_pool = pd.Series(
+        [in_stats_pool(b, t, r, options) for b, t, r in zip(values["backbone"], values["task"], is_random)],
+        index=values.index, dtype=bool,
+    )
     z = pd.Series(np.nan, index=values.index)
     for key, group in values.groupby(SETTING_KEYS, sort=True):
-        pool = group["value"]
-        if options.exclude_random_from_stats:
-            pool = pool[~is_random[group.index]]
-        pool = pool.to_numpy(dtype=float)
+        pool = group.loc[in_pool[group.index], "value"].to_numpy(dtype=float)
         label = " / ".join(map(str, key))
         if len(pool) < 2:
             log.warning(
@@ -201,7 +246,7 @@ def _setting_zscores(
             )
             continue
         z[group.index] = (group["value"] - mean) / std
-    return values.assign(z=z).reset_index(drop=True)
+    return values.assign(z=z, in_pool=in_pool).reset_index(drop=True)
 
 
 def _task_scores(settings: pd.DataFrame) -> pd.DataFrame:
@@ -401,7 +446,10 @@ def ranking_markdown(ranking: Ranking, intervals: pd.DataFrame | None = None, iq
         "",
         "Scores are in standard deviations above the mean of the backbones evaluated in each "
         "setting; pools differ between settings because not every backbone runs every task. "
-        f"Random-init baselines have method `{RANDOM_METHOD}`.",
+        + ("Each setting's mean and std come from the backbones BoB ranked in its task (`pool: 'bob'`); the "
+           "others are scored against them (`in_pool` in `ranking_settings.csv`). "
+           if ranking.options.pool == "bob" else "")
+        + f"Random-init baselines have method `{RANDOM_METHOD}`.",
         "",
         "## Overall",
         "",

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import trim_mean
 
-from bobench.ranking import ALL_TASKS, RANDOM_METHOD, SETTING_KEYS, Ranking, RankingOptions
+from bobench.ranking import ALL_TASKS, RANDOM_METHOD, SETTING_KEYS, Ranking, RankingOptions, in_stats_pool
 
 IQM_TRIM = 0.25  # cut from each end: the interquartile mean
 INTERVAL_COLUMNS = ["backbone", "task", "score", "ci_low", "ci_high", "rank", "rank_ci_low", "rank_ci_high", "n_settings",
@@ -74,8 +74,9 @@ def sample_z_replicates(settings: pd.DataFrame, replicates: pd.DataFrame, rankin
     ``replicates`` is :data:`bobench.results.REPLICATE_COLUMNS` (results/replicates.parquet). A setting is
     resampled when every backbone with a z-score in it has replicates of one length on one test-set size;
     a sweep (several rows of one backbone and setting) is reduced per replicate with ``sweep_reduce``, as the
-    point values are. The pool (random-init left out when ``exclude_random_from_stats``) and ``ddof`` are
-    the ranking's. Replicate ``b`` of a job with ``L`` replicates is used for draws ``b``, ``b + L``, ...
+    point values are. The pool (:func:`bobench.ranking.in_stats_pool`: ``pool``, and random-init left out
+    when ``exclude_random_from_stats``) and ``ddof`` are the ranking's. Replicate ``b`` of a job with ``L``
+    replicates is used for draws ``b``, ``b + L``, ...
     """
     matrix, _ = _z_matrix(settings)
     z = np.broadcast_to(matrix.to_numpy(dtype=float), (n_boot, *matrix.shape)).copy()
@@ -95,7 +96,7 @@ def sample_z_replicates(settings: pd.DataFrame, replicates: pd.DataFrame, rankin
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN replicate stays NaN
             values = np.column_stack([reduce(np.stack(arrays[b]), axis=0)[index] for b in rows])
-            in_pool = np.array([not (ranking.exclude_random_from_stats and b in random_backbones) for b in rows])
+            in_pool = np.array([in_stats_pool(b, key[0], b in random_backbones, ranking) for b in rows])
             pool = values[:, in_pool]
             counts = np.sum(~np.isnan(pool), axis=1)
             mean = np.nanmean(pool, axis=1)

@@ -20,6 +20,7 @@ from bobench.rehearsal.coverage import rehearsal_selection
 from bobench.rehearsal.standins import (
     needs_standin_data,
     needs_standin_weights,
+    standin_weights_dir,
     with_standin_weights,
 )
 
@@ -101,14 +102,15 @@ wildcard_constraints:
         [*config["datasets"], *OOD_DATASETS, *DETECTION_DATASETS, *DETECTION_SOURCES]
     ),
     detection_task="detection|ood_detection",
+    weights_task="|".join(bobench_config.VARIANT_TASKS),
     setting="|".join(bobench_config.DETECTION_SETTINGS),
 
 
 def code(script):
     """The library files a rule's script can import (bobench.imports), as the rule's inputs: editing
     one reruns exactly the rules that can run it (Snakemake itself watches only the script file).
-    For a rule with a backbone wildcard, also the module the backbone's registry entry names as its
-    architecture's entry point."""
+    For a rule with a backbone wildcard, also the module the backbone's registry entry (its task's
+    variant, for a detector) names as its architecture's entry point."""
     files = closure_files(
         Path(workflow.basedir) / "workflow_scripts" / script, workflow.basedir
     )
@@ -117,9 +119,9 @@ def code(script):
         backbone = getattr(wc, "backbone", None)
         if backbone is None:
             return files
-        return sorted(
-            {*files, *entry_point_files(BACKBONES[backbone], workflow.basedir)}
-        )
+        task = getattr(wc, "detection_task", None) or getattr(wc, "weights_task", None)
+        entry = task_backbone(backbone, task)
+        return sorted({*files, *entry_point_files(entry, workflow.basedir)})
 
     return with_entry_point
 
@@ -130,7 +132,9 @@ def job_threads(wildcards):
     side (start-up is much of their time, and two single-threaded jobs do more than one with both
     threads); larger inputs and models, and Stable Diffusion, keep both cores and so run alone, which also
     keeps two memory-heavy jobs apart (two light training jobs peak under 16 GB)."""
-    entry = BACKBONES[wildcards.backbone]
+    entry = task_backbone(
+        wildcards.backbone, getattr(wildcards, "detection_task", None)
+    )
     architecture = entry["architecture"]
     light = (
         architecture["library"] == "timm"
@@ -145,10 +149,21 @@ def logfile(name):
     return f"{LOGS}/{name}"
 
 
-def standin_weights(backbone):
-    """In a rehearsal, the stand-in checkpoint a backbone loads (none for installed or random weights)."""
-    if REHEARSAL and needs_standin_weights(BACKBONES[backbone]):
-        return [f"{STANDINS}/weights/{backbone}.json"]
+def task_backbone(backbone, task=None):
+    """The registry entry the jobs of ``task`` build (its task variant, if any: docs/protocol.md §2.2)."""
+    return bobench_config.task_entry(BACKBONES[backbone], task)
+
+
+def standin_weights(backbone, task=None):
+    """In a rehearsal, the stand-in checkpoint a backbone loads in ``task``'s jobs (none for installed
+    or random weights); a task variant's weights have their own (make_task_standin_weights)
+    under the first task that loads them."""
+    if REHEARSAL and needs_standin_weights(task_backbone(backbone, task)):
+        weights_task = bobench_config.variant_weights_task(
+            REGISTRY_BACKBONES[backbone], task
+        )
+        root = standin_weights_dir(f"{STANDINS}/weights", weights_task)
+        return [f"{root}/{backbone}.json"]
     return []
 
 

@@ -34,7 +34,7 @@ rule prepare_detection_dataset:
 
 rule train_detector:
     input:
-        standin_weights=lambda wc: standin_weights(wc.backbone),
+        standin_weights=lambda wc: standin_weights(wc.backbone, wc.detection_task),
         train=detection_manifest("{dataset}"),
         test_sets=lambda wc: [
             detection_manifest(d)
@@ -65,8 +65,14 @@ rule train_detector:
     resources:
         gpu=1,
     params:
-        backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
-        recipe=lambda wc: bobench_config.detection_recipe(config, wc.detection_task),
+        # The backbone as the task builds it (BoB's DeiT and torchvision weights, SD's detection prompt)
+        # and the recipe with its per-backbone overrides (drop path, SD's single scale).
+        backbone=lambda wc: bobench_config.feature_spec(
+            task_backbone(wc.backbone, wc.detection_task)
+        ),
+        recipe=lambda wc: bobench_config.detection_recipe(
+            config, wc.detection_task, wc.backbone
+        ),
         bootstrap=options("bootstrap"),
         seed=config["seed"],
         # Not an output: Snakemake deletes the outputs of a failed job, and this

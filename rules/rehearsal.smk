@@ -35,9 +35,28 @@ rule make_standin_weights:
     conda:
         "../environment.yml"
     params:
-        entry=lambda wc: bobench_config.canonical(REGISTRY_BACKBONES[wc.backbone]),
+        entry=lambda wc: bobench_config.canonical(
+            bobench_config.task_entry(REGISTRY_BACKBONES[wc.backbone], None)
+        ),
         # The stand-in's root: its manifest sits there, its files below (hub/, weights/).
         root=lambda wc, output: os.path.dirname(output[0]),
         seed=config["rehearsal"]["seed"],
     script:
         "../workflow_scripts/make_standin_weights.py"
+
+
+# A task variant's own weights (BoB's DeiT and torchvision weights in detection: docs/protocol.md §2.2),
+# under the first task that loads them (bobench.config.variant_weights_task).
+use rule make_standin_weights as make_task_standin_weights with:
+    output:
+        f"{STANDINS}/weights/{{weights_task}}/{{backbone}}.json",
+    log:
+        logfile("make_standin_weights/{weights_task}/{backbone}.log"),
+    benchmark:
+        logfile("benchmarks/make_standin_weights/{weights_task}/{backbone}.tsv")
+    params:
+        entry=lambda wc: bobench_config.canonical(
+            bobench_config.task_entry(REGISTRY_BACKBONES[wc.backbone], wc.weights_task)
+        ),
+        root=lambda wc, output: os.path.dirname(output[0]),
+        seed=config["rehearsal"]["seed"],

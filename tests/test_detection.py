@@ -242,25 +242,28 @@ def test_the_ood_background_differs_from_the_training_one():
         [np.abs(np.diff(img.astype(float), axis=1)).mean() for img in plain])
 
 
-@pytest.mark.parametrize("lsj", [True, False])
-def test_bob_augmentations_keep_boxes_and_masks_together(tmp_path, lsj):
+@pytest.mark.parametrize("augmentation", ["lsj", "multi_scale", "single_scale"])
+def test_bob_augmentations_keep_boxes_and_masks_together(tmp_path, augmentation):
     path = synthetic_split(tmp_path, 6)
-    dataset = CocoInstances(path, tmp_path / "images", ["bar", "disc"], train_transform(lsj, scale=0.0625))
+    dataset = CocoInstances(path, tmp_path / "images", ["bar", "disc"], train_transform(augmentation, scale=0.0625))
     torch.manual_seed(0)
     for i in range(len(dataset)):
         image, target = dataset[i]
         assert image.dtype == torch.float32 and image.max() <= 1
-        if lsj:
+        if augmentation == "lsj":
             assert tuple(image.shape[-2:]) == (64, 64)  # 1024 × 0.0625, cropped / padded square
-        else:
+        elif augmentation == "multi_scale":
             assert 30 <= min(image.shape[-2:]) <= 50 and max(image.shape[-2:]) <= 84  # 480-800 (≤ 1333) × 0.0625
+        else:
+            assert max(image.shape[-2:]) == 32  # fit in 512 × 0.0625 (the square canvases: 32 × 32)
         assert len(target["boxes"]) == len(target["labels"]) == len(target["masks"])
         for box, mask in zip(target["boxes"], target["masks"]):
             ys, xs = torch.nonzero(mask, as_tuple=True)
             if len(xs):  # the box encloses what is left of the mask (up to resampling: 1.5 px)
                 assert box[0] <= xs.min() + 1.5 and box[2] >= xs.max() - 1.5
                 assert box[1] <= ys.min() + 1.5 and box[3] >= ys.max() - 1.5
-    assert evaluation_sizes(True, 1.0) == (1024, 1024) and evaluation_sizes(False, 1.0) == (800, 1333)
+    assert evaluation_sizes("lsj", 1.0) == (1024, 1024) and evaluation_sizes("multi_scale", 1.0) == (800, 1333)
+    assert evaluation_sizes("single_scale", 1.0) == (512, 512)
 
 
 def test_step_schedule_with_linear_warmup():
@@ -285,7 +288,7 @@ def tiny_training(tmp_path: Path):
         backbone = create_backbone("random_effnet_lite0", detection_spec(random_twin("random_effnet_lite0")))
         return build_detector(backbone, 2, rois_per_image=16, proposals_per_image=20)
 
-    dataset = CocoInstances(path, tmp_path / "images", ["bar", "disc"], train_transform(False, 0.0625))
+    dataset = CocoInstances(path, tmp_path / "images", ["bar", "disc"], train_transform("multi_scale", 0.0625))
     return make, dataset, options
 
 

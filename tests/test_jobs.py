@@ -225,7 +225,7 @@ def test_ood_records_are_the_classifiers_scores_on_each_set(trained, digits_dir)
 
 
 def test_a_detector_record_is_the_detection_pieces_result(digits_dir, dataset_registry, backbone_registry, tmp_path):
-    from bobench.detection.job import build, evaluate_on, train_on, uses_lsj
+    from bobench.detection.job import augmentation_used, build, evaluate_on, train_on
     from bobench.detection.sources import prepare_detection_dataset, read_manifest
 
     entry = {**dataset_registry["synthetic_objects"], "splits": {"train": 4, "val": 0, "test": 3},
@@ -245,7 +245,7 @@ def test_a_detector_record_is_the_detection_pieces_result(digits_dir, dataset_re
     assert [(r.task_name, r.primary["metric"]) for r in cells.records] == [("detection", "ap"), ("instance_segmentation", "ap")]
     detector, backbone = build("random_effnet_lite0", spec, ["0", "1"], True, "finetune", options, SEED)
     train = read_manifest(manifest)
-    train_on(detector, uses_lsj(backbone, options), train, ["0", "1"], True, options, tmp_path / "b.pt", SEED, CPU)
+    train_on(detector, augmentation_used(backbone, options), train, ["0", "1"], True, options, tmp_path / "b.pt", SEED, CPU)
     _, metrics, _ = evaluate_on(detector, train, ["0", "1"], True, options, CPU, None, n_boot=5, seed=SEED)
     assert same(cells.records[0].metrics, detection_metrics("detection", metrics["bbox"], BOOTSTRAP["level"]))
     assert same(cells.records[1].metrics, detection_metrics("instance_segmentation", metrics["segm"], BOOTSTRAP["level"]))

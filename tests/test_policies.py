@@ -100,7 +100,7 @@ SECTIONS = {
     "finetune": (FinetuneOptions, {"image_size"}, {"overrides", "dataset_overrides"}, set()),
     # BoB's LARS probe: its schedule is its own (the class defaults are fine-tuning's).
     "frozen_probe": (FinetuneOptions, {"image_size"}, set(), {"epochs", "warmup_epochs", "lr", "micro_batch"}),
-    "detection": (DetectionOptions, {*SWEEP_KEYS, "bootstrap_resamples"}, set(), set()),
+    "detection": (DetectionOptions, {*SWEEP_KEYS, "bootstrap_resamples"}, {"overrides"}, set()),
     # Overrides of detection's keys (bobench.config.detection_recipe); OOD detection trains with LSJ and a
     # boxes-only Cascade R-CNN (BoB §6).
     "ood_detection": (DetectionOptions, {"lrs", "sets"}, set(), {"augmentation", "detector"}),
@@ -159,6 +159,9 @@ def test_every_shipped_config_converts_as_the_rules_pass_it(files):
         options, resamples = detector_recipe(recipe, task, recipe["lrs"][0])
         assert resamples == recipe["bootstrap_resamples"] and options.augmentation == recipe["augmentation"]
         assert options.detector == recipe["detector"]
+        for backbone in config["detection"]["overrides"]:  # as rules/detection.smk passes each detector's
+            per_backbone = detection_recipe(config, task, backbone)
+            detector_recipe(per_backbone, task, per_backbone["lrs"][0])
 
 
 # --------------------------------------------------------------------------- fingerprints

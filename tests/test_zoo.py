@@ -16,9 +16,10 @@ from bobench.backbones.weights import WeightsError
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = yaml.safe_load((ROOT / "config" / "backbones.yaml").read_text())
 
-# Feature extractor parameters (classifier / projection removed) and pooled feature size per
-# architecture. Counts in millions from docs/protocol.md §2.2 (computed there with an older
-# timm), or, marked "timm", from timm itself where the page gives no reference.
+# Feature extractor parameters (classifier / projection removed, except where the registry says
+# features.output: head) and feature size per architecture. Counts in millions from
+# docs/protocol.md §2.2 (computed there with an older timm), or, marked "timm", from timm itself
+# where the page gives no reference.
 REFERENCE = {
     "resnet50": (23.5, 2048), "resnet101": (42.5, 2048),
     "convnext_tiny": (27.8, 768), "convnext_small": (49.5, 768), "convnext_base": (87.6, 1024),
@@ -28,8 +29,9 @@ REFERENCE = {
     "swinv2_large_window12to16_192to256": (195.2, 1536), "swinv2_large_window12to24_192to384": (195.2, 1536),
     "vit_small_patch16_224": (21.7, 384), "vit_base_patch16_224": (85.8, 768), "vit_large_patch16_224": (303.3, 1024),
     "vit_base_patch16_clip_224": (85.8, 768), "vit_large_patch14_clip_224": (303.2, 1024),
-    # timm: CLIP ResNets keep their attention pool (BoB's wrapper does too), without the final projection.
-    "resnet50_clip": (36.22, 2048), "resnet101_clip": (55.21, 2048), "resnet50x64_clip": (416.19, 4096),
+    # timm: CLIP ResNets keep their attention pool with its output projection (features.output: head),
+    # as BoB's wrapper does: CLIP's image embedding.
+    "resnet50_clip": (38.32, 1024), "resnet101_clip": (56.26, 512), "resnet50x64_clip": (420.38, 1024),
     # timm: SAM's image encoder with its neck.
     "samvit_base_patch16": (89.67, 256),
     "tf_efficientnet_lite0": (3.37, 1280), "tf_efficientnet_lite1": (4.14, 1280), "tf_efficientnet_lite2": (4.81, 1280),

@@ -4,6 +4,12 @@ A registry entry (``config/backbones.yaml``) names an architecture and where
 its weights come from; this module builds the model, loads the weights
 strictly and returns a :class:`Backbone` with its eval transform and its
 parameter count (computed, never typed into the registry).
+
+The features are the pooled output without the pretraining classifier, unless
+the entry says ``features: {output: head, dim: D}``: then the pretraining head
+is part of the feature extractor and its D outputs are the features (the CLIP
+ResNets: timm builds CLIP's attention pool with its output projection as the
+classifier; docs/protocol.md §2.2).
 """
 
 from __future__ import annotations
@@ -101,13 +107,30 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def head_feature_dim(entry: dict[str, Any]) -> int | None:
+    """D when the entry's features are its pretraining head's D outputs (``features.output: head``), else None."""
+    features = entry.get("features") or {"output": "pooled"}
+    if features["output"] == "pooled":
+        return None
+    if features["output"] != "head" or int(features.get("dim", 0)) < 1:
+        raise ValueError(f"features {features!r}: expected {{output: pooled}} or {{output: head, dim: <outputs of the head>}}")
+    return int(features["dim"])
+
+
 def build_architecture(entry: dict[str, Any], num_classes: int = 0) -> nn.Module:
     """The bare architecture of an entry, randomly initialised (no download).
 
     ``library: timm`` builds a timm model by name; ``library: python`` calls a
     ``module:function`` entry point (any importable code) with ``kwargs``.
+    An entry whose features come from its head is built with that head, whatever ``num_classes`` says
+    when it says 0 (the head is part of the feature extractor).
     """
     arch = entry["architecture"]
+    head_dim = head_feature_dim(entry)
+    if head_dim is not None:
+        if num_classes not in (0, head_dim):
+            raise ValueError(f"features.dim is {head_dim} but the checkpoint's head has {num_classes} outputs")
+        num_classes = head_dim
     if arch["library"] == "timm":
         import timm
 
@@ -159,9 +182,11 @@ def create_backbone(
     """Build the backbone an entry describes, weights loaded strictly.
 
     ``keep_head=True`` keeps the pretraining classifier (when the checkpoint
-    has one) so the model returns logits; the default returns pooled features.
+    has one) so the model returns logits; the default returns the features
+    (pooled, or the head's outputs for ``features.output: head``).
     """
     weights = entry["weights"]
+    head_dim = head_feature_dim(entry)
     source = weights["source"]
     if source == "random":
         # A fixed seed makes the random-init baseline the same network every run.
@@ -188,27 +213,32 @@ def create_backbone(
         load_converted(model, raw, provenance, backbone_id)
     model.eval()
     feature_model = model
-    if hasattr(model, "reset_classifier"):
+    if head_dim is None and hasattr(model, "reset_classifier"):
         if keep_head:
             feature_model = copy.deepcopy(model)
         feature_model.reset_classifier(0)
     if not keep_head:
         model = feature_model
     transform = resolve_transform(getattr(model, "pretrained_cfg", None) or {}, entry.get("input"), image_size)
+    feature_dim = _feature_dim(feature_model, transform.size, head_output=head_dim is not None)
+    if head_dim is not None and feature_dim != head_dim:
+        raise ValueError(f"backbone {backbone_id!r}: features.dim is {head_dim} but its head gives {feature_dim} outputs")
     return Backbone(
         backbone_id=backbone_id,
         model=model,
         transform=transform,
-        feature_dim=_feature_dim(feature_model, transform.size),
+        feature_dim=feature_dim,
         n_params=count_parameters(feature_model),
         provenance=provenance,
     )
 
 
-def _feature_dim(model: nn.Module, size: int) -> int:
-    """timm models declare ``num_features``; for other code, look at one output."""
-    if hasattr(model, "num_features"):
-        return int(model.num_features)
+def _feature_dim(model: nn.Module, size: int, head_output: bool = False) -> int:
+    """timm models declare ``num_features`` (pooled) and ``num_classes`` (the head's outputs);
+    for other code, look at one output."""
+    declared = "num_classes" if head_output else "num_features"
+    if getattr(model, declared, 0):
+        return int(getattr(model, declared))
     with torch.inference_mode():
         out = model(torch.zeros(1, 3, size, size))
     if out.ndim != 2:

@@ -34,6 +34,7 @@ from bobench.datasets.entries import check_shared_keys
 from bobench.datasets.images import ImageFiles
 from bobench.datasets.loader_registry import LoaderRegistry
 from bobench.datasets.prepared import SPLIT_METHOD, SPLITS, make_splits, write_prepared
+from bobench.names import TEST_SPLIT_IS_VAL
 
 LOG = logging.getLogger("bobench.datasets")
 
@@ -200,7 +201,7 @@ def prepare_dataset(
 def _test_split_name(loader_choice: str, pool: str) -> str:
     """What a result's test images are, in words recorded with every result."""
     if loader_choice == "val":
-        return "official val"
+        return TEST_SPLIT_IS_VAL
     return "official test" if pool == "test" else f"held out of {'the data' if pool == 'all' else 'official ' + pool}"
 
 

@@ -12,7 +12,10 @@ for the CPU demo's small canvases):
   shorter side of 480…800 (step 32, longer side ≤ 1333), or a shorter side of
   400/500/600, a random 384…600 crop and a shorter side of 480…800;
 * plain ViTs, large-scale jitter: resize to 1024 × a factor in [0.1, 2.0],
-  random crop to 1024, pad to 1024 (torchvision's ``ScaleJitter``).
+  random crop to 1024, pad to 1024 (torchvision's ``ScaleJitter``);
+* Stable Diffusion, one scale: flip, and resize to fit in 512 × 512, aspect
+  ratio kept (mmdet's ``Resize(img_scale=(512, 512), keep_ratio=True)``), for
+  training and test alike.
 """
 
 from __future__ import annotations
@@ -108,16 +111,21 @@ class RandomSizeCrop(v2.Transform):
         return v2.functional.crop(inpt, **params)
 
 
-def train_transform(lsj: bool, scale: float = 1.0) -> Callable:
-    """BoB's large-scale jitter (plain ViTs; every backbone in OOD detection) or its AutoAugment (hierarchical)."""
-    if lsj:
+#: Training augmentations (``detection.augmentation`` resolves to one of them per backbone).
+AUGMENTATIONS = ("lsj", "multi_scale", "single_scale")
+
+
+def train_transform(augmentation: str, scale: float = 1.0, single_scale_size: int = 512) -> Callable:
+    """BoB's large-scale jitter (plain ViTs; every backbone in OOD detection), its AutoAugment (hierarchical
+    backbones) or its single scale (Stable Diffusion: fit in ``single_scale_size`` squared)."""
+    if augmentation == "lsj":
         size = round(1024 * scale)
         geometry = [
             v2.RandomHorizontalFlip(),
             v2.ScaleJitter((size, size), scale_range=(0.1, 2.0), antialias=True),
             v2.RandomCrop(size, pad_if_needed=True),
         ]
-    else:
+    elif augmentation == "multi_scale":
         max_size = round(1333 * scale)
         multi_scale = v2.RandomShortestSize(_sizes(480, 800, 32, scale), max_size=max_size, antialias=True)
         geometry = [
@@ -131,6 +139,12 @@ def train_transform(lsj: bool, scale: float = 1.0) -> Callable:
                 ]),
             ]),
         ]
+    elif augmentation == "single_scale":
+        size = round(single_scale_size * scale)
+        # Shorter side to size, unless the longer side would pass size: the image fits in size × size.
+        geometry = [v2.RandomHorizontalFlip(), v2.RandomShortestSize((size,), max_size=size, antialias=True)]
+    else:
+        raise ValueError(f"detection augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}")
     return v2.Compose([*geometry, v2.ToDtype(torch.float32, scale=True), v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes()])
 
 
@@ -139,9 +153,16 @@ def eval_transform() -> Callable:
     return v2.ToDtype(torch.float32, scale=True)
 
 
-def evaluation_sizes(lsj: bool, scale: float = 1.0) -> tuple[int, int]:
-    """(shorter side, longest side) of test images: 800/1333 (AutoAugment) or longest side 1024 (LSJ, as ViTDet)."""
-    return (round(1024 * scale),) * 2 if lsj else (round(800 * scale), round(1333 * scale))
+def evaluation_sizes(augmentation: str, scale: float = 1.0, single_scale_size: int = 512) -> tuple[int, int]:
+    """(shorter side, longest side) of test images: longest side 1024 (LSJ, as ViTDet), 800/1333 (AutoAugment),
+    or fit in the single scale's square (torchvision then resizes by the smaller of the two ratios)."""
+    if augmentation == "lsj":
+        return (round(1024 * scale),) * 2
+    if augmentation == "multi_scale":
+        return round(800 * scale), round(1333 * scale)
+    if augmentation == "single_scale":
+        return (round(single_scale_size * scale),) * 2
+    raise ValueError(f"detection augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}")
 
 
 def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:

@@ -33,7 +33,7 @@ def build(backbone_id: str, spec: dict[str, Any], class_names: list[str], masks:
     if setting not in DETECTION_SETTINGS:
         raise ValueError(f"detection setting must be one of {DETECTION_SETTINGS}, got {setting!r}")
     backbone = create_backbone(backbone_id, detection_spec(spec, drop_path=options.drop_path if setting == "finetune" else 0.0))
-    short, longest = evaluation_sizes(uses_lsj(backbone, options), options.augment_scale)
+    short, longest = evaluation_sizes(augmentation_used(backbone, options), options.augment_scale, options.single_scale_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         detector = build_detector(
@@ -44,9 +44,13 @@ def build(backbone_id: str, spec: dict[str, Any], class_names: list[str], masks:
     return detector, backbone
 
 
-def uses_lsj(backbone: Any, options: DetectionOptions) -> bool:
-    """Large-scale jitter (and ViTDet's test size): plain ViTs, or every backbone where the recipe says so (OOD detection)."""
-    return backbone.is_plain() or options.augmentation == "lsj"
+def augmentation_used(backbone: Any, options: DetectionOptions) -> str:
+    """The training augmentation and test size (docs/protocol.md §4): ``auto`` is large-scale jitter for plain ViTs
+    and the multi-scale AutoAugment for the rest; any other value is used for every backbone (OOD detection's
+    LSJ, Stable Diffusion's single scale)."""
+    if options.augmentation == "auto":
+        return "lsj" if backbone.is_plain() else "multi_scale"
+    return options.augmentation
 
 
 def split_files(manifest: dict[str, Any], split: str) -> tuple[str, str]:
@@ -56,10 +60,11 @@ def split_files(manifest: dict[str, Any], split: str) -> tuple[str, str]:
     return files["annotations"], files["images"]
 
 
-def train_on(detector: torch.nn.Module, lsj: bool, manifest: dict[str, Any], class_names: list[str], masks: bool,
+def train_on(detector: torch.nn.Module, augmentation: str, manifest: dict[str, Any], class_names: list[str], masks: bool,
              options: DetectionOptions, checkpoint: str | Path, seed: int, device: torch.device) -> DetectionResult:
     annotations, images = split_files(manifest, "train")
-    train_set = CocoInstances(annotations, images, class_names, train_transform(lsj, options.augment_scale), masks=masks)
+    transform = train_transform(augmentation, options.augment_scale, options.single_scale_size)
+    train_set = CocoInstances(annotations, images, class_names, transform, masks=masks)
     return train_detector(detector, train_set, options, checkpoint, seed=seed, device=device)
 
 

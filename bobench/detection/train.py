@@ -46,7 +46,8 @@ class DetectionOptions:
     drop_path: float = 0.1
     rois_per_image: int = 512  # proposals sampled per image to train the box head (mmdet and torchvision: 512)
     proposals_per_image: int = 1000  # RPN proposals kept after NMS, in training and at test time
-    augmentation: str = "auto"  # auto: LSJ for plain ViTs, multi-scale AutoAugment otherwise; lsj: LSJ for all
+    augmentation: str = "auto"  # auto: LSJ for plain ViTs, multi-scale AutoAugment otherwise; else the one named, for all
+    single_scale_size: int = 512  # augmentation single_scale: images fit in this square (BoB's SD: 512)
     augment_scale: float = 1.0  # every augmentation and test size × this (1: BoB's 1024 / 480-800 / 1333)
     num_workers: int = 0
     precision: str = "auto"

@@ -20,7 +20,7 @@ import torch
 
 from bobench.cells import CellRecord, detection_metrics, write_records
 from bobench.detection.heads import describe_roi_heads, detector_name
-from bobench.detection.job import build, evaluate_on, train_on, uses_lsj
+from bobench.detection.job import augmentation_used, build, evaluate_on, train_on
 from bobench.detection.sources import read_manifest
 from bobench.detection.train import DetectionOptions
 from bobench.features import device_name, pick_device, resolve_precision
@@ -29,6 +29,13 @@ from bobench.options import options_from_config, take
 from bobench.provenance import job_fingerprint
 
 log = logging.getLogger(__name__)
+
+#: How a result row names the augmentation its detector trained with (bobench.detection.data.AUGMENTATIONS).
+AUGMENTATION_NAMES = {
+    "lsj": "large-scale jitter",
+    "multi_scale": "multi-scale AutoAugment (BoB)",
+    "single_scale": "single scale, fit in {size} px (BoB's SD)",
+}
 
 #: Keys of a detection recipe that are no detector option: the sweep the rule expands into jobs (each job
 #: gets one setting and one lr as wildcards).
@@ -85,8 +92,8 @@ def detector_cells(
 
     detector, backbone = build(backbone_id, spec, class_names, masks, setting, options, seed)
     device = device or pick_device()
-    lsj = uses_lsj(backbone, options)
-    result = train_on(detector, lsj, train, class_names, masks, options, checkpoint, seed, device)
+    augmentation = augmentation_used(backbone, options)
+    result = train_on(detector, augmentation, train, class_names, masks, options, checkpoint, seed, device)
     autocast_dtype = resolve_precision(options.precision, device)
 
     info = {
@@ -102,7 +109,7 @@ def detector_cells(
         "detector_name": detector_name(options.detector, masks),
         "roi_heads": describe_roi_heads(options.detector, backbone.is_plain(), masks),
         "pyramid": "ViTDet simple pyramid + FPN (LayerNorm)" if backbone.is_plain() else "FPN",
-        "augmentation_used": "large-scale jitter" if lsj else "multi-scale AutoAugment (BoB)",
+        "augmentation_used": AUGMENTATION_NAMES[augmentation].format(size=options.single_scale_size),
         "setting": setting,
         "trained_on": dataset,
         "selection": "last epoch (no selection on the test split)",

@@ -12,6 +12,7 @@ import torch
 
 from bobench.cells import CellRecord, classification_metrics
 from bobench.features import FeatureSet, pick_device
+from bobench.names import TEST_SPLIT_IS_VAL
 from bobench.tasks.linear_probe import ProbeOptions, linear_probe
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,12 @@ def linear_probe_cell(
     device: torch.device | None = None,
 ) -> CellRecord:
     """C chosen on val, refit on train + val (``options``), scored on test: top-1, or mean AUROC on
-    multi-label data (CheXpert)."""
+    multi-label data (CheXpert). Where the test split is the val split, the refit would train on the test
+    images: the train-only fit of the chosen C is scored instead."""
     started = time.perf_counter()
     arrays, info = features.arrays, features.info
+    if options.refit_on_train_val and info.get("test_split") == TEST_SPLIT_IS_VAL:
+        options = dataclasses.replace(options, refit_on_train_val=False)
     result = linear_probe(
         arrays["train_features"], arrays["train_labels"],
         arrays["val_features"], arrays["val_labels"],

@@ -66,7 +66,7 @@ def apply_caps(config: dict[str, Any]) -> dict[str, Any]:
         _cap_recipe(recipe, caps, set_defaults=section != "ood_detection", detector=section == "detection")
         for group in ("overrides", "dataset_overrides"):
             for override in (recipe.get(group) or {}).values():
-                _cap_recipe(override, caps, set_defaults=False)
+                _cap_recipe(override, caps, set_defaults=False, detector=section in ("detection", "ood_detection"))
     return out
 
 

@@ -56,12 +56,25 @@ def needs_standin_weights(entry: dict[str, Any]) -> bool:
     return entry["weights"]["source"] in NETWORK_WEIGHT_SOURCES
 
 
+def standin_weights_dir(root: str | Path, weights_task: str | None) -> Path:
+    """Where the stand-ins of a weights choice lie: ``root`` for the registry entries' own weights,
+    ``root/<task>`` for a task variant's (:func:`bobench.config.variant_weights_task`)."""
+    return Path(root) if weights_task is None else Path(root) / weights_task
+
+
 def with_standin_weights(backbones: dict[str, dict[str, Any]], root: str) -> dict[str, dict[str, Any]]:
-    """The backbone registry with every network-fetched entry pointed at its stand-in under ``root``."""
+    """The backbone registry with every network-fetched entry pointed at its stand-in under ``root``, and
+    every task variant with weights of its own at its stand-in under ``root/<task>``."""
+    from bobench.config import variant_weights_task
+
     out = copy.deepcopy(backbones)
-    for entry in out.values():
+    for backbone, entry in out.items():
         if needs_standin_weights(entry):
             entry["weights"]["standin_dir"] = str(root)
+        for task, variant in (entry.get("task_variants") or {}).items():
+            weights_task = variant_weights_task(backbones[backbone], task)  # decided on the registry as written
+            if weights_task is not None and needs_standin_weights(variant):
+                variant["weights"]["standin_dir"] = str(standin_weights_dir(root, weights_task))
     return out
 
 

@@ -4,7 +4,9 @@
 registry ``input``), the one every other task uses. ``resize: bob`` is
 the original code's: bicubic Resize(256) → CenterCrop(224), Resize(400) →
 384 for the 384-px models, Resize(460) → 448 for CLIP's RN50x64, and 256 → 256
-for the MiDaS tiny model; other sizes get the same 8/7 ratio.
+for the 256-px models (SwinV2 w8/w16 and MiDaS-T: the branch of ``main_ret.py``
+as uploaded, the one timm 0.6.12 can run; docs/protocol.md §7); other sizes get
+the same 8/7 ratio.
 
 ``normalisation: imagenet`` reproduces the original code's bug: its CLIP branch
 tested ``"clip" in args.arch``, which never matched, so CLIP backbones were

@@ -77,6 +77,8 @@ class FinetuneOptions:
     precision: str = "auto"  # auto: bf16 where fast (CUDA, CPUs with native bf16), else fp32
     divergence_factor: float = 10.0
     optimizer: str = "adamw"  # adamw (with layer decay) | lars (momentum 0.9: BoB's linear probe)
+    # MAE's LARS scales each weight matrix's step by its trust ratio; False: momentum SGD (needs weight decay 0)
+    lars_trust_ratio: bool = True
     freeze_backbone: bool = False  # train the head only; the backbone stays in eval mode
     max_steps: int | None = None  # a cap on the job's optimisation steps (the rehearsal's); None: every epoch
 
@@ -119,13 +121,42 @@ class FeatureClassifier(nn.Module):
         return self.head(self.backbone(x))
 
 
+class LayeredFeatureClassifier(FeatureClassifier):
+    """A :class:`FeatureClassifier` on a timm backbone, with the backbone's layer groups (layer-wise lr
+    decay); parameters no group matches, the backbone's own head and the new one, form the last group,
+    as in the bare timm model."""
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any] | Callable[[str], Any]:
+        import re
+
+        inner = self.backbone.group_matcher(coarse=coarse)
+        prefix = "backbone."
+        if callable(inner):
+            return lambda name: inner(name[len(prefix):]) if name.startswith(prefix) else (math.inf,)
+
+        def prefixed(pattern: str) -> str:
+            return "^" + re.escape(prefix) + pattern.removeprefix("^")
+
+        return {
+            group: [(prefixed(pattern), suffix) for pattern, suffix in spec] if isinstance(spec, (list, tuple)) else prefixed(spec)
+            for group, spec in inner.items() if spec is not None
+        }
+
+
 def attach_head(model: nn.Module, feature_dim: int, num_classes: int, seed: int) -> nn.Module:
-    """The backbone with a freshly initialised classifier (BoB: xavier-normal weights, zero bias)."""
-    if hasattr(model, "reset_classifier") and hasattr(model, "get_classifier"):
+    """The backbone with a freshly initialised classifier (BoB: xavier-normal weights, zero bias).
+
+    A timm model without its pretraining classifier (``num_classes`` 0: pooled features) gets the new one
+    in the classifier's place. Any other model, among them a timm model whose head gives its features
+    (registry ``features.output: head``: the CLIP ResNets keep CLIP's projection, docs/protocol.md §2.2),
+    gets a linear head on its output.
+    """
+    if hasattr(model, "reset_classifier") and hasattr(model, "get_classifier") and getattr(model, "num_classes", None) == 0:
         model.reset_classifier(num_classes)
         head = model.get_classifier()
     else:
-        model = FeatureClassifier(model, feature_dim, num_classes)
+        wrapper = LayeredFeatureClassifier if hasattr(model, "group_matcher") else FeatureClassifier
+        model = wrapper(model, feature_dim, num_classes)
         head = model.head
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -223,6 +254,33 @@ def selection_score(probs: np.ndarray, labels: np.ndarray) -> float:
     return float((probs.argmax(1) == labels).mean())
 
 
+LARS_MOMENTUM = 0.9
+LARS_TRUST_COEFFICIENT = 0.001
+
+
+def mae_lars(model: nn.Module, lr: float, weight_decay: float, trust_ratio: bool = True) -> torch.optim.Optimizer:
+    """MAE's LARS (``util/lars.py``; docs/protocol.md §3.3) as timm's ``Lars`` with two parameter groups.
+
+    Weight matrices (ndim > 1): weight decay added to the gradient, the update scaled by the trust ratio
+    0.001 × ||p|| / ||update|| (1 where either norm is 0), at any weight decay (``always_adapt``). Biases and
+    norm parameters: momentum SGD, no weight decay, no trust ratio. Momentum 0.9, no dampening or Nesterov.
+    timm divides by ``||grad|| + weight_decay × ||p|| + 1e-8`` where MAE divides by ``||grad + weight_decay × p||``:
+    equal up to the 1e-8 at the probe's weight decay of 0. ``trust_ratio=False`` drops the ratio, i.e.
+    plain momentum SGD (what timm's ``Lars`` does at weight decay 0 with its default flags).
+    """
+    from timm.optim import Lars
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trust_ratio and weight_decay != 0:
+        raise ValueError("LARS without the trust ratio is momentum SGD, which has no weight decay here: "
+                         f"set weight_decay to 0 (got {weight_decay:g}) or keep the trust ratio")
+    groups = [
+        {"params": [p for p in trainable if p.ndim > 1], "weight_decay": weight_decay, "always_adapt": trust_ratio},
+        {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0, "always_adapt": False},
+    ]
+    return Lars([g for g in groups if g["params"]], lr=lr, momentum=LARS_MOMENTUM, trust_coeff=LARS_TRUST_COEFFICIENT)
+
+
 def _train_step(model, optimizer, x, targets, loss_fn, micro_batch, device, autocast_dtype, memory_format):
     """One optimiser step over the batch in micro-batches; halve them on out-of-memory."""
 
@@ -281,7 +339,7 @@ def finetune(
     if options.layer_decay is not None and layer_decay is None:
         log.info("the model has no timm layer groups: layer-wise lr decay is off")
     if options.optimizer == "lars":
-        optimizer = create_optimizer_v2(model, opt="lars", lr=options.lr, weight_decay=options.weight_decay, momentum=0.9)
+        optimizer = mae_lars(model, options.lr, options.weight_decay, trust_ratio=options.lars_trust_ratio)
     else:
         optimizer = create_optimizer_v2(model, opt="adamw", lr=options.lr, weight_decay=options.weight_decay, layer_decay=layer_decay)
     scheduler = CosineLRScheduler(
