@@ -99,6 +99,66 @@ def test_the_switch_keeps_the_pyramid_and_rpn_and_swaps_only_the_roi_heads():
         assert getattr(cascade.rpn, name) == getattr(single.rpn, name)
 
 
+def test_the_one_stage_switch_is_torchvisions_mask_rcnn():
+    """``mask_rcnn`` equals torchvision's MaskRCNN built from the same pieces (as this project built it before
+    the cascade): same initial weights from the same seed, same losses, same detections."""
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.models.detection.rpn import RPNHead
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from bobench.detection.model import PyramidBackbone, anchor_generator
+
+    ours = detector_on(HIERARCHICAL, "mask_rcnn", True)
+    torch.manual_seed(0)
+    backbone = random_backbone(HIERARCHICAL)
+    pyramid = PyramidBackbone(backbone)
+    anchors = anchor_generator(len(pyramid.level_names) + 1, backbone.feature_map_info()[0]["stride"])
+    levels = pyramid.level_names
+    reference = MaskRCNN(
+        pyramid, min_size=64, max_size=96, image_mean=list(backbone.transform.mean), image_std=list(backbone.transform.std),
+        rpn_anchor_generator=anchors, rpn_head=RPNHead(256, anchors.num_anchors_per_location()[0]),
+        box_roi_pool=MultiScaleRoIAlign(levels, 7, 0),
+        box_head=FastRCNNConvFCHead((256, 7, 7), [256] * 4, [1024], norm_layer=nn.BatchNorm2d),
+        box_predictor=FastRCNNPredictor(1024, 3), box_batch_size_per_image=16,
+        rpn_pre_nms_top_n_train=40, rpn_pre_nms_top_n_test=20, rpn_post_nms_top_n_train=20, rpn_post_nms_top_n_test=20,
+        size_divisible=32, _skip_resize=True, mask_roi_pool=MultiScaleRoIAlign(levels, 14, 0),
+        mask_head=MaskRCNNHeads(256, [256] * 4, 1), mask_predictor=MaskRCNNPredictor(256, 256, 3),
+    )
+    assert ours.state_dict().keys() == reference.state_dict().keys()
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in ours.state_dict().items())
+
+    def settings(model) -> dict:
+        heads, rpn, transform = model.roi_heads, model.rpn, model.transform
+        return {
+            "roi": (heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
+                    heads.proposal_matcher.allow_low_quality_matches, heads.fg_bg_sampler.batch_size_per_image,
+                    heads.fg_bg_sampler.positive_fraction, tuple(heads.box_coder.weights), heads.box_coder.bbox_xform_clip,
+                    heads.score_thresh, heads.nms_thresh, heads.detections_per_img),
+            "rpn": (rpn.proposal_matcher.high_threshold, rpn.proposal_matcher.low_threshold,
+                    rpn.proposal_matcher.allow_low_quality_matches, rpn.fg_bg_sampler.batch_size_per_image,
+                    rpn.fg_bg_sampler.positive_fraction, tuple(rpn.box_coder.weights), rpn._pre_nms_top_n,
+                    rpn._post_nms_top_n, rpn.nms_thresh, rpn.score_thresh, rpn.min_size),
+            "transform": (transform.min_size, transform.max_size, transform.image_mean, transform.image_std,
+                          transform.size_divisible, transform.fixed_size, transform._skip_resize),
+        }
+
+    assert settings(ours) == settings(reference)
+    image, target = one_image_target()
+    results = []
+    for model in (ours, reference):
+        model.train()
+        torch.manual_seed(2)
+        losses = model([image], [target])
+        model.eval()
+        with torch.no_grad():
+            results.append((losses, model([image])[0]))
+    (our_losses, our_detections), (reference_losses, reference_detections) = results
+    assert {k: float(v) for k, v in our_losses.items()} == {k: float(v) for k, v in reference_losses.items()}
+    assert all(torch.equal(v, reference_detections[k]) for k, v in our_detections.items())
+
+
 def test_a_box_only_detector_refuses_masks_and_names_are_checked():
     with pytest.raises(ValueError, match="cascade_rcnn has no mask head; use cascade_mask_rcnn"):
         detector_on(HIERARCHICAL, "cascade_rcnn", masks=True)
