@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from bobench.datasets import prepare_dataset  # noqa: E402
 from bobench.detection.data import CocoInstances, collate, eval_transform, train_transform  # noqa: E402
 from bobench.detection.heads import detector_name  # noqa: E402
-from bobench.detection.job import build, evaluate_on, split_files, train_on, uses_lsj  # noqa: E402
+from bobench.detection.job import augmentation_used, build, evaluate_on, split_files, train_on  # noqa: E402
 from bobench.detection.sources import prepare_detection_dataset, read_manifest  # noqa: E402
 from bobench.detection.train import DetectionOptions  # noqa: E402
 from bobench.io import atomic_path  # noqa: E402
@@ -61,7 +61,7 @@ def build_detector_for(detector: str, manifest: dict, options: DetectionOptions)
 def train_and_score(detector: str, manifest: dict, options: DetectionOptions, folder: Path) -> dict:
     model, backbone = build_detector_for(detector, manifest, options)
     classes, cpu = manifest["categories"], torch.device("cpu")
-    result = train_on(model, uses_lsj(backbone, options), manifest, classes, True, options, folder / f"{detector}.pt",
+    result = train_on(model, augmentation_used(backbone, options), manifest, classes, True, options, folder / f"{detector}.pt",
                       seed=0, device=cpu)
     _, metrics, _ = evaluate_on(model, manifest, classes, True, options, cpu, None)
     heads = sum(p.numel() for name, p in model.named_parameters() if name.startswith("roi_heads."))
@@ -73,7 +73,7 @@ def interleaved_times(manifest: dict, options: dict[str, DetectionOptions], roun
     classes = manifest["categories"]
     first = next(iter(options.values()))
     torch.manual_seed(0)
-    train = CocoInstances(*split_files(manifest, "train"), classes, train_transform(False, first.augment_scale))
+    train = CocoInstances(*split_files(manifest, "train"), classes, train_transform("multi_scale", first.augment_scale))
     images, targets = collate([train[i] for i in range(first.batch_size)])
     test_image = CocoInstances(*split_files(manifest, "test"), classes, eval_transform(), masks=False)[0][0]
     models = {name: build_detector_for(name, manifest, opts)[0] for name, opts in options.items()}
