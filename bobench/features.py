@@ -115,12 +115,21 @@ def eval_batches(
     """``(batch, n_real)`` pairs: transformed float images on ``device``, in order.
 
     Pixel arrays are moved as uint8 and transformed on the device (one call per
-    batch); files are decoded and transformed in ``num_workers`` loader processes.
+    batch); files are decoded and transformed in ``num_workers`` loader processes;
+    :class:`~bobench.eval_crops.EvalCrops` (a job's stored crops) are only normalised.
     With ``pad_to_batch`` a short last batch is padded with blank images, so the
     model sees one input shape only (see :func:`bobench.features.extract_split`).
     """
     from bobench.datasets.images import ImageFiles
+    from bobench.eval_crops import EvalCrops
 
+    if isinstance(images, EvalCrops):  # crops stored once by the job: normalising is all that is left
+        for batch in images.batches(transform, batch_size):
+            n_real = len(batch)
+            if pad_to_batch and n_real < batch_size:
+                batch = torch.cat([batch, batch.new_zeros((batch_size - n_real, *batch.shape[1:]))])
+            yield batch.to(device, non_blocking=True), n_real
+        return
     if isinstance(images, ImageFiles):
         loader = torch.utils.data.DataLoader(
             _EvalItems(images, transform), batch_size=batch_size, num_workers=num_workers,

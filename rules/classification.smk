@@ -53,6 +53,7 @@ rule finetune:
     input:
         standin_weights=lambda wc: standin_weights(wc.backbone),
         dataset=prepared("{dataset}"),
+        input_cache=lambda wc: training_input_cache("finetune", wc.backbone, wc.dataset),
         code=code("finetune.py"),
     output:
         record=cell_record("finetune", "{backbone}", "{dataset}"),
@@ -81,6 +82,13 @@ rule finetune:
 
 # BoB's LARS probe: the fine-tuning rule with the frozen_probe recipe (see bobench/jobs/finetune.py).
 use rule finetune as frozen_probe with:
+    input:
+        standin_weights=lambda wc: standin_weights(wc.backbone),
+        dataset=prepared("{dataset}"),
+        input_cache=lambda wc: training_input_cache(
+            "frozen_probe", wc.backbone, wc.dataset
+        ),
+        code=code("finetune.py"),
     output:
         record=cell_record("frozen_probe", "{backbone}", "{dataset}"),
         weights=f"{RESULTS}/models/frozen_probe/{{backbone}}/{{dataset}}.pt",

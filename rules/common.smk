@@ -11,6 +11,7 @@ sys.path.insert(
 
 from bobench import config as bobench_config
 from bobench.datasets import prepared_filenames, raw_folders_shared_with
+from bobench.datasets.input_cache import cache_filenames, cache_short_side
 from bobench.datasets.entries import is_retrieval_benchmark
 from bobench.imports import closure_files, entry_point_files
 from bobench.names import FIGURE_NAMES, REPORT_TABLES
@@ -104,6 +105,7 @@ wildcard_constraints:
     detection_task="detection|ood_detection",
     weights_task="|".join(bobench_config.VARIANT_TASKS),
     setting="|".join(bobench_config.DETECTION_SETTINGS),
+    short_side=r"\d+",
 
 
 def code(script):
@@ -176,6 +178,33 @@ def standin_data(dataset):
 
 def prepared(dataset):
     return [f"{DATA}/prepared/{dataset}/{name}" for name in prepared_filenames()]
+
+
+def input_cache_files(dataset, short_side):
+    return [
+        f"{DATA}/input_cache/{dataset}/short{short_side}/{name}"
+        for name in cache_filenames()
+    ]
+
+
+def training_input_cache(task, backbone, dataset):
+    """The input cache a training job reads (config input_cache; none when off): the dataset's train split
+    at the short side of this job's input size (the recipe's image_size, else the registry's input.size;
+    a backbone with neither reads its image files)."""
+    if not config["input_cache"]["enabled"]:
+        return []
+    recipe = (
+        finetune_options(backbone, dataset)
+        if task == "finetune"
+        else config["frozen_probe"]
+    )
+    size = recipe.get("image_size") or (BACKBONES[backbone].get("input") or {}).get(
+        "size"
+    )
+    if size is None:
+        return []
+    short_side = cache_short_side(size, config["input_cache"]["short_side_ratio"])
+    return input_cache_files(dataset, short_side)
 
 
 def cell_record(task, backbone, dataset):

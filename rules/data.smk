@@ -24,3 +24,22 @@ rule prepare_dataset:
         raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
     script:
         "../workflow_scripts/prepare_dataset.py"
+
+
+# The train split of a dataset kept as image files, decoded once per training resolution (config
+# input_cache; bobench.datasets.input_cache): every epoch of every training job at that resolution reads it.
+rule prepare_input_cache:
+    input:
+        dataset=prepared("{dataset}"),
+        code=code("prepare_input_cache.py"),
+    output:
+        input_cache_files("{dataset}", "{short_side}"),
+    log:
+        logfile("prepare_input_cache/{dataset}/short{short_side}.log"),
+    benchmark:
+        logfile("benchmarks/prepare_input_cache/{dataset}/short{short_side}.tsv")
+    conda:
+        "../environment.yml"
+    threads: 8
+    script:
+        "../workflow_scripts/prepare_input_cache.py"

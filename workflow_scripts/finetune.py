@@ -15,5 +15,9 @@ trained = train_classifier(
     sm.wildcards.backbone, sm.params.backbone, folder(sm.input.dataset), options, image_size,
     task=sm.params.task, dataset=sm.wildcards.dataset, checkpoint=sm.params.checkpoint,
     bootstrap=sm.params.bootstrap, seed=sm.params.seed,
+    # The cache is an input (it changes what training draws from); the scratch budget for evaluation crops
+    # changes no result, so it is read from the config, not passed as a param that would rerun jobs.
+    input_cache=folder(sm.input.input_cache) if sm.input.input_cache else None,
+    eval_crops_max_gb=sm.config["input_cache"]["eval_crops_max_gb"],
 )
 trained.write(sm.output.record, sm.output.weights)

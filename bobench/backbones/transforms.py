@@ -38,8 +38,19 @@ class EvalTransform:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
+    @property
+    def geometry(self) -> tuple[int, int, str]:
+        """What :meth:`crop` depends on: two transforms with the same geometry crop identically."""
+        return self.size, self.resize_to, self.interpolation
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(N, H, W, C)`` with C in {1, 3} → normalised float ``(N, 3, size, size)``."""
+        return self.normalize(self.crop(images))
+
+    def crop(self, images: torch.Tensor) -> torch.Tensor:
+        """The first half of the transform: resize, center crop, scale to [0, 1] (float ``(N, 3, size, size)``).
+        Kept apart so that a job can store the crops once and normalise them at every epoch
+        (:mod:`bobench.eval_crops`): normalising is elementwise, so the result is bit for bit the same."""
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
             raise ValueError(f"expected uint8 images of shape (N, H, W, 1|3), got {images.dtype} {tuple(images.shape)}")
         x = images.permute(0, 3, 1, 2).float()
@@ -47,8 +58,11 @@ class EvalTransform:
             x = x.expand(-1, 3, -1, -1)
         x = TF.resize(x, [self.resize_to], interpolation=INTERPOLATIONS[self.interpolation], antialias=True)
         x = TF.center_crop(x, [self.size, self.size])
-        x = x.clamp_(0.0, 255.0).div_(255.0)
-        return TF.normalize(x, list(self.mean), list(self.std))
+        return x.clamp_(0.0, 255.0).div_(255.0)
+
+    def normalize(self, crops: torch.Tensor) -> torch.Tensor:
+        """The second half: ``(x - mean) / std`` per channel, on crops from :meth:`crop`."""
+        return TF.normalize(crops, list(self.mean), list(self.std))
 
 
 def resolve_transform(model_cfg: dict[str, Any], entry_input: dict[str, Any] | None, size_override: int | None) -> EvalTransform:

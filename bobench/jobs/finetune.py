@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from typing import Any
 import torch
 
 from bobench.cells import CellRecord, classification_metrics
-from bobench.datasets import load_prepared
+from bobench.datasets import PreparedDataset, load_prepared
+from bobench.datasets.input_cache import load_input_cache, short_side_of
 from bobench.features import device_name, pick_device, resolve_channels_last
 from bobench.io import atomic_path
 from bobench.options import options_from_config, take
@@ -72,9 +74,15 @@ def train_classifier(
     bootstrap: Mapping[str, Any],
     seed: int,
     device: torch.device | None = None,
+    input_cache: str | Path | None = None,
+    eval_crops_max_gb: float = 0.0,
 ) -> TrainedClassifier:
     """Train on the prepared dataset in ``dataset_dir`` (resuming from ``checkpoint``), pick the epoch on
-    val, score it on test: top-1 with calibration, or mean AUROC on multi-label data (CheXpert)."""
+    val, score it on test: top-1 with calibration, or mean AUROC on multi-label data (CheXpert).
+
+    ``input_cache``: the folder of the dataset's training input cache at this backbone's resolution
+    (:func:`cached_splits`), val and test then cropped once within ``eval_crops_max_gb`` of scratch disk
+    a split; None reads every image from its file at every epoch."""
     if task not in TRAINING_TASKS:
         raise ValueError(f"a training task is one of {TRAINING_TASKS}, not {task!r}")
     started = time.perf_counter()
@@ -86,10 +94,17 @@ def train_classifier(
     )
     device = device or pick_device()
     channels_last = resolve_channels_last("auto", spec["family"])
-    result = finetune(
-        model, splits, prepared.num_classes, backbone.transform, options, checkpoint,
-        seed=seed, device=device, channels_last=channels_last,
-    )
+    with tempfile.TemporaryDirectory(prefix="bobench-eval-crops-") as scratch:
+        job_splits = splits if input_cache is None else cached_splits(
+            splits, prepared, input_cache, backbone.transform, scratch, options, int(eval_crops_max_gb * 1e9)
+        )
+        result = finetune(
+            model, job_splits, prepared.num_classes, backbone.transform, options, checkpoint,
+            seed=seed, device=device, channels_last=channels_last,
+        )
+    # Training from the cache changes what the augmentation draws from: the fingerprint says so.
+    used_cache = input_cache is not None and prepared.meta["storage"] == "files"
+    cache_protocol = {"input_cache_short_side": short_side_of(input_cache)} if used_cache else {}
     metrics = classification_metrics(
         task, result.test_labels, probs=result.test_probs, class_names=prepared.class_names, bootstrap=bootstrap, seed=seed
     )
@@ -101,8 +116,10 @@ def train_classifier(
         "precision": result.precision,
         "channels_last": channels_last,
         "test_split": prepared.meta["test_split"],
+        **cache_protocol,
         "fingerprint": job_fingerprint(
-            spec, prepared.meta["manifest"], {"image_size": image_size, **dataclasses.asdict(options), "seed": seed}
+            spec, prepared.meta["manifest"],
+            {"image_size": image_size, **dataclasses.asdict(options), "seed": seed, **cache_protocol},
         ),
     }
     record = CellRecord(
@@ -125,3 +142,23 @@ def train_classifier(
         started=started,
     )
     return TrainedClassifier(record, result.best_state, Path(checkpoint))
+
+
+def cached_splits(splits: dict[str, tuple[Any, Any]], prepared: PreparedDataset, cache_dir: str | Path,
+                  transform: Any, scratch: str | Path, options: FinetuneOptions, max_bytes: int) -> dict[str, tuple[Any, Any]]:
+    """The splits a training job reads when the input cache is on: train from the cache (decoded once, by
+    the rule ``prepare_input_cache``), val and test as crops stored once in ``scratch``
+    (:func:`bobench.eval_crops.crop_once`: the tensors of the file path, bit for bit), each within
+    ``max_bytes``. A dataset of pixel arrays is returned as it is."""
+    from bobench.eval_crops import crop_once
+
+    # Cheap checks only (made from this preparation, index and arrays agree): hashing a cache of hundreds
+    # of GB would cost each job minutes; the rule checked its sha256 after writing it.
+    cached = load_input_cache(cache_dir, prepared)
+    if cached is None:
+        return splits
+    out = {"train": (cached, splits["train"][1])}
+    for name in ("val", "test"):
+        images, labels = splits[name]
+        out[name] = (crop_once(images, transform, scratch, name, max_bytes, options.eval_batch_size, options.num_workers), labels)
+    return out
