@@ -45,7 +45,9 @@ def pin_in_text(text: str, backbone_id: str, sha256: str, after: str | None = No
     block = re.search(rf"^{re.escape(backbone_id)}:\n(?:(?:[ #].*)?\n)*", text, flags=re.MULTILINE)
     start = 0 if block is None or after is None else block.group(0).find(after)
     if block is None or start < 0 or f"sha256: {UNPINNED}" not in block.group(0)[start:]:
-        raise KeyError(f"{backbone_id}: no `sha256: {UNPINNED}` line in its registry entry" + (f" after {after}" if after else ""))
+        raise KeyError(
+            f"{backbone_id}: no `sha256: {UNPINNED}` line in its registry entry" + (f" after {after}" if after else "")
+        )
     head, tail = block.group(0)[:start], block.group(0)[start:]
     pinned = head + tail.replace(f"sha256: {UNPINNED}", f"sha256: {sha256}", 1)
     return text[: block.start()] + pinned + text[block.end() :]
