@@ -416,18 +416,27 @@ def display_spec(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 #: The tasks whose jobs build a backbone's ``task_variants`` entry (the only ones the registry schema allows).
-VARIANT_TASKS = ("detection", "ood_detection")
+VARIANT_TASKS = ("detection", "ood_detection", "retrieval")
 
 
 def task_entry(entry: dict[str, Any], task: str | None) -> dict[str, Any]:
     """A registry entry as the jobs of ``task`` build it (docs/protocol.md §2.2): its ``task_variants[task]``
     replaces the entry's ``architecture``, ``weights`` and ``input``, each one it names as a whole (BoB's
-    detection code loads DeiT ViTs and torchvision ResNets, and prompts Stable Diffusion with "object
-    detection"). ``task=None``, or a task without a variant: the entry's own. Never the variants themselves."""
+    detection code loads DeiT ViTs, torchvision ResNets and FB's non-EMA ConvNeXts, and prompts Stable
+    Diffusion with "object detection"; its retrieval code loads the IN-21k→1k ConvNeXt-B). ``task=None``, or
+    a task without a variant: the entry's own. Never the variants themselves."""
     out = {key: value for key, value in entry.items() if key != "task_variants"}
     if task is not None:
         out.update((entry.get("task_variants") or {}).get(task) or {})
     return out
+
+
+def probe_spec(entry: dict[str, Any]) -> dict[str, Any]:
+    """What a frozen-probe job builds: the feature fields and the head BoB's rule gives the entry
+    (:func:`bobench.backbones.probe_head.probe_head`, docs/protocol.md §3.3)."""
+    from bobench.backbones.probe_head import probe_head
+
+    return canonical({**feature_spec(entry), "probe_head": probe_head(entry)})
 
 
 def variant_weights_task(entry: dict[str, Any], task: str | None) -> str | None:

@@ -98,7 +98,8 @@ use rule finetune as frozen_probe with:
         logfile("benchmarks/frozen_probe/{backbone}/{dataset}.tsv")
     params:
         task="frozen_probe",
-        backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
+        # The feature fields and the head BoB's rule gives the backbone (docs/protocol.md §3.3).
+        backbone=lambda wc: bobench_config.probe_spec(BACKBONES[wc.backbone]),
         finetune=options("frozen_probe"),
         bootstrap=options("bootstrap"),
         seed=config["seed"],

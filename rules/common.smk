@@ -108,11 +108,11 @@ wildcard_constraints:
     short_side=r"\d+",
 
 
-def code(script):
+def code(script, task=None):
     """The library files a rule's script can import (bobench.imports), as the rule's inputs: editing
     one reruns exactly the rules that can run it (Snakemake itself watches only the script file).
     For a rule with a backbone wildcard, also the module the backbone's registry entry (its task's
-    variant, for a detector) names as its architecture's entry point."""
+    variant, for a detector or for ``task``'s jobs) names as its architecture's entry point."""
     files = closure_files(
         Path(workflow.basedir) / "workflow_scripts" / script, workflow.basedir
     )
@@ -121,8 +121,10 @@ def code(script):
         backbone = getattr(wc, "backbone", None)
         if backbone is None:
             return files
-        task = getattr(wc, "detection_task", None) or getattr(wc, "weights_task", None)
-        entry = task_backbone(backbone, task)
+        entry = task_backbone(
+            backbone,
+            getattr(wc, "detection_task", None) or getattr(wc, "weights_task", None) or task,
+        )
         return sorted({*files, *entry_point_files(entry, workflow.basedir)})
 
     return with_entry_point
@@ -229,13 +231,20 @@ def retrieval_split(dataset):
 
 
 def retrieval_inputs(wildcards):
-    """A retrieval benchmark's split and features, or a classification dataset's cached features."""
+    """A retrieval benchmark's split and features, or a classification dataset's cached features
+    (extracted with the entry's own weights: a backbone with a retrieval variant cannot use them)."""
     if is_retrieval_benchmark(DATASETS[wildcards.dataset]):
         return {
             "split": retrieval_split(wildcards.dataset),
             "features": f"{RESULTS}/retrieval_features/{wildcards.backbone}/{wildcards.dataset}.npz",
             "info": f"{RESULTS}/retrieval_features/{wildcards.backbone}/{wildcards.dataset}.json",
         }
+    if "retrieval" in (BACKBONES[wildcards.backbone].get("task_variants") or {}):
+        raise ValueError(
+            f"backbone {wildcards.backbone!r} has a retrieval task variant (other weights), but class-folder "
+            f"retrieval on {wildcards.dataset!r} reuses the features cached with its own weights: leave "
+            f"{wildcards.dataset!r} out of task_datasets.retrieval or the backbone out of task_backbones.retrieval"
+        )
     return {
         "features": f"{RESULTS}/features/{wildcards.backbone}/{wildcards.dataset}.npz",
         "info": f"{RESULTS}/features/{wildcards.backbone}/{wildcards.dataset}.json",
@@ -245,7 +254,7 @@ def retrieval_inputs(wildcards):
 def retrieval_transform_params(backbone):
     from bobench.retrieval.transform import transform_params
 
-    return transform_params(BACKBONES[backbone], config["retrieval"])
+    return transform_params(task_backbone(backbone, "retrieval"), config["retrieval"])
 
 
 def detection_manifest(dataset):

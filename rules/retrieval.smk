@@ -37,9 +37,9 @@ rule prepare_retrieval_dataset:
 
 rule extract_retrieval_features:
     input:
-        standin_weights=lambda wc: standin_weights(wc.backbone),
+        standin_weights=lambda wc: standin_weights(wc.backbone, "retrieval"),
         split=retrieval_split("{dataset}"),
-        code=code("extract_retrieval_features.py"),
+        code=code("extract_retrieval_features.py", task="retrieval"),
     output:
         features=f"{RESULTS}/retrieval_features/{{backbone}}/{{dataset}}.npz",
         info=f"{RESULTS}/retrieval_features/{{backbone}}/{{dataset}}.json",
@@ -53,7 +53,10 @@ rule extract_retrieval_features:
     resources:
         gpu=1,
     params:
-        backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
+        # The registry entry as retrieval builds it (its retrieval variant, if any: docs/protocol.md §2.2).
+        backbone=lambda wc: bobench_config.feature_spec(
+            task_backbone(wc.backbone, "retrieval")
+        ),
         transform=lambda wc: retrieval_transform_params(wc.backbone),
         crop_queries=config["retrieval"]["crop_revisited_queries"],
         extraction=options("extraction"),

@@ -218,7 +218,7 @@ def test_task_variants_are_validated_by_the_registry_schema(tmp_path):
     load_registry(ROOT / "config" / "backbones.yaml", SCHEMAS / "backbones.schema.yaml", "backbone registry")
     base = {k: v for k, v in REGISTRY["sup_rn50_in1k"].items() if k != "task_variants"}
     for variants, message in [
-        ({"retrieval": {"weights": {"source": "timm", "tag": "tv_in1k"}}}, "task_variants"),  # no rule reads it
+        ({"finetune": {"weights": {"source": "timm", "tag": "tv_in1k"}}}, "task_variants"),  # no rule reads it
         ({"detection": {"notes": "x"}}, "task_variants.detection"),  # architecture, weights, input only
         ({"detection": {}}, "task_variants.detection"),
         ({"detection": {"weights": {"source": "url", "url": "https://example.org/a.pth"}}}, "sha256"),

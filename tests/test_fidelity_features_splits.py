@@ -18,7 +18,7 @@ import yaml
 from scipy.io import savemat
 
 from bobench.backbones.model import create_backbone
-from bobench.config import dataset_entry, validate_against_schema
+from bobench.config import dataset_entry, task_entry, validate_against_schema
 from bobench.datasets import prepare_dataset
 from bobench.io import sha256_file
 from bobench.retrieval.transform import retrieval_transform, transform_params
@@ -186,14 +186,17 @@ def test_swinv2_256_px_models_are_retrieved_at_256_as_bobs_runs_were():
 
 def test_published_convnext_b_in21k_row_maps_to_the_weights_bobs_retrieval_loaded():
     """BoB's retrieval ran timm 0.6.12's convnext_base_in22ft1k (IN-21k→1k); its classification and
-    detection the IN-21k checkpoint (docs/protocol.md §2.2, §8)."""
+    detection the IN-21k checkpoint (docs/protocol.md §2.2, §8): one backbone, a retrieval variant."""
     ours = REFERENCE["backbones"]["timm-convnext_base_in22ft1k"]
-    assert REGISTRY[ours]["architecture"]["name"] == "convnext_base"
-    assert REGISTRY[ours]["weights"] == {"source": "timm", "tag": "fb_in22k_ft_in1k"}
-    assert REGISTRY["sup_cnxt_b_in21k"]["weights"]["tag"] == "fb_in22k"
+    assert ours == "sup_cnxt_b_in21k"
+    retrieval = task_entry(REGISTRY[ours], "retrieval")
+    assert retrieval["architecture"]["name"] == "convnext_base"
+    assert retrieval["weights"] == {"source": "timm", "tag": "fb_in22k_ft_in1k"}
+    for task in (None, "detection", "ood_detection"):  # classification and detection: the IN-21k file
+        assert task_entry(REGISTRY[ours], task)["weights"] == {"source": "timm", "tag": "fb_in22k"}, task
     for bob_name, our_id in REFERENCE["backbones"].items():  # the other in22ft1k rows too
         if our_id and "in22ft1k" in bob_name:
-            assert REGISTRY[our_id]["weights"]["tag"] == "fb_in22k_ft_in1k", bob_name
+            assert task_entry(REGISTRY[our_id], "retrieval")["weights"]["tag"] == "fb_in22k_ft_in1k", bob_name
 
 
 # --------------------------------------------------------------------------- Flowers-102 and FGVC-Aircraft

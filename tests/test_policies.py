@@ -98,8 +98,9 @@ SECTIONS = {
     "knn": (KnnOptions, set(), set(), set()),
     "retrieval": (RetrievalOptions, set(FEATURE_KEYS), set(), set()),
     "finetune": (FinetuneOptions, {"image_size"}, {"overrides", "dataset_overrides"}, set()),
-    # BoB's LARS probe: its schedule is its own (the class defaults are fine-tuning's).
-    "frozen_probe": (FinetuneOptions, {"image_size"}, set(), {"epochs", "warmup_epochs", "lr", "micro_batch"}),
+    # BoB's LARS probe: its schedule, head and input are its own (the class defaults are fine-tuning's).
+    "frozen_probe": (FinetuneOptions, {"image_size"}, set(),
+                     {"epochs", "warmup_epochs", "lr", "micro_batch", "schedule", "head", "input"}),
     "detection": (DetectionOptions, {*SWEEP_KEYS, "bootstrap_resamples"}, {"overrides"}, set()),
     # Overrides of detection's keys (bobench.config.detection_recipe); OOD detection trains with LSJ and a
     # boxes-only Cascade R-CNN (BoB §6).

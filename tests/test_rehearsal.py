@@ -52,13 +52,18 @@ def test_full_rehearsal_plans_the_paper_jobs_plus_the_stand_in_makers(paper_jobs
     registry = yaml.safe_load((ROOT / "config/backbones.yaml").read_text())
     weights = {dict(w)["backbone"] for rule, w in rehearsal if rule == "make_standin_weights"}
     assert weights == {b for b in paper["backbones"] if registry[b]["weights"]["source"] in ("timm", "url", "hf_hub")}
-    # The detection weights of their own (BoB's DeiT and torchvision ones), one stand-in for both detection tasks.
+    # The detection weights of their own (BoB's DeiT, torchvision and FB ConvNeXt ones), one stand-in for both
+    # detection tasks; retrieval's (the IN-21k→1k ConvNeXt-B) under retrieval.
     detectors = {*paper["task_backbones"]["detection"], *paper["task_backbones"]["ood_detection"]}
     task_weights = {(dict(w)["weights_task"], dict(w)["backbone"])
                     for rule, w in rehearsal if rule == "make_task_standin_weights"}
     assert task_weights == {("detection", b) for b in detectors
-                            if "weights" in registry[b].get("task_variants", {}).get("detection", {})}
-    assert {b for _, b in task_weights} == {"sup_rn50_in1k", "sup_rn101_in1k", "sup_vit_s_in1k", "sup_vit_b_in1k"}
+                            if "weights" in registry[b].get("task_variants", {}).get("detection", {})} | {
+                               ("retrieval", b) for b in paper["backbones"]
+                               if "weights" in registry[b].get("task_variants", {}).get("retrieval", {})}
+    assert task_weights == {("detection", b) for b in ("sup_rn50_in1k", "sup_rn101_in1k", "sup_vit_s_in1k",
+                                                       "sup_vit_b_in1k", "sup_cnxt_t_in1k", "sup_cnxt_b_in1k")} | {
+                               ("retrieval", "sup_cnxt_b_in21k")}
     data = {dict(w)["dataset"] for rule, w in rehearsal if rule == "make_standin_data"}
     # Every paper dataset, OOD set and detection test set (the paper has no dataset made here or installed).
     assert set(paper["datasets"]) <= data and {"imagenet_a", "imagenet_r", "visda2017_real", "cityscapes_cars"} <= data

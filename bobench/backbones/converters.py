@@ -110,6 +110,18 @@ def mmdet_backbone(state_dict: StateDict, model: "nn.Module") -> StateDict:
     return select_prefix(state_dict, "backbone.")
 
 
+@register_converter("facebook_convnext")
+def facebook_convnext(state_dict: StateDict, model: "nn.Module") -> StateDict:
+    """facebookresearch/ConvNeXt release files (``convnext_*_1k_224.pth``, ``state_dict_key: model``):
+    ``downsample_layers`` / ``stages.i.j`` / ``dwconv`` / ``pwconv`` names → timm's, by timm's own filter.
+    The ImageNet head (``norm``, ``head``) is kept: the entry is built with ``num_classes: 1000``."""
+    from timm.models.convnext import checkpoint_filter_fn
+
+    if "head.norm.weight" in state_dict or "stem.0.weight" in state_dict:
+        raise ValueError("facebook_convnext: the checkpoint already uses timm's names (expected the FB release layout)")
+    return checkpoint_filter_fn(state_dict, model)
+
+
 # lukemelas/EfficientNet-PyTorch names → timm EfficientNet names.
 _LUKEMELAS_TOP = {
     "_conv_stem": "conv_stem",

@@ -1,7 +1,8 @@
 """Jobs finetune and frozen_probe: one backbone trained on one dataset, resumable.
 
-finetune: end to end, BoB's recipe (§3.2). frozen_probe: BatchNorm + linear head on the frozen backbone,
-LARS (§3.3): the fixed parts of its recipe are :data:`bobench.tasks.finetune.FROZEN_PROBE_RECIPE`. Same
+finetune: end to end, BoB's recipe (§3.2). frozen_probe: BatchNorm + linear head (linear alone for
+ResNets, BoB's rule) on the frozen backbone, LARS, BoB's input and MAE's schedule (§3.3): the fixed parts of
+its recipe are :data:`bobench.tasks.finetune.FROZEN_PROBE_RECIPE`. Same
 engine, same survival (:mod:`bobench.tasks.finetune`).
 """
 
@@ -18,14 +19,17 @@ from typing import Any
 
 import torch
 
+from bobench.backbones.probe_head import probe_head
 from bobench.cells import CellRecord, classification_metrics
 from bobench.datasets import PreparedDataset, load_prepared
 from bobench.datasets.input_cache import load_input_cache, short_side_of
+from bobench.errors import ConfigError
 from bobench.features import device_name, pick_device, resolve_channels_last
 from bobench.io import atomic_path
 from bobench.options import options_from_config, take
 from bobench.provenance import job_fingerprint
 from bobench.tasks.finetune import FROZEN_PROBE_RECIPE, FinetuneOptions, build_classifier, finetune
+from bobench.tasks.probe_input import PROBE_INPUTS, bob_probe_eval_transform, bob_probe_train_transform
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,22 @@ def finetune_recipe(section: Mapping[str, Any], task: str) -> tuple[FinetuneOpti
         raise ValueError(f"a training recipe is one of {TRAINING_TASKS}, not {task!r}")
     taken, rest = take(section, ["image_size"], where=task)
     fixed = FROZEN_PROBE_RECIPE if task == "frozen_probe" else {}
-    return options_from_config(FinetuneOptions, rest, where=task, **fixed), taken["image_size"]
+    options = options_from_config(FinetuneOptions, rest, where=task, **fixed)
+    if task == "frozen_probe":
+        if options.head not in (*PROBE_HEAD_CHOICES, None) or options.input not in (*PROBE_INPUTS, None):
+            raise ConfigError(f"config keys 'frozen_probe.head' ({options.head!r}) and 'frozen_probe.input' "
+                              f"({options.input!r}): expected one of {PROBE_HEAD_CHOICES} and {PROBE_INPUTS}")
+        options = dataclasses.replace(options, head=options.head or "bob", input=options.input or "bob")
+    return options, taken["image_size"]
+
+
+#: ``frozen_probe.head``: BoB's rule per backbone (the registry's ``probe_head``), or one head for all.
+PROBE_HEAD_CHOICES = ("bob", "batchnorm", "linear")
+
+
+def resolved_probe_head(choice: str, spec: Mapping[str, Any]) -> str:
+    """The head a frozen probe of this backbone gets: ``bob`` → the registry's (BoB's rule), else the choice."""
+    return probe_head(dict(spec)) if choice == "bob" else choice
 
 
 @dataclass
@@ -89,9 +108,15 @@ def train_classifier(
     spec = dict(spec)
     prepared = load_prepared(dataset_dir, verify=True)
     splits = {name: prepared.split(name) for name in ("train", "val", "test")}
+    head = resolved_probe_head(options.head or "bob", spec) if options.freeze_backbone else None
     model, backbone = build_classifier(
-        backbone_id, spec, prepared.num_classes, image_size, options.freeze_backbone, options.drop_path, seed
+        backbone_id, spec, prepared.num_classes, image_size, options.freeze_backbone, options.drop_path, seed,
+        probe_head=head or "batchnorm",
     )
+    augmentation = None
+    if options.freeze_backbone and options.input in (None, "bob"):  # BoB's transforms at the size the backbone runs at
+        augmentation = bob_probe_train_transform(backbone.transform.size)
+        backbone.transform = bob_probe_eval_transform(backbone.transform.size)
     device = device or pick_device()
     channels_last = resolve_channels_last("auto", spec["family"])
     with tempfile.TemporaryDirectory(prefix="bobench-eval-crops-") as scratch:
@@ -100,7 +125,7 @@ def train_classifier(
         )
         result = finetune(
             model, job_splits, prepared.num_classes, backbone.transform, options, checkpoint,
-            seed=seed, device=device, channels_last=channels_last,
+            seed=seed, device=device, channels_last=channels_last, augmentation=augmentation,
         )
     # Training from the cache changes what the augmentation draws from: the fingerprint says so.
     used_cache = input_cache is not None and prepared.meta["storage"] == "files"
@@ -130,6 +155,7 @@ def train_classifier(
         protocol_params={
             **dataclasses.asdict(options),
             "image_size": backbone.transform.size,
+            **({"probe_head": head} if head else {}),  # the head this backbone got (frozen probe)
             "selection": f"val {'mean AUROC' if prepared.multilabel else 'top-1'} over epochs",
             "best_epoch": result.best_epoch,
             "micro_batch_used": result.micro_batch,

@@ -13,7 +13,7 @@ real loader looks, so that the real fetch → verify → convert → strict-load
   (DINO's and VICReg's torchvision keys; MoCo v3's ``state_dict`` with the query encoder and its
   projector under ``module.base_encoder.``, the momentum encoder and the predictor; MiDaS v3.1's
   DPT checkpoint with the timm 0.6 Swin-V2 encoder under ``pretrained.model.`` and the depth
-  decoder under ``scratch.``);
+  decoder under ``scratch.``; facebookresearch/ConvNeXt's ``{"model": ...}`` in its own key names);
 - ``hf_hub`` (Stable Diffusion v1.4): diffusers' ``vae/``, ``unet/`` and ``text_encoder/``
   safetensors of the architecture's own configuration, in the layout of the 2022 release
   (VAE attention as ``query/key/value/proj_attn``; the text encoder under ``text_model.`` with
@@ -351,12 +351,28 @@ def _native_midas_swinv2(entry: dict[str, Any]) -> Any:
     return _wrap(entry, Plan({**_prefixed(encoder, "pretrained.model."), **module_plan(decoder, "scratch.")}))
 
 
+def facebook_convnext_key(key: str) -> str:
+    """A timm ConvNeXt key under its facebookresearch/ConvNeXt name (the inverse of timm's filter)."""
+    key = re.sub(r"^stem\.", "downsample_layers.0.", key)
+    key = re.sub(r"^stages\.(\d+)\.downsample\.", r"downsample_layers.\1.", key)
+    key = re.sub(r"^stages\.(\d+)\.blocks\.(\d+)\.", r"stages.\1.\2.", key)
+    key = key.replace("conv_dw", "dwconv").replace("mlp.fc", "pwconv")
+    return re.sub(r"^head\.(norm|fc)\.", lambda m: "norm." if m.group(1) == "norm" else "head.", key)
+
+
+def _native_facebook_convnext(entry: dict[str, Any]) -> Any:
+    """facebookresearch/ConvNeXt's ``convnext_*_1k_224.pth``: ``{"model": state dict}`` in its own names."""
+    plan = Plan((facebook_convnext_key(key), spec) for key, spec in module_plan(_meta_architecture(entry)).items())
+    return _wrap(entry, plan)
+
+
 _URL_LAYOUTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "identity": _native_identity,
     "strip_module": _native_strip_module,
     "mmdet_backbone": _native_mmdet_backbone,
     "moco_v3": _native_moco_v3,
     "midas_swinv2": _native_midas_swinv2,
+    "facebook_convnext": _native_facebook_convnext,
 }
 
 

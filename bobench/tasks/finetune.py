@@ -80,13 +80,21 @@ class FinetuneOptions:
     # MAE's LARS scales each weight matrix's step by its trust ratio; False: momentum SGD (needs weight decay 0)
     lars_trust_ratio: bool = True
     freeze_backbone: bool = False  # train the head only; the backbone stays in eval mode
+    # timm: CosineLRScheduler stepped per epoch (warm-up from warmup_lr, floor min_lr), fine-tuning's;
+    # mae: MAE's half-cycle cosine set before every step, warm-up from 0 (lr_sched.adjust_learning_rate)
+    schedule: str = "timm"
+    # The frozen probe's head and input (None when fine-tuning): head bob (BoB's rule per backbone, the
+    # registry's probe_head), batchnorm or linear (every backbone); input bob (BoB's transforms) or native
+    head: str | None = None
+    input: str | None = None
     max_steps: int | None = None  # a cap on the job's optimisation steps (the rehearsal's); None: every epoch
 
 
 # BoB's frozen-backbone linear probe (MAE's recipe; docs/protocol.md §3.3, which lists where this one
-# differs): BatchNorm (no affine) + linear head on a frozen backbone, LARS, 90 epochs with 10 warm-up, no
-# weight decay, weak augmentation (random-resized crop + flip), plain cross-entropy, lr = 0.1 × batch / 256.
-# Epochs, lr and batch stay configurable.
+# differs): BatchNorm (no affine) + linear head (linear alone for ResNets) on a frozen backbone, LARS, 90
+# epochs with 10 warm-up, no weight decay, weak augmentation (random-resized crop + flip), plain
+# cross-entropy, lr = 0.1 × batch / 256. Epochs, lr, batch, head, input and schedule stay configurable
+# (warmup_lr and min_lr are the timm schedule's; MAE's warms up from 0 and ends at 0).
 FROZEN_PROBE_RECIPE = {
     "optimizer": "lars", "freeze_backbone": True, "weight_decay": 0.0, "layer_decay": None, "drop_path": 0.0,
     "label_smoothing": 0.0, "mixup": 0.0, "cutmix": 0.0, "randaugment": None, "color_jitter": 0.0,
@@ -166,19 +174,27 @@ def attach_head(model: nn.Module, feature_dim: int, num_classes: int, seed: int)
     return model
 
 
-def attach_probe_head(model: nn.Module, feature_dim: int, num_classes: int, seed: int) -> FeatureClassifier:
-    """BoB's linear-probe head (MAE's): BatchNorm1d(affine=False) + linear, weights trunc-normal (std 0.01)."""
-    classifier = FeatureClassifier(model, feature_dim, num_classes, norm=True)
+def attach_probe_head(model: nn.Module, feature_dim: int, num_classes: int, seed: int,
+                      head: str = "batchnorm") -> FeatureClassifier:
+    """BoB's linear-probe head (MAE's): BatchNorm1d(affine=False) + linear (``head="batchnorm"``) or the
+    linear layer alone (``"linear"``: BoB's ResNets), weights trunc-normal (std 0.01), bias zero."""
+    from bobench.backbones.probe_head import PROBE_HEADS
+
+    if head not in PROBE_HEADS:
+        raise ValueError(f"probe head {head!r}: expected one of {', '.join(PROBE_HEADS)}")
+    classifier = FeatureClassifier(model, feature_dim, num_classes, norm=head == "batchnorm")
+    linear = classifier.head[1] if head == "batchnorm" else classifier.head
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        nn.init.trunc_normal_(classifier.head[1].weight, std=0.01)
-        nn.init.zeros_(classifier.head[1].bias)
+        nn.init.trunc_normal_(linear.weight, std=0.01)
+        nn.init.zeros_(linear.bias)
     return classifier
 
 
 def build_classifier(backbone_id: str, spec: dict[str, Any], num_classes: int, image_size: int | None,
-                     frozen: bool, drop_path: float, seed: int) -> tuple[nn.Module, Any]:
-    """A registry backbone with a fresh head: BoB's fine-tuning head, or its probe head when ``frozen``.
+                     frozen: bool, drop_path: float, seed: int, probe_head: str = "batchnorm") -> tuple[nn.Module, Any]:
+    """A registry backbone with a fresh head: BoB's fine-tuning head, or its probe head (``probe_head``:
+    batchnorm or linear) when ``frozen``.
 
     Returns ``(classifier, backbone)``; the backbone carries the eval transform and
     description. BoB's drop path applies to timm architectures (it changes no weight names).
@@ -192,8 +208,9 @@ def build_classifier(backbone_id: str, spec: dict[str, Any], num_classes: int, i
         architecture = spec["architecture"]
         spec = {**spec, "architecture": {**architecture, "kwargs": {**architecture.get("kwargs", {}), "drop_path_rate": drop_path}}}
     backbone = create_backbone(backbone_id, spec, image_size=image_size)
-    attach = attach_probe_head if frozen else attach_head
-    return attach(backbone.model, backbone.feature_dim, num_classes, seed=seed), backbone
+    if frozen:
+        return attach_probe_head(backbone.model, backbone.feature_dim, num_classes, seed=seed, head=probe_head), backbone
+    return attach_head(backbone.model, backbone.feature_dim, num_classes, seed=seed), backbone
 
 
 class AugmentedImages(torch.utils.data.Dataset):
@@ -254,6 +271,16 @@ def selection_score(probs: np.ndarray, labels: np.ndarray) -> float:
     return float((probs.argmax(1) == labels).mean())
 
 
+def mae_lr(epoch: float, lr: float, min_lr: float, warmup_epochs: float, epochs: float) -> float:
+    """MAE's ``lr_sched.adjust_learning_rate`` at ``epoch`` (fractional: step / steps per epoch + epoch):
+    linear warm-up from 0, then half-cycle cosine from ``lr`` to ``min_lr``."""
+    if epoch < warmup_epochs:
+        return lr * epoch / warmup_epochs
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))
+
+
+SCHEDULES = ("timm", "mae")
+
 LARS_MOMENTUM = 0.9
 LARS_TRUST_COEFFICIENT = 0.001
 
@@ -312,13 +339,15 @@ def finetune(
     device: torch.device | None = None,
     channels_last: bool = False,
     on_epoch_end: Callable[[int], None] | None = None,
+    augmentation: Callable | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (a classifier with ``num_classes`` outputs) on ``splits['train']``,
     select the epoch on ``splits['val']``, return ``splits['test']`` probabilities.
 
     ``eval_transform`` is the backbone's :class:`~bobench.backbones.transforms.EvalTransform`
-    (its size, mean and std also shape the training transform). ``on_epoch_end``
-    is called after each epoch's checkpoint is written.
+    (its size, mean and std also shape the training transform, unless ``augmentation``, a PIL → tensor
+    transform, replaces it: the frozen probe's BoB input). ``on_epoch_end`` is called after each epoch's
+    checkpoint is written.
     """
     from timm.data import Mixup
     from timm.loss import SoftTargetCrossEntropy
@@ -327,6 +356,8 @@ def finetune(
 
     from bobench.features import pick_device, precision_name
 
+    if options.schedule not in SCHEDULES:
+        raise ValueError(f"schedule {options.schedule!r}: expected one of {', '.join(SCHEDULES)}")
     device = device or pick_device()
     autocast_dtype = training_precision(options.precision, device, log)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -366,14 +397,19 @@ def finetune(
         loss_fn = nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
 
     train_set = AugmentedImages(
-        train_x, train_y, train_transform(options, eval_transform.size, eval_transform.mean, eval_transform.std)
+        train_x, train_y,
+        augmentation or train_transform(options, eval_transform.size, eval_transform.mean, eval_transform.std),
     )
     batch = min(options.batch_size, len(train_set) - len(train_set) % 2)  # mixup pairs need an even batch
     max_loss = options.divergence_factor * math.log(num_classes)
 
+    position = {"step": 0, "per_epoch": 1}  # the MAE schedule's place within the epoch
+
     def start_epoch(epoch: int, generator: torch.Generator) -> torch.utils.data.DataLoader:
-        scheduler.step(epoch)
+        if options.schedule == "timm":
+            scheduler.step(epoch)
         loader = epoch_loader(train_set, batch, generator, options.num_workers, pin_memory=device.type == "cuda")
+        position.update(step=0, per_epoch=max(1, len(loader)))
         model.train()
         if options.freeze_backbone:
             model.backbone.eval()  # frozen means frozen: no BatchNorm statistics move either
@@ -384,6 +420,12 @@ def finetune(
         targets = y
         if mixup is not None:
             x, targets = mixup(x, y)
+        if options.schedule == "mae":  # per iteration, as MAE's engine: epoch + step / steps per epoch
+            lr = mae_lr(epoch + position["step"] / position["per_epoch"], options.lr, options.min_lr,
+                        options.warmup_epochs, options.epochs)
+            for group in optimizer.param_groups:  # layer-decay groups keep their scale, as in MAE
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+            position["step"] += 1
         return _train_step(model, optimizer, x, targets, loss_fn, micro_batch, device, autocast_dtype, memory_format)
 
     def end_epoch(done: EpochDone) -> None:
