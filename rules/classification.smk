@@ -17,6 +17,7 @@ rule linear_probe:
     threads: job_threads
     resources:
         gpu=1,
+        **job_resources("linear_probe"),
     params:
         probe=options("linear_probe"),
         bootstrap=options("bootstrap"),
@@ -41,6 +42,7 @@ rule knn:
     threads: 1
     resources:
         gpu=1,
+        **job_resources("knn"),
     params:
         knn=options("knn"),
         bootstrap=options("bootstrap"),
@@ -66,6 +68,7 @@ rule finetune:
     threads: job_threads
     resources:
         gpu=1,
+        **job_resources("finetune"),
     params:
         task="finetune",
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
@@ -88,6 +91,9 @@ use rule finetune as frozen_probe with:
         logfile("frozen_probe/{backbone}/{dataset}.log"),
     benchmark:
         logfile("benchmarks/frozen_probe/{backbone}/{dataset}.tsv")
+    resources:
+        gpu=1,
+        **job_resources("frozen_probe"),
     params:
         task="frozen_probe",
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),

@@ -28,6 +28,8 @@ rule prepare_detection_dataset:
             for d in [DATASETS[wc.dataset]["source"].get("from_dataset")]
             if d
         },
+    resources:
+        **job_resources("prepare_detection_dataset"),
     script:
         "../workflow_scripts/prepare_detection_dataset.py"
 
@@ -64,6 +66,7 @@ rule train_detector:
     threads: job_threads
     resources:
         gpu=1,
+        **job_resources("train_detector"),
     params:
         # The backbone as the task builds it (BoB's DeiT and torchvision weights, SD's detection prompt)
         # and the recipe with its per-backbone overrides (drop path, SD's single scale).

@@ -18,6 +18,7 @@ rule extract_features:
     threads: job_threads
     resources:
         gpu=1,
+        **job_resources("extract_features"),
     params:
         # Only the fields that change features: renaming a backbone reruns tables, not extraction.
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),

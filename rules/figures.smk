@@ -29,6 +29,8 @@ rule figures:
     params:
         ranking=options("ranking"),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
+    resources:
+        **job_resources("figures"),
     script:
         "../workflow_scripts/figures.py"
 
@@ -52,6 +54,8 @@ rule published_figures:
         "../environment.yml"
     params:
         methods=lambda wc: published_methods(),
+    resources:
+        **job_resources("published_figures"),
     script:
         "../workflow_scripts/published_figures.py"
 
@@ -79,5 +83,7 @@ rule retrieval_reference:
         logfile("retrieval_reference.log"),
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("retrieval_reference"),
     script:
         "../workflow_scripts/retrieval_reference.py"

@@ -21,6 +21,7 @@ rule ood_classification:
     threads: job_threads
     resources:
         gpu=1,
+        **job_resources("ood_classification"),
     params:
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
         finetune=lambda wc: finetune_options(wc.backbone, wc.dataset),

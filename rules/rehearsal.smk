@@ -19,6 +19,8 @@ rule make_standin_data:
         raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
         seed=config["rehearsal"]["seed"],
         images_per_class=config["rehearsal"]["images_per_class"],
+    resources:
+        **job_resources("make_standin_data"),
     script:
         "../workflow_scripts/make_standin_data.py"
 
@@ -41,6 +43,8 @@ rule make_standin_weights:
         # The stand-in's root: its manifest sits there, its files below (hub/, weights/).
         root=lambda wc, output: os.path.dirname(output[0]),
         seed=config["rehearsal"]["seed"],
+    resources:
+        **job_resources("make_standin_weights"),
     script:
         "../workflow_scripts/make_standin_weights.py"
 

@@ -26,6 +26,8 @@ if config["results_table"]:
             logfile("collect.log"),
         conda:
             "../environment.yml"
+        resources:
+            **job_resources("collect"),
         script:
             "../workflow_scripts/import_results.py"
 
@@ -48,6 +50,8 @@ else:
                 for b in config["backbones"]
             },
             datasets=lambda wc: dataset_display(),
+        resources:
+            **job_resources("collect"),
         script:
             "../workflow_scripts/collect.py"
 
@@ -75,6 +79,8 @@ rule rank:
         ranking=options("ranking"),
         bootstrap=options("bootstrap"),
         seed=config["seed"],
+    resources:
+        **job_resources("rank"),
     script:
         "../workflow_scripts/rank.py"
 
@@ -93,5 +99,7 @@ rule resolved_config:
     params:
         config=bobench_config.canonical(config),
         sources=CONFIG_FILES,
+    resources:
+        **job_resources("resolved_config"),
     script:
         "../workflow_scripts/resolved_config.py"

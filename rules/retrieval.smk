@@ -31,6 +31,8 @@ rule prepare_retrieval_dataset:
             for d in [DATASETS[wc.dataset]["source"].get("from_dataset")]
             if d
         },
+    resources:
+        **job_resources("prepare_retrieval_dataset"),
     script:
         "../workflow_scripts/prepare_retrieval_dataset.py"
 
@@ -52,6 +54,7 @@ rule extract_retrieval_features:
     threads: job_threads
     resources:
         gpu=1,
+        **job_resources("extract_retrieval_features"),
     params:
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
         transform=lambda wc: retrieval_transform_params(wc.backbone),
@@ -77,6 +80,7 @@ rule retrieval:
     threads: 1
     resources:
         gpu=1,
+        **job_resources("retrieval"),
     params:
         retrieval=options("retrieval"),
         bootstrap=options("bootstrap"),

@@ -16,5 +16,7 @@ rule backbone_tables:
         backbones=lambda wc: {
             b: bobench_config.canonical(BACKBONES[b]) for b in config["backbones"]
         },
+    resources:
+        **job_resources("backbone_tables"),
     script:
         "../workflow_scripts/backbone_tables.py"
