@@ -33,7 +33,18 @@ sys.path.insert(0, str(ROOT))
 
 from bobench.io import atomic_path  # noqa: E402
 
-COLUMNS = ["backbone", "family", "resolution", "gflops", "params_m", "feature_dim", "images_per_s", "peak_gib", "status", "source"]
+COLUMNS = [
+    "backbone",
+    "family",
+    "resolution",
+    "gflops",
+    "params_m",
+    "feature_dim",
+    "images_per_s",
+    "peak_gib",
+    "status",
+    "source",
+]
 
 
 def measured_rows(zoo: Path) -> tuple[str, dict[str, dict[str, float]]]:
@@ -44,8 +55,11 @@ def measured_rows(zoo: Path) -> tuple[str, dict[str, dict[str, float]]]:
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 7 and cells[2].isdigit():
-            rows[cells[0]] = {"resolution": int(cells[2]), "images_per_s": float(cells[5].replace(",", "")),
-                              "peak_gib": float(cells[6])}
+            rows[cells[0]] = {
+                "resolution": int(cells[2]),
+                "images_per_s": float(cells[5].replace(",", "")),
+                "peak_gib": float(cells[6]),
+            }
     return gpu, rows
 
 
@@ -89,11 +103,21 @@ def main() -> None:
     for backbone, entry in registry.items():
         size, gflops, params, dim = count(entry)
         print(f"{backbone}: {size} px, {gflops:.1f} GFLOPs, {params:.1f} M, D={dim}", file=sys.stderr)
-        row = {"backbone": backbone, "family": entry["family"], "resolution": size, "gflops": round(gflops, 2),
-               "params_m": round(params, 1), "feature_dim": dim}
+        row = {
+            "backbone": backbone,
+            "family": entry["family"],
+            "resolution": size,
+            "gflops": round(gflops, 2),
+            "params_m": round(params, 1),
+            "feature_dim": dim,
+        }
         if backbone in measured and measured[backbone]["resolution"] == size:
-            row |= {"images_per_s": measured[backbone]["images_per_s"], "peak_gib": measured[backbone]["peak_gib"],
-                    "status": "measured", "source": f"{args.zoo.relative_to(ROOT)} ({gpu}, bf16, batch 64)"}
+            row |= {
+                "images_per_s": measured[backbone]["images_per_s"],
+                "peak_gib": measured[backbone]["peak_gib"],
+                "status": "measured",
+                "source": f"{args.zoo.relative_to(ROOT)} ({gpu}, bf16, batch 64)",
+            }
         rows.append(row)
     for row in rows:
         if "status" in row:
@@ -105,8 +129,12 @@ def main() -> None:
         # per GFLOP carry over.
         peer = min(peers, key=lambda r: (abs(math.log(r["gflops"] / row["gflops"])), r["images_per_s"]))
         ratio = peer["gflops"] / row["gflops"]
-        row |= {"images_per_s": round(peer["images_per_s"] * ratio, 1), "peak_gib": round(peer["peak_gib"] / ratio, 2),
-                "status": "estimated", "source": f"{peer['backbone']}'s measured rate × its GFLOPs / these GFLOPs"}
+        row |= {
+            "images_per_s": round(peer["images_per_s"] * ratio, 1),
+            "peak_gib": round(peer["peak_gib"] / ratio, 2),
+            "status": "estimated",
+            "source": f"{peer['backbone']}'s measured rate × its GFLOPs / these GFLOPs",
+        }
     with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()

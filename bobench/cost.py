@@ -72,8 +72,13 @@ class CostModel:
         if backbone in self.throughput:
             return self.throughput[backbone]
         default = self.constants["unknown_backbone"]
-        return Throughput(backbone=backbone, family="unknown", status="unknown",
-                          source=f"no row in {THROUGHPUT_TABLE.name}: unknown_backbone of {COST_MODEL.name}", **default)
+        return Throughput(
+            backbone=backbone,
+            family="unknown",
+            status="unknown",
+            source=f"no row in {THROUGHPUT_TABLE.name}: unknown_backbone of {COST_MODEL.name}",
+            **default,
+        )
 
     def dataset(self, dataset: str) -> dict[str, Any]:
         """The dataset's sizes; one missing from config/cost.yaml gets its ``unknown_dataset`` (the planner
@@ -122,31 +127,42 @@ class CostModel:
     def features_mb(self, rows: int, dim: int) -> float:
         return rows * dim * self.constants["memory"]["float_bytes"] / MB
 
-    def finish(self, *, gpu_s: float, cpu_s: float, mem_mb: float, workers: int, disk_gb: float = 0.0,
-               gpu: int = 1) -> JobCost:
+    def finish(self, *, gpu_s: float, cpu_s: float, mem_mb: float, workers: int, disk_gb: float = 0.0, gpu: int = 1) -> JobCost:
         memory = self.constants["memory"]
         runtime = max(gpu_s, cpu_s / max(workers, 1)) * memory["runtime_safety"] / 60 + memory["startup_min"]
         return JobCost(
-            gpu=gpu, gpu_s=gpu_s, cpu_s=cpu_s, mem_mb=int(math.ceil(mem_mb / 100) * 100),
+            gpu=gpu,
+            gpu_s=gpu_s,
+            cpu_s=cpu_s,
+            mem_mb=int(math.ceil(mem_mb / 100) * 100),
             cpus=self.cpus(gpu_s, cpu_s, workers) if gpu else 1,
-            runtime_min=int(max(math.ceil(runtime), memory["min_runtime_min"])), disk_gb=disk_gb,
+            runtime_min=int(max(math.ceil(runtime), memory["min_runtime_min"])),
+            disk_gb=disk_gb,
         )
 
     # ------------------------------------------------------------------ job classes
 
-    def extraction(self, backbone: str, dataset: str, *, images: int, resolution: int, batch: int,
-                   workers: int) -> JobCost:
+    def extraction(self, backbone: str, dataset: str, *, images: int, resolution: int, batch: int, workers: int) -> JobCost:
         """Pooled features of every image (extract_features, extract_retrieval_features)."""
         dim = self.row(backbone).feature_dim
         files = self.dataset(dataset)["storage"] == "files"
-        mem = (self.constants["memory"]["base_mb"] + self.weights_mb(backbone, 2) + self.features_mb(images, dim)
-               + (self.loader_mb(workers, batch, resolution) if files else 0))
-        return self.finish(gpu_s=self.forward_s(backbone, images, resolution),
-                           cpu_s=self.decode_s(dataset, images), mem_mb=mem, workers=workers,
-                           disk_gb=self.features_mb(images, dim) * MB / 1e9)
+        mem = (
+            self.constants["memory"]["base_mb"]
+            + self.weights_mb(backbone, 2)
+            + self.features_mb(images, dim)
+            + (self.loader_mb(workers, batch, resolution) if files else 0)
+        )
+        return self.finish(
+            gpu_s=self.forward_s(backbone, images, resolution),
+            cpu_s=self.decode_s(dataset, images),
+            mem_mb=mem,
+            workers=workers,
+            disk_gb=self.features_mb(images, dim) * MB / 1e9,
+        )
 
-    def linear_probe(self, backbone: str, *, n_train: int, n_val: int, n_test: int, classes: int,
-                     grid: int, max_iter: int, refit: bool) -> JobCost:
+    def linear_probe(
+        self, backbone: str, *, n_train: int, n_val: int, n_test: int, classes: int, grid: int, max_iter: int, refit: bool
+    ) -> JobCost:
         """L-BFGS over the C grid on cached features: 4·N·D·K FLOPs per iteration (forward and gradient),
         ``max_iter`` iterations per fit (an upper bound), one fit per C plus the refit on train + val.
         Host memory: the loaded features and their standardised copy."""
@@ -163,8 +179,21 @@ class CostModel:
         mem = self.constants["memory"]["base_mb"] + 2 * self.features_mb(rows, dim)
         return self.finish(gpu_s=self.matmul_s(2 * queries * database * dim), cpu_s=0.0, mem_mb=mem, workers=0)
 
-    def training(self, backbone: str, dataset: str, *, train: int, val: int, test: int, epochs: int,
-                 batch: int, resolution: int, workers: int, frozen: bool, max_steps: int | None) -> JobCost:
+    def training(
+        self,
+        backbone: str,
+        dataset: str,
+        *,
+        train: int,
+        val: int,
+        test: int,
+        epochs: int,
+        batch: int,
+        resolution: int,
+        workers: int,
+        frozen: bool,
+        max_steps: int | None,
+    ) -> JobCost:
         """Fine-tuning (``frozen``: BoB's frozen-backbone LARS probe, whose head costs nothing beside the
         backbone): ``epochs`` passes over the training split in steps of ``batch`` (``max_steps`` caps them),
         the validation split after every epoch, the test split once. Host memory: the model's copies
@@ -177,18 +206,29 @@ class CostModel:
         passes = 1.0 if frozen else self.constants["train_factor"]
         gpu_s = self.forward_s(backbone, trained, resolution, passes) + self.forward_s(backbone, evaluated, resolution)
         cpu_s = self.decode_s(dataset, trained, train=True) + self.decode_s(dataset, evaluated)
-        mem = (self.constants["memory"]["base_mb"] + self.weights_mb(backbone, 1 if frozen else 4)
-               + self.loader_mb(workers, batch, resolution))
-        return self.finish(gpu_s=gpu_s, cpu_s=cpu_s, mem_mb=mem, workers=workers,
-                           disk_gb=self.weights_mb(backbone, 1 if frozen else 4) * MB / 1e9)
+        mem = (
+            self.constants["memory"]["base_mb"]
+            + self.weights_mb(backbone, 1 if frozen else 4)
+            + self.loader_mb(workers, batch, resolution)
+        )
+        return self.finish(
+            gpu_s=gpu_s,
+            cpu_s=cpu_s,
+            mem_mb=mem,
+            workers=workers,
+            disk_gb=self.weights_mb(backbone, 1 if frozen else 4) * MB / 1e9,
+        )
 
-    def evaluation(self, backbone: str, sets: list[tuple[str, int]], *, resolution: int, batch: int,
-                   workers: int) -> JobCost:
+    def evaluation(self, backbone: str, sets: list[tuple[str, int]], *, resolution: int, batch: int, workers: int) -> JobCost:
         """A trained classifier on test sets, ``(dataset whose images they are, images)`` each (OOD)."""
         images = sum(n for _, n in sets)
         mem = self.constants["memory"]["base_mb"] + self.weights_mb(backbone, 2) + self.loader_mb(workers, batch, resolution)
-        return self.finish(gpu_s=self.forward_s(backbone, images, resolution),
-                           cpu_s=sum(self.decode_s(d, n) for d, n in sets), mem_mb=mem, workers=workers)
+        return self.finish(
+            gpu_s=self.forward_s(backbone, images, resolution),
+            cpu_s=sum(self.decode_s(d, n) for d, n in sets),
+            mem_mb=mem,
+            workers=workers,
+        )
 
     def detector_megapixels(self, backbone_family: str, recipe: dict[str, Any]) -> float:
         """Training pixels per image of a detector's augmentation (``auto``: LSJ for plain ViTs)."""
@@ -200,9 +240,20 @@ class CostModel:
             return recipe.get("single_scale_size", 512) ** 2 / 1e6 * 0.75 * scale  # a 4:3 image fit in the square
         return self.constants["detection_megapixels"][augmentation] * scale
 
-    def detection(self, backbone: str, dataset: str, test_sets: list[tuple[str, int]], *, train: int,
-                  epochs: int, batch: int, megapixels: float, frozen: bool, workers: int,
-                  max_steps: int | None) -> JobCost:
+    def detection(
+        self,
+        backbone: str,
+        dataset: str,
+        test_sets: list[tuple[str, int]],
+        *,
+        train: int,
+        epochs: int,
+        batch: int,
+        megapixels: float,
+        frozen: bool,
+        workers: int,
+        max_steps: int | None,
+    ) -> JobCost:
         """One detector (Cascade Mask R-CNN): the backbone at ``megapixels`` per image (× ``train_factor``
         when fine-tuned, one pass when frozen) plus the neck and heads, trained; then the test sets."""
         row = self.row(backbone)
@@ -216,26 +267,29 @@ class CostModel:
         backbone_passes = 1.0 if frozen else self.constants["train_factor"]
         train_factor = self.constants["train_factor"]
         tested = sum(n for _, n in test_sets)
-        gpu_s = (self.forward_s(backbone, trained, pixels_resolution, backbone_passes)
-                 + trained * head_gflops * train_factor / rate
-                 + self.forward_s(backbone, tested, pixels_resolution) + tested * head_gflops / rate)
+        gpu_s = (
+            self.forward_s(backbone, trained, pixels_resolution, backbone_passes)
+            + trained * head_gflops * train_factor / rate
+            + self.forward_s(backbone, tested, pixels_resolution)
+            + tested * head_gflops / rate
+        )
         cpu_s = self.decode_s(dataset, trained, train=True) + sum(self.decode_s(d, n) for d, n in test_sets)
-        mem = (self.constants["memory"]["detection_base_mb"] + self.weights_mb(backbone, 4)
-               + self.loader_mb(workers, batch, int(pixels_resolution)))
-        return self.finish(gpu_s=gpu_s, cpu_s=cpu_s, mem_mb=mem, workers=workers,
-                           disk_gb=self.weights_mb(backbone, 4) * MB / 1e9)
+        mem = (
+            self.constants["memory"]["detection_base_mb"]
+            + self.weights_mb(backbone, 4)
+            + self.loader_mb(workers, batch, int(pixels_resolution))
+        )
+        return self.finish(gpu_s=gpu_s, cpu_s=cpu_s, mem_mb=mem, workers=workers, disk_gb=self.weights_mb(backbone, 4) * MB / 1e9)
 
     def light(self) -> JobCost:
         """An aggregate rule (collect, rank, figures, tables): fixed, small."""
         job = self.constants["light_job"]
-        return JobCost(gpu=0, gpu_s=0.0, cpu_s=0.0, mem_mb=job["mem_mb"], cpus=1, runtime_min=job["runtime"],
-                       disk_gb=0.0)
+        return JobCost(gpu=0, gpu_s=0.0, cpu_s=0.0, mem_mb=job["mem_mb"], cpus=1, runtime_min=job["runtime"], disk_gb=0.0)
 
     def standin(self) -> JobCost:
         """A rehearsal's stand-in data or weights (built on the CPU: Stable Diffusion's are the largest)."""
         job = self.constants["standin_job"]
-        return JobCost(gpu=0, gpu_s=0.0, cpu_s=0.0, mem_mb=job["mem_mb"], cpus=1, runtime_min=job["runtime"],
-                       disk_gb=0.0)
+        return JobCost(gpu=0, gpu_s=0.0, cpu_s=0.0, mem_mb=job["mem_mb"], cpus=1, runtime_min=job["runtime"], disk_gb=0.0)
 
     def preparation(self, dataset: str) -> JobCost:
         """Verifying and unpacking a dataset's archives (a CPU job, on the submitting host)."""
@@ -254,9 +308,15 @@ def load_cost_model(table: Path = THROUGHPUT_TABLE, model: Path = COST_MODEL) ->
     with open(table, newline="") as f:
         for raw in csv.DictReader(f):
             rows[raw["backbone"]] = Throughput(
-                backbone=raw["backbone"], family=raw["family"], resolution=int(raw["resolution"]),
-                gflops=float(raw["gflops"]), params_m=float(raw["params_m"]), feature_dim=int(raw["feature_dim"]),
-                images_per_s=float(raw["images_per_s"]), peak_gib=float(raw["peak_gib"]), status=raw["status"],
+                backbone=raw["backbone"],
+                family=raw["family"],
+                resolution=int(raw["resolution"]),
+                gflops=float(raw["gflops"]),
+                params_m=float(raw["params_m"]),
+                feature_dim=int(raw["feature_dim"]),
+                images_per_s=float(raw["images_per_s"]),
+                peak_gib=float(raw["peak_gib"]),
+                status=raw["status"],
                 source=raw["source"],
             )
     return CostModel(constants=constants, throughput=rows)

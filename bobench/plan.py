@@ -31,7 +31,9 @@ Cell = tuple[str, str, str]
 Detector = tuple[str, str, str, str, str]
 
 
-def planned_cells(config: dict[str, Any], datasets: dict[str, Any], backbones: dict[str, Any]) -> tuple[list[Cell], list[Detector]]:
+def planned_cells(
+    config: dict[str, Any], datasets: dict[str, Any], backbones: dict[str, Any]
+) -> tuple[list[Cell], list[Detector]]:
     """The cells (task, backbone, dataset) and detectors (task, backbone, dataset, setting, lr) a run plans:
     every cell of the config, or a rehearsal's covering selection. The Snakefile (rules/common.smk) and the
     planner both take their jobs from here."""
@@ -47,11 +49,13 @@ def finetune_recipe(config: dict[str, Any], backbone: str, dataset: str) -> dict
     dataset's recipe (low-data ImageNet, CheXpert)."""
     section = config["finetune"]
     recipe = {k: v for k, v in section.items() if k not in ("overrides", "dataset_overrides")}
-    return bobench_config.canonical({
-        **recipe,
-        **section.get("overrides", {}).get(backbone, {}),
-        **section.get("dataset_overrides", {}).get(dataset, {}),
-    })
+    return bobench_config.canonical(
+        {
+            **recipe,
+            **section.get("overrides", {}).get(backbone, {}),
+            **section.get("dataset_overrides", {}).get(dataset, {}),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,11 @@ class Job:
         """The row of the plan's per-task table this job's GPU time counts in."""
         if self.rule == "train_detector":
             return self.values["detection_task"]
-        return {"extract_features": "features (extraction)",
-                "extract_retrieval_features": "retrieval features (extraction)",
-                "ood_classification": "ood"}.get(self.rule, self.rule)
+        return {
+            "extract_features": "features (extraction)",
+            "extract_retrieval_features": "retrieval features (extraction)",
+            "ood_classification": "ood",
+        }.get(self.rule, self.rule)
 
 
 def job(rule: str, **wildcards: str) -> Job:
@@ -79,8 +85,9 @@ def job(rule: str, **wildcards: str) -> Job:
 class Battle:
     """A run's config and registries, and what each of its jobs costs (the rules' ``resources:``)."""
 
-    def __init__(self, config: dict[str, Any], backbones: dict[str, Any], datasets: dict[str, Any],
-                 model: CostModel | None = None):
+    def __init__(
+        self, config: dict[str, Any], backbones: dict[str, Any], datasets: dict[str, Any], model: CostModel | None = None
+    ):
         self.config, self.backbones, self.datasets = config, backbones, datasets
         self.model = model or load_cost_model()
         self.ood_plan = bobench_config.ood_plan(config)
@@ -117,13 +124,26 @@ class Battle:
         if rule in ("extract_features", "extract_retrieval_features"):
             options = config["extraction"]
             images = sum(self.sizes(d).values())
-            return model.extraction(b, d, images=images, resolution=options.get("image_size") or self.native(b),
-                                    batch=options["batch_size"], workers=options.get("num_workers", 0))
+            return model.extraction(
+                b,
+                d,
+                images=images,
+                resolution=options.get("image_size") or self.native(b),
+                batch=options["batch_size"],
+                workers=options.get("num_workers", 0),
+            )
         if rule == "linear_probe":
             n, options = self.sizes(d), config["linear_probe"]
-            return model.linear_probe(b, n_train=n["train"], n_val=n["val"], n_test=n["test"], classes=self.classes(d),
-                                      grid=len(options["c_grid"]), max_iter=options["max_iter"],
-                                      refit=options.get("refit_on_train_val", True))
+            return model.linear_probe(
+                b,
+                n_train=n["train"],
+                n_val=n["val"],
+                n_test=n["test"],
+                classes=self.classes(d),
+                grid=len(options["c_grid"]),
+                max_iter=options["max_iter"],
+                refit=options.get("refit_on_train_val", True),
+            )
         if rule == "knn":
             n = self.sizes(d)
             return model.similarity(b, queries=n["test"], database=n["train"], rows=sum(n.values()))
@@ -137,26 +157,47 @@ class Battle:
         if rule in ("finetune", "frozen_probe"):
             recipe = finetune_recipe(config, b, d) if rule == "finetune" else config["frozen_probe"]
             n = self.sizes(d)
-            return model.training(b, d, train=n["train"], val=n["val"], test=n["test"], epochs=recipe["epochs"],
-                                  batch=recipe["batch_size"], resolution=recipe.get("image_size") or self.native(b),
-                                  workers=recipe.get("num_workers", 0), frozen=rule == "frozen_probe",
-                                  max_steps=recipe.get("max_steps"))
+            return model.training(
+                b,
+                d,
+                train=n["train"],
+                val=n["val"],
+                test=n["test"],
+                epochs=recipe["epochs"],
+                batch=recipe["batch_size"],
+                resolution=recipe.get("image_size") or self.native(b),
+                workers=recipe.get("num_workers", 0),
+                frozen=rule == "frozen_probe",
+                max_steps=recipe.get("max_steps"),
+            )
         if rule == "ood_classification":
             recipe = finetune_recipe(config, b, d)
-            sets = [(s.dataset, self.sizes(s.dataset)["test"]) if s.kind == "dataset" else (d, self.sizes(d)["test"])
-                    for s in self.ood_plan.get(d, [])]
-            return model.evaluation(b, sets, resolution=recipe.get("image_size") or self.native(b),
-                                    batch=recipe.get("eval_batch_size", 256), workers=recipe.get("num_workers", 0))
+            sets = [
+                (s.dataset, self.sizes(s.dataset)["test"]) if s.kind == "dataset" else (d, self.sizes(d)["test"])
+                for s in self.ood_plan.get(d, [])
+            ]
+            return model.evaluation(
+                b,
+                sets,
+                resolution=recipe.get("image_size") or self.native(b),
+                batch=recipe.get("eval_batch_size", 256),
+                workers=recipe.get("num_workers", 0),
+            )
         if rule == "train_detector":
             task = wildcards["detection_task"]
             recipe = bobench_config.detection_recipe(config, task, b)
             entry = bobench_config.task_entry(self.backbones[b], task)
             test_sets = self.detection_sets[d] if task == "ood_detection" else [d]
             return model.detection(
-                b, d, [(t, self.sizes(t)["test"]) for t in test_sets], train=self.sizes(d)["train"],
-                epochs=recipe["epochs"], batch=recipe["batch_size"],
+                b,
+                d,
+                [(t, self.sizes(t)["test"]) for t in test_sets],
+                train=self.sizes(d)["train"],
+                epochs=recipe["epochs"],
+                batch=recipe["batch_size"],
                 megapixels=model.detector_megapixels(entry["family"], recipe),
-                frozen=wildcards["setting"] == "frozen", workers=recipe.get("num_workers", 0),
+                frozen=wildcards["setting"] == "frozen",
+                workers=recipe.get("num_workers", 0),
                 max_steps=recipe.get("max_steps"),
             )
         if rule in ("make_standin_data", "make_standin_weights", "make_task_standin_weights"):
@@ -235,7 +276,9 @@ def split_sizes(splits: Mapping[str, Any], pools: Mapping[str, int]) -> dict[str
 # ---------------------------------------------------------------------------------------------- the command
 
 
-def load_battle(configfiles: Sequence[str | Path], overrides: Mapping[str, Any] | None = None) -> tuple[Battle, list[Cell], list[Detector]]:
+def load_battle(
+    configfiles: Sequence[str | Path], overrides: Mapping[str, Any] | None = None
+) -> tuple[Battle, list[Cell], list[Detector]]:
     """A run's battle as the Snakefile sets it up: the config files merged in order, schema defaults filled,
     the registries loaded and the config checked against them, a rehearsal's caps applied."""
     from snakemake.utils import update_config
@@ -246,12 +289,17 @@ def load_battle(configfiles: Sequence[str | Path], overrides: Mapping[str, Any] 
     for path in configfiles or [ROOT / "config" / "config.yaml"]:
         update_config(config, yaml.safe_load(Path(path).read_text()) or {})
     update_config(config, dict(overrides or {}))
-    bobench_config.validate_against_schema(config, SCHEMAS / "config.schema.yaml",
-                                           bobench_config.describe_sources([str(f) for f in configfiles]))
-    backbones = bobench_config.load_registry(bobench_config.resolve_path(config["registries"]["backbones"], ROOT),
-                                             SCHEMAS / "backbones.schema.yaml", "backbone registry")
-    datasets = bobench_config.load_registry(bobench_config.resolve_path(config["registries"]["datasets"], ROOT),
-                                            SCHEMAS / "datasets.schema.yaml", "dataset registry")
+    bobench_config.validate_against_schema(
+        config, SCHEMAS / "config.schema.yaml", bobench_config.describe_sources([str(f) for f in configfiles])
+    )
+    backbones = bobench_config.load_registry(
+        bobench_config.resolve_path(config["registries"]["backbones"], ROOT),
+        SCHEMAS / "backbones.schema.yaml",
+        "backbone registry",
+    )
+    datasets = bobench_config.load_registry(
+        bobench_config.resolve_path(config["registries"]["datasets"], ROOT), SCHEMAS / "datasets.schema.yaml", "dataset registry"
+    )
     bobench_config.check_config(config, backbones, datasets)
     config = apply_caps(config)
     cells, detectors = planned_cells(config, datasets, backbones)
@@ -320,21 +368,28 @@ def render(plan: Plan, battle: Battle, sources: Sequence[str]) -> str:
         if cost.gpu:
             by_task[j.task()].append(cost)
     for task, costs in sorted(by_task.items(), key=lambda kv: -sum(c.gpu_s for c in kv[1])):
-        lines.append(f"| {task} | {len(costs):,} | {_hours(sum(c.gpu_s for c in costs) / 3600)} | "
-                     f"{_hours(sum(c.cpu_s for c in costs) / 3600)} | {max(c.runtime_min for c in costs) / 60:,.1f} |")
-    lines.append(f"| **total** | {sum(map(len, by_task.values())):,} | **{_hours(plan.total_gpu_hours)}** | "
-                 f"{_hours(plan.total_cpu_hours)} | |")
+        lines.append(
+            f"| {task} | {len(costs):,} | {_hours(sum(c.gpu_s for c in costs) / 3600)} | "
+            f"{_hours(sum(c.cpu_s for c in costs) / 3600)} | {max(c.runtime_min for c in costs) / 60:,.1f} |"
+        )
+    lines.append(
+        f"| **total** | {sum(map(len, by_task.values())):,} | **{_hours(plan.total_gpu_hours)}** | "
+        f"{_hours(plan.total_cpu_hours)} | |"
+    )
     lines += ["", "| backbone | throughput | GPU-hours | share |", "|---|---|---:|---:|"]
     per_backbone = plan.gpu_hours(lambda j: j.values.get("backbone", ""))
     for backbone, hours in sorted(per_backbone.items(), key=lambda kv: -kv[1]):
         share = hours / plan.total_gpu_hours if plan.total_gpu_hours else 0.0
         lines.append(f"| {backbone} | {model.row(backbone).status} | {_hours(hours)} | {share:.1%} |")
     lines += [
-        "", "| disk | GB |", "|---|---:|",
+        "",
+        "| disk | GB |",
+        "|---|---:|",
         f"| datasets (raw archives and unpacked files) | {plan.datasets_gb:,.1f} |",
         f"| feature cache | {plan.features_gb:,.1f} |",
         f"| models and checkpoints | {plan.models_gb:,.1f} |",
-        "", "| job class | jobs | peak host memory (GB) | cores | longest runtime asked (h) | its largest job |",
+        "",
+        "| job class | jobs | peak host memory (GB) | cores | longest runtime asked (h) | its largest job |",
         "|---|---:|---:|---:|---:|---|",
     ]
     by_rule: dict[str, list[tuple[Job, JobCost]]] = defaultdict(list)
@@ -342,10 +397,13 @@ def render(plan: Plan, battle: Battle, sources: Sequence[str]) -> str:
         by_rule[j.rule].append((j, cost))
     for rule, items in by_rule.items():
         biggest = max(items, key=lambda item: item[1].mem_mb)
-        label = "/".join(biggest[0].values[k] for k in ("detection_task", "backbone", "dataset", "setting")
-                         if k in biggest[0].values)
-        lines.append(f"| {rule} | {len(items):,} | {biggest[1].mem_mb / 1000:,.1f} | {max(c.cpus for _, c in items)} | "
-                     f"{max(c.runtime_min for _, c in items) / 60:,.1f} | {label} |")
+        label = "/".join(
+            biggest[0].values[k] for k in ("detection_task", "backbone", "dataset", "setting") if k in biggest[0].values
+        )
+        lines.append(
+            f"| {rule} | {len(items):,} | {biggest[1].mem_mb / 1000:,.1f} | {max(c.cpus for _, c in items)} | "
+            f"{max(c.runtime_min for _, c in items) / 60:,.1f} | {label} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -359,8 +417,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = render(plan, battle, [str(f) for f in args.configfile])
     if args.jobs:
         out += "\n| rule | wildcards | GPU-hours | mem_mb | cores | runtime (min) |\n|---|---|---:|---:|---:|---:|\n"
-        out += "".join(f"| {j.rule} | {' '.join(j.values.values())} | {c.gpu_s / 3600:.3f} | {c.mem_mb} | {c.cpus} | "
-                       f"{c.runtime_min} |\n" for j, c in plan.jobs)
+        out += "".join(
+            f"| {j.rule} | {' '.join(j.values.values())} | {c.gpu_s / 3600:.3f} | {c.mem_mb} | {c.cpus} | {c.runtime_min} |\n"
+            for j, c in plan.jobs
+        )
     sys.stdout.write(out)
 
 

@@ -16,8 +16,8 @@ rule linear_probe:
         "../environment.yml"
     threads: job_threads
     resources:
-        gpu=1,
         **job_resources("linear_probe"),
+        gpu=1,
     params:
         probe=options("linear_probe"),
         bootstrap=options("bootstrap"),
@@ -41,8 +41,8 @@ rule knn:
         "../environment.yml"
     threads: 1
     resources:
-        gpu=1,
         **job_resources("knn"),
+        gpu=1,
     params:
         knn=options("knn"),
         bootstrap=options("bootstrap"),
@@ -67,8 +67,8 @@ rule finetune:
         "../environment.yml"
     threads: job_threads
     resources:
-        gpu=1,
         **job_resources("finetune"),
+        gpu=1,
     params:
         task="finetune",
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
@@ -92,8 +92,8 @@ use rule finetune as frozen_probe with:
     benchmark:
         logfile("benchmarks/frozen_probe/{backbone}/{dataset}.tsv")
     resources:
-        gpu=1,
         **job_resources("frozen_probe"),
+        gpu=1,
     params:
         task="frozen_probe",
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),

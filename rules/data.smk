@@ -19,10 +19,10 @@ rule prepare_dataset:
         logfile("benchmarks/prepare_dataset/{dataset}.tsv")
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("prepare_dataset"),
     params:
         entry=lambda wc: bobench_config.dataset_entry(config, DATASETS, wc.dataset),
         raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
-    resources:
-        **job_resources("prepare_dataset"),
     script:
         "../workflow_scripts/prepare_dataset.py"

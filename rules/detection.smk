@@ -20,6 +20,8 @@ rule prepare_detection_dataset:
         logfile("benchmarks/prepare_detection_dataset/{dataset}.tsv")
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("prepare_detection_dataset"),
     params:
         entry=lambda wc: bobench_config.dataset_entry(config, DATASETS, wc.dataset),
         raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
@@ -28,8 +30,6 @@ rule prepare_detection_dataset:
             for d in [DATASETS[wc.dataset]["source"].get("from_dataset")]
             if d
         },
-    resources:
-        **job_resources("prepare_detection_dataset"),
     script:
         "../workflow_scripts/prepare_detection_dataset.py"
 
@@ -65,8 +65,8 @@ rule train_detector:
         "../environment.yml"
     threads: job_threads
     resources:
-        gpu=1,
         **job_resources("train_detector"),
+        gpu=1,
     params:
         # The backbone as the task builds it (BoB's DeiT and torchvision weights, SD's detection prompt)
         # and the recipe with its per-backbone overrides (drop path, SD's single scale).

@@ -17,8 +17,8 @@ rule extract_features:
         "../environment.yml"
     threads: job_threads
     resources:
-        gpu=1,
         **job_resources("extract_features"),
+        gpu=1,
     params:
         # Only the fields that change features: renaming a backbone reruns tables, not extraction.
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),

@@ -26,11 +26,11 @@ rule figures:
         logfile("figures.log"),
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("figures"),
     params:
         ranking=options("ranking"),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
-    resources:
-        **job_resources("figures"),
     script:
         "../workflow_scripts/figures.py"
 
@@ -52,10 +52,10 @@ rule published_figures:
         logfile("published_figures.log"),
     conda:
         "../environment.yml"
-    params:
-        methods=lambda wc: published_methods(),
     resources:
         **job_resources("published_figures"),
+    params:
+        methods=lambda wc: published_methods(),
     script:
         "../workflow_scripts/published_figures.py"
 

@@ -20,8 +20,8 @@ rule ood_classification:
         "../environment.yml"
     threads: job_threads
     resources:
-        gpu=1,
         **job_resources("ood_classification"),
+        gpu=1,
     params:
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
         finetune=lambda wc: finetune_options(wc.backbone, wc.dataset),

@@ -14,13 +14,13 @@ rule make_standin_data:
         logfile("benchmarks/make_standin_data/{dataset}.tsv")
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("make_standin_data"),
     params:
         entry=lambda wc: bobench_config.canonical(DATASETS[wc.dataset]),
         raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
         seed=config["rehearsal"]["seed"],
         images_per_class=config["rehearsal"]["images_per_class"],
-    resources:
-        **job_resources("make_standin_data"),
     script:
         "../workflow_scripts/make_standin_data.py"
 
@@ -36,6 +36,8 @@ rule make_standin_weights:
         logfile("benchmarks/make_standin_weights/{backbone}.tsv")
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("make_standin_weights"),
     params:
         entry=lambda wc: bobench_config.canonical(
             bobench_config.task_entry(REGISTRY_BACKBONES[wc.backbone], None)
@@ -43,8 +45,6 @@ rule make_standin_weights:
         # The stand-in's root: its manifest sits there, its files below (hub/, weights/).
         root=lambda wc, output: os.path.dirname(output[0]),
         seed=config["rehearsal"]["seed"],
-    resources:
-        **job_resources("make_standin_weights"),
     script:
         "../workflow_scripts/make_standin_weights.py"
 

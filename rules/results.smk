@@ -43,6 +43,8 @@ else:
             logfile("collect.log"),
         conda:
             "../environment.yml"
+        resources:
+            **job_resources("collect"),
         params:
             # Display metadata comes from the registries here, so editing it reruns only the aggregates.
             backbones=lambda wc: {
@@ -50,8 +52,6 @@ else:
                 for b in config["backbones"]
             },
             datasets=lambda wc: dataset_display(),
-        resources:
-            **job_resources("collect"),
         script:
             "../workflow_scripts/collect.py"
 
@@ -75,12 +75,12 @@ rule rank:
         logfile("rank.log"),
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("rank"),
     params:
         ranking=options("ranking"),
         bootstrap=options("bootstrap"),
         seed=config["seed"],
-    resources:
-        **job_resources("rank"),
     script:
         "../workflow_scripts/rank.py"
 
@@ -96,10 +96,10 @@ rule resolved_config:
         logfile("resolved_config.log"),
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("resolved_config"),
     params:
         config=bobench_config.canonical(config),
         sources=CONFIG_FILES,
-    resources:
-        **job_resources("resolved_config"),
     script:
         "../workflow_scripts/resolved_config.py"

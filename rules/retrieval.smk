@@ -21,6 +21,8 @@ rule prepare_retrieval_dataset:
         logfile("benchmarks/prepare_retrieval_dataset/{dataset}.tsv")
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("prepare_retrieval_dataset"),
     params:
         entry=lambda wc: bobench_config.dataset_entry(config, DATASETS, wc.dataset),
         raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
@@ -31,8 +33,6 @@ rule prepare_retrieval_dataset:
             for d in [DATASETS[wc.dataset]["source"].get("from_dataset")]
             if d
         },
-    resources:
-        **job_resources("prepare_retrieval_dataset"),
     script:
         "../workflow_scripts/prepare_retrieval_dataset.py"
 
@@ -53,8 +53,8 @@ rule extract_retrieval_features:
         "../environment.yml"
     threads: job_threads
     resources:
-        gpu=1,
         **job_resources("extract_retrieval_features"),
+        gpu=1,
     params:
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),
         transform=lambda wc: retrieval_transform_params(wc.backbone),
@@ -79,8 +79,8 @@ rule retrieval:
         "../environment.yml"
     threads: 1
     resources:
-        gpu=1,
         **job_resources("retrieval"),
+        gpu=1,
     params:
         retrieval=options("retrieval"),
         bootstrap=options("bootstrap"),

@@ -12,11 +12,11 @@ rule backbone_tables:
         logfile("backbone_tables.log"),
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("backbone_tables"),
     params:
         backbones=lambda wc: {
             b: bobench_config.canonical(BACKBONES[b]) for b in config["backbones"]
         },
-    resources:
-        **job_resources("backbone_tables"),
     script:
         "../workflow_scripts/backbone_tables.py"

@@ -21,10 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_split_sizes_follow_the_registry_policy():
     # ImageNet: val carved out of the official train split, test the official val set.
     assert split_sizes({"train": "all", "val": 10000, "test": "all"}, {"train": 1281167, "test": 50000}) == {
-        "test": 50000, "val": 10000, "train": 1271167}
+        "test": 50000,
+        "val": 10000,
+        "train": 1271167,
+    }
     # EuroSAT: one pool; test and val are shares of its full size, train what is left.
-    assert split_sizes({"train": "all", "val": 0.2, "test": 0.2}, {"all": 27000}) == {
-        "test": 5400, "val": 5400, "train": 16200}
+    assert split_sizes({"train": "all", "val": 0.2, "test": 0.2}, {"all": 27000}) == {"test": 5400, "val": 5400, "train": 16200}
     # An OOD-only set: no train or val.
     assert split_sizes({"train": 0, "val": 0, "test": "all"}, {"test": 7500}) == {"test": 7500, "val": 0, "train": 0}
 
@@ -92,8 +94,11 @@ def test_planner_matches_hand_arithmetic(tmp_path, capsys):
     (50,000 + 10,000 images: test 10,000, val 5,000 carved out of train, train 45,000)."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config |= {
-        "backbones": ["sup_vit_s_in1k"], "datasets": ["cifar100"], "tasks": ["linear_probe", "finetune"],
-        "task_datasets": {}, "task_backbones": {},
+        "backbones": ["sup_vit_s_in1k"],
+        "datasets": ["cifar100"],
+        "tasks": ["linear_probe", "finetune"],
+        "task_datasets": {},
+        "task_backbones": {},
         "extraction": {"batch_size": 128, "num_workers": 4},
         "linear_probe": {"c_grid": [0.1, 1.0, 10.0], "max_iter": 100},
         "finetune": {"epochs": 10, "batch_size": 256, "micro_batch": 256},
@@ -137,10 +142,24 @@ def test_the_snakefile_asks_for_what_the_planner_prints(tmp_path):
     battle, cells, detectors = load_battle([ROOT / "config" / "config.yaml"])
     planned = {(j.rule, tuple(sorted(j.values.items()))): c for j, c in make_plan(battle, cells, detectors).jobs}
     run = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--forceall", "-s", str(ROOT / "Snakefile"), "--directory",
-         str(tmp_path), "--configfile", str(ROOT / "config" / "config.yaml"),
-         "--workflow-profile", str(ROOT / "profiles" / "slurm")],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--forceall",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(ROOT / "config" / "config.yaml"),
+            "--workflow-profile",
+            str(ROOT / "profiles" / "slurm"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     seen = Counter()
