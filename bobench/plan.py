@@ -404,7 +404,20 @@ def render(plan: Plan, battle: Battle, sources: Sequence[str]) -> str:
             f"| {rule} | {len(items):,} | {biggest[1].mem_mb / 1000:,.1f} | {max(c.cpus for _, c in items)} | "
             f"{max(c.runtime_min for _, c in items) / 60:,.1f} | {label} |"
         )
+    long = [(j, c) for j, c in plan.jobs if c.runtime_min > LONG_JOB_H * 60]
+    if long:
+        j, c = max(long, key=lambda item: item[1].runtime_min)
+        lines += [
+            "",
+            f"{len(long):,} jobs ask for more than {LONG_JOB_H} h on one GPU (the longest, {j.rule} "
+            f"{'/'.join(j.values.values())}, {c.runtime_min / 60:,.0f} h): past a partition's time limit, "
+            "fine-tuning and detectors resume from their epoch checkpoints when rerun.",
+        ]
     return "\n".join(lines) + "\n"
+
+
+#: Jobs longer than this (hours) are listed under the plan: a common partition time limit.
+LONG_JOB_H = 48
 
 
 def main(argv: Sequence[str] | None = None) -> None:

