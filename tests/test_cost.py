@@ -83,8 +83,9 @@ def test_paper_resources_follow_the_job_shapes():
     assert cost("extract_features", "sup_vit_s_in1k", "imagenet").cpus == 9
     assert probe_rn50.cpus == 1
     # A frozen detector costs less than a fine-tuned one; every GPU rule asks for its GPU.
-    frozen = cost("train_detector", "detection", "sup_vit_b_in1k", "coco2017", "frozen", "0.0001")
-    tuned = cost("train_detector", "detection", "sup_vit_b_in1k", "coco2017", "finetune", "0.0001")
+    # (wildcards in name order: backbone, dataset, detection_task, lr, setting)
+    frozen = cost("train_detector", "sup_vit_b_in1k", "coco2017", "detection", "0.0001", "frozen")
+    tuned = cost("train_detector", "sup_vit_b_in1k", "coco2017", "detection", "0.0001", "finetune")
     assert frozen.gpu_s < tuned.gpu_s and frozen.gpu == tuned.gpu == 1
     assert cost("prepare_dataset", "imagenet").gpu == 0
 
