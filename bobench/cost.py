@@ -128,6 +128,8 @@ class CostModel:
         return rows * dim * self.constants["memory"]["float_bytes"] / MB
 
     def finish(self, *, gpu_s: float, cpu_s: float, mem_mb: float, workers: int, disk_gb: float = 0.0, gpu: int = 1) -> JobCost:
+        """The job's asks: memory rounded up to 100 MB; runtime from the slower of the GPU and the decoding
+        workers, with the safety margin and start-up."""
         memory = self.constants["memory"]
         runtime = max(gpu_s, cpu_s / max(workers, 1)) * memory["runtime_safety"] / 60 + memory["startup_min"]
         return JobCost(

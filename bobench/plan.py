@@ -94,6 +94,7 @@ class Battle:
         self.detection_sets = bobench_config.detection_sets(config)
         rehearsal = config.get("rehearsal") or {}
         self.cap = rehearsal.get("max_images_per_split") if rehearsal.get("enabled") else None
+        self._costs: dict[tuple[str, tuple[tuple[str, str], ...]], JobCost] = {}
 
     # ------------------------------------------------------------------ shapes
 
@@ -118,7 +119,14 @@ class Battle:
     # ------------------------------------------------------------------ costs
 
     def cost(self, rule: str, wildcards: Mapping[str, str]) -> JobCost:
-        """What one job of ``rule`` with these wildcards costs and asks for."""
+        """What one job of ``rule`` with these wildcards costs and asks for (computed once per job: Snakemake
+        asks for each resource separately)."""
+        key = (rule, tuple(sorted(wildcards.items())))
+        if key not in self._costs:
+            self._costs[key] = self._cost(rule, wildcards)
+        return self._costs[key]
+
+    def _cost(self, rule: str, wildcards: Mapping[str, str]) -> JobCost:
         model, config = self.model, self.config
         b, d = wildcards.get("backbone"), wildcards.get("dataset")
         if rule in ("extract_features", "extract_retrieval_features"):
