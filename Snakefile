@@ -35,10 +35,13 @@ include: "rules/report.smk"
 
 
 # Run on the submitting host under a cluster executor: `all` is a target only, and
-# dataset preparation downloads data, which compute nodes often cannot do.
+# dataset preparation (classification, detection, retrieval) downloads data, which compute nodes
+# often cannot do.
 localrules:
     all,
     prepare_dataset,
+    prepare_detection_dataset,
+    prepare_retrieval_dataset,
     resolved_config,
 
 

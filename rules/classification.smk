@@ -16,6 +16,7 @@ rule linear_probe:
         "../environment.yml"
     threads: job_threads
     resources:
+        **job_resources("linear_probe"),
         gpu=1,
     params:
         probe=options("linear_probe"),
@@ -40,6 +41,7 @@ rule knn:
         "../environment.yml"
     threads: 1
     resources:
+        **job_resources("knn"),
         gpu=1,
     params:
         knn=options("knn"),
@@ -66,6 +68,7 @@ rule finetune:
         "../environment.yml"
     threads: job_threads
     resources:
+        **job_resources("finetune"),
         gpu=1,
     params:
         task="finetune",
@@ -96,6 +99,9 @@ use rule finetune as frozen_probe with:
         logfile("frozen_probe/{backbone}/{dataset}.log"),
     benchmark:
         logfile("benchmarks/frozen_probe/{backbone}/{dataset}.tsv")
+    resources:
+        **job_resources("frozen_probe"),
+        gpu=1,
     params:
         task="frozen_probe",
         # The feature fields and the head BoB's rule gives the backbone (docs/protocol.md §3.3).

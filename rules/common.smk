@@ -15,9 +15,9 @@ from bobench.datasets.input_cache import cache_filenames, cache_short_side
 from bobench.datasets.entries import is_retrieval_benchmark
 from bobench.imports import closure_files, entry_point_files
 from bobench.names import FIGURE_NAMES, REPORT_TABLES
+from bobench.plan import Battle, finetune_recipe, planned_cells
 from bobench.retrieval.splits import prepared_split_files
 from bobench.rehearsal.caps import apply_caps
-from bobench.rehearsal.coverage import rehearsal_selection
 from bobench.rehearsal.standins import (
     needs_standin_data,
     needs_standin_weights,
@@ -63,14 +63,15 @@ STANDINS = f"{DATA}/standin"  # a rehearsal's stand-in weights (its stand-in dat
 if REHEARSAL:
     BACKBONES = with_standin_weights(BACKBONES, f"{STANDINS}/weights")
 LOGS = f"{RESULTS}/logs"  # per run, like its results: a rehearsal never overwrites a real run's logs
-CELLS = list(bobench_config.cells(config, DATASETS))
 OOD_PLAN = bobench_config.ood_plan(config)  # source dataset → its OOD test sets
 OOD_DATASETS = sorted(
     {s.dataset for sets in OOD_PLAN.values() for s in sets if s.dataset}
 )
-DETECTION_JOBS = bobench_config.detection_jobs(config, DATASETS, BACKBONES)
-# A rehearsal may plan a covering selection: the fewest jobs that still take every code path.
-CELLS, DETECTION_JOBS = rehearsal_selection(config, DATASETS, CELLS, DETECTION_JOBS)
+# Every cell and detector of the config, or a rehearsal's covering selection: the fewest jobs that still take
+# every code path. The planner (python -m bobench.plan) takes its jobs from the same function.
+CELLS, DETECTION_JOBS = planned_cells(config, DATASETS, BACKBONES)
+# What each job costs and asks for (resources), from the cost model the planner prints (bobench/cost.py).
+BATTLE = Battle(config, BACKBONES, DATASETS)
 DETECTION_SETS = bobench_config.detection_sets(
     config
 )  # OOD detection: training set → test sets
@@ -146,6 +147,41 @@ def job_threads(wildcards):
         and not re.search(r"large|huge|giant|x64", architecture["name"])
     )
     return 1 if REHEARSAL and light else 2
+
+
+def job_resources(rule):
+    """A rule's ``mem_mb``, ``runtime`` (minutes) and cores per GPU (``cpus_per_gpu``, for a GPU rule) from
+    its job's shape (bobench/cost.py: the model ``python -m bobench.plan`` prints). A retry (``--retries``)
+    asks for twice the memory and time. Snakemake gates local jobs only on resources given with
+    ``--resources``, so these never hold back a run that passes none."""
+
+    def value(name):
+        def of(wildcards, attempt):
+            cost = BATTLE.cost(rule, dict(wildcards))
+            return {
+                "mem_mb": cost.mem_mb * attempt,
+                "runtime": cost.runtime_min * attempt,
+                "cpus_per_gpu": cost.cpus,
+            }[name]
+
+        return of
+
+    names = ["mem_mb", "runtime"] + (["cpus_per_gpu"] if rule in GPU_RULES else [])
+    return {name: value(name) for name in names}
+
+
+# The rules whose jobs hold a GPU (resources: gpu=1).
+GPU_RULES = (
+    "extract_features",
+    "extract_retrieval_features",
+    "linear_probe",
+    "knn",
+    "retrieval",
+    "finetune",
+    "frozen_probe",
+    "ood_classification",
+    "train_detector",
+)
 
 
 def logfile(name):
@@ -266,19 +302,8 @@ def options(section):
 
 
 def finetune_options(backbone, dataset):
-    """The fine-tuning recipe with this backbone's overrides (BoB's per-model batch, epochs, lr),
-    then this dataset's recipe (low-data ImageNet, CheXpert)."""
-    section = config["finetune"]
-    recipe = {
-        k: v for k, v in section.items() if k not in ("overrides", "dataset_overrides")
-    }
-    return bobench_config.canonical(
-        {
-            **recipe,
-            **section.get("overrides", {}).get(backbone, {}),
-            **section.get("dataset_overrides", {}).get(dataset, {}),
-        }
-    )
+    """The fine-tuning recipe with this backbone's overrides, then this dataset's (bobench.plan)."""
+    return finetune_recipe(config, backbone, dataset)
 
 
 def ood_registry_datasets(source):

@@ -19,6 +19,8 @@ rule prepare_dataset:
         logfile("benchmarks/prepare_dataset/{dataset}.tsv")
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("prepare_dataset"),
     params:
         entry=lambda wc: bobench_config.dataset_entry(config, DATASETS, wc.dataset),
         raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",

@@ -20,6 +20,8 @@ rule prepare_detection_dataset:
         logfile("benchmarks/prepare_detection_dataset/{dataset}.tsv")
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("prepare_detection_dataset"),
     params:
         entry=lambda wc: bobench_config.dataset_entry(config, DATASETS, wc.dataset),
         raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
@@ -63,6 +65,7 @@ rule train_detector:
         "../environment.yml"
     threads: job_threads
     resources:
+        **job_resources("train_detector"),
         gpu=1,
     params:
         # The backbone as the task builds it (BoB's DeiT and torchvision weights, SD's detection prompt)

@@ -17,6 +17,7 @@ rule extract_features:
         "../environment.yml"
     threads: job_threads
     resources:
+        **job_resources("extract_features"),
         gpu=1,
     params:
         # Only the fields that change features: renaming a backbone reruns tables, not extraction.

@@ -26,6 +26,8 @@ rule figures:
         logfile("figures.log"),
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("figures"),
     params:
         ranking=options("ranking"),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
@@ -50,6 +52,8 @@ rule published_figures:
         logfile("published_figures.log"),
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("published_figures"),
     params:
         methods=lambda wc: published_methods(),
     script:
@@ -79,5 +83,7 @@ rule retrieval_reference:
         logfile("retrieval_reference.log"),
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("retrieval_reference"),
     script:
         "../workflow_scripts/retrieval_reference.py"

@@ -20,6 +20,7 @@ rule ood_classification:
         "../environment.yml"
     threads: job_threads
     resources:
+        **job_resources("ood_classification"),
         gpu=1,
     params:
         backbone=lambda wc: bobench_config.feature_spec(BACKBONES[wc.backbone]),

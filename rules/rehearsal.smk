@@ -14,6 +14,8 @@ rule make_standin_data:
         logfile("benchmarks/make_standin_data/{dataset}.tsv")
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("make_standin_data"),
     params:
         entry=lambda wc: bobench_config.canonical(DATASETS[wc.dataset]),
         raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
@@ -34,6 +36,8 @@ rule make_standin_weights:
         logfile("benchmarks/make_standin_weights/{backbone}.tsv")
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("make_standin_weights"),
     params:
         entry=lambda wc: bobench_config.canonical(
             bobench_config.task_entry(REGISTRY_BACKBONES[wc.backbone], None)

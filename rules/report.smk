@@ -26,5 +26,7 @@ rule report_tables:
         logfile("report_tables.log"),
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("report_tables"),
     script:
         "../workflow_scripts/report_tables.py"

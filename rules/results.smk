@@ -26,6 +26,8 @@ if config["results_table"]:
             logfile("collect.log"),
         conda:
             "../environment.yml"
+        resources:
+            **job_resources("collect"),
         script:
             "../workflow_scripts/import_results.py"
 
@@ -41,6 +43,8 @@ else:
             logfile("collect.log"),
         conda:
             "../environment.yml"
+        resources:
+            **job_resources("collect"),
         params:
             # Display metadata comes from the registries here, so editing it reruns only the aggregates.
             backbones=lambda wc: {
@@ -71,6 +75,8 @@ rule rank:
         logfile("rank.log"),
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("rank"),
     params:
         ranking=options("ranking"),
         bootstrap=options("bootstrap"),
@@ -90,6 +96,8 @@ rule resolved_config:
         logfile("resolved_config.log"),
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("resolved_config"),
     params:
         config=bobench_config.canonical(config),
         sources=CONFIG_FILES,

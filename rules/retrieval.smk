@@ -21,6 +21,8 @@ rule prepare_retrieval_dataset:
         logfile("benchmarks/prepare_retrieval_dataset/{dataset}.tsv")
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("prepare_retrieval_dataset"),
     params:
         entry=lambda wc: bobench_config.dataset_entry(config, DATASETS, wc.dataset),
         raw_dir=lambda wc: f"{DATA}/raw/{wc.dataset}",
@@ -51,6 +53,7 @@ rule extract_retrieval_features:
         "../environment.yml"
     threads: job_threads
     resources:
+        **job_resources("extract_retrieval_features"),
         gpu=1,
     params:
         # The registry entry as retrieval builds it (its retrieval variant, if any: docs/protocol.md §2.2).
@@ -79,6 +82,7 @@ rule retrieval:
         "../environment.yml"
     threads: 1
     resources:
+        **job_resources("retrieval"),
         gpu=1,
     params:
         retrieval=options("retrieval"),

@@ -12,6 +12,8 @@ rule backbone_tables:
         logfile("backbone_tables.log"),
     conda:
         "../environment.yml"
+    resources:
+        **job_resources("backbone_tables"),
     params:
         backbones=lambda wc: {
             b: bobench_config.canonical(BACKBONES[b]) for b in config["backbones"]

@@ -146,7 +146,7 @@ def test_snakemake_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
 
 
-PAPER_COMMAND = "snakemake --cores 16 --resources gpu=4 --configfile config/paper.yaml"
+PAPER_COMMAND = "snakemake --cores 32 --resources gpu=4 mem_mb=480000 --configfile config/paper.yaml"
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
