@@ -142,9 +142,8 @@ def validate_against_schema(instance: Any, schema_path: str | Path, what: str) -
     Snakemake's own message dumps the whole schema; the check here names the offending key, its value, what
     the schema expects and the likely slip (a float for an integer, a number YAML read as text, a scalar for
     a list, a misspelt choice). The message reads ``{what} key 'a.b': ...``."""
-    from snakemake.utils import validate
-
     import jsonschema
+    from snakemake.utils import validate
 
     schema = yaml.safe_load(Path(schema_path).read_text())
     error = jsonschema.exceptions.best_match(_strict_validator(schema).iter_errors(instance))

@@ -27,7 +27,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             line = key_node.start_mark.line + 1
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice (first on line {seen[key]}); YAML would keep only the last",
+                    None,
+                    None,
+                    f"key {key!r} is given twice (first on line {seen[key]}); YAML would keep only the last",
                     key_node.start_mark,
                 )
             seen[key] = line
