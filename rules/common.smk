@@ -37,7 +37,7 @@ CONFIG_FILES = [
 BACKBONES, DATASETS = bobench_config.check_run(
     config,
     CONFIG_FILES,
-    workflow.config_settings.config_args,
+    getattr(workflow.config_settings, "config_args", None),
     workflow.basedir,
 )
 # A rehearsal (config/rehearsal.yaml) caps images, batches and steps, and points every backbone
