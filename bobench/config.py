@@ -86,6 +86,8 @@ def _expected(schema: dict[str, Any]) -> str:
     words = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
              "array": "a list", "object": "a mapping", "null": "null"}
     text = " or ".join(words.get(t, t) for t in types) or "a value"
+    if "pattern" in schema:
+        text = f"{'a string' if text == 'a value' else text} matching {schema['pattern']}"
     bounds = [f"{op} {schema[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
                                                    ("maximum", "<="), ("exclusiveMaximum", "<")) if key in schema]
     if bounds:
@@ -126,7 +128,7 @@ def _describe_schema_error(error) -> tuple[str, str]:
         full = unknown if key == "<top level>" else f"{key}.{unknown}"
         return full, f"unknown key {unknown!r}{did_you_mean(unknown, allowed)}; valid keys here: {', '.join(allowed)}"
     if "propertyNames" in error.absolute_schema_path:  # a key of the mapping, not a value: name it in the path
-        key = f"{key}.{error.instance}"
+        key = str(error.instance) if key == "<top level>" else f"{key}.{error.instance}"
     schema = error.schema
     parent = error.parent
     if parent is not None and parent.validator in ("anyOf", "oneOf"):

@@ -334,6 +334,12 @@ CASES = [
         with_registry(mine=None),
         files=registry_file(mine={**TIMM, "family": "MLP"}),
     ),
+    Case(
+        "registry-id-not-an-id",
+        ["backbone registry {tmp}/backbones.yaml: key 'My-Net': 'My-Net' does not match", "expected a string matching"],
+        setting("registries", {"backbones": "{tmp}/backbones.yaml"}),
+        files=registry_file(**{"My-Net": TIMM}),
+    ),
     # ---------------------------------------------------------------- results tables (redraw mode)
     Case(
         "results-table-missing-columns",
