@@ -24,7 +24,8 @@ CONFIG = {
 TARGET = "data/prepared/digits/meta.json"  # one quick job: scikit-learn's digits, prepared
 
 
-def snakemake(workdir: Path, *args: str, **kwargs) -> list[str]:
+def snakemake(workdir: Path, *args: str) -> list[str]:
+    """The command in ``workdir`` (targets before --configfile and --config, which take every word after them)."""
     return [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "1", *args]
 
 
@@ -36,7 +37,7 @@ def test_second_run_stops_and_a_second_directory_shares_the_data(tmp_path):
     # The first run, frozen (SIGSTOP) as soon as it holds the directory's lock: the second then meets the lock
     # whatever the machine's speed.
     running = subprocess.Popen(
-        snakemake(first, "--configfile", "my.yaml", TARGET),
+        snakemake(first, TARGET, "--configfile", str(first / "my.yaml")),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -50,7 +51,9 @@ def test_second_run_stops_and_a_second_directory_shares_the_data(tmp_path):
         time.sleep(0.05)
     os.killpg(running.pid, signal.SIGSTOP)
     try:
-        again = subprocess.run(snakemake(first, "--configfile", "my.yaml", TARGET), capture_output=True, text=True, timeout=300)
+        again = subprocess.run(
+            snakemake(first, TARGET, "--configfile", str(first / "my.yaml")), capture_output=True, text=True, timeout=300
+        )
     finally:
         os.killpg(running.pid, signal.SIGCONT)
     assert again.returncode != 0
@@ -61,7 +64,9 @@ def test_second_run_stops_and_a_second_directory_shares_the_data(tmp_path):
 
     # A second directory (its own results and lock) reading the first one's data: nothing to prepare again.
     shared = subprocess.run(
-        snakemake(second, "--configfile", "my.yaml", "--config", f"data_dir={first / 'data'}", "-n", str(first / TARGET)),
+        snakemake(
+            second, str(first / TARGET), "-n", "--configfile", str(second / "my.yaml"), "--config", f"data_dir={first / 'data'}"
+        ),
         capture_output=True,
         text=True,
         timeout=300,
@@ -69,7 +74,7 @@ def test_second_run_stops_and_a_second_directory_shares_the_data(tmp_path):
     assert shared.returncode == 0, shared.stdout[-3000:] + shared.stderr[-3000:]
     assert "Nothing to be done" in shared.stdout + shared.stderr
     plan = subprocess.run(
-        snakemake(second, "--configfile", "my.yaml", "--config", f"data_dir={first / 'data'}", "-n"),
+        snakemake(second, "-n", "--configfile", str(second / "my.yaml"), "--config", f"data_dir={first / 'data'}"),
         capture_output=True,
         text=True,
         timeout=300,
