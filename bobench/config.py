@@ -10,6 +10,7 @@ Structure and types are checked with JSON schemas (``config/schemas``) through
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -58,33 +59,111 @@ def _format_path(path: Iterable[Any]) -> str:
     return out or "<top level>"
 
 
-def validate_against_schema(instance: Any, schema_path: str | Path, what: str) -> None:
-    """``snakemake.utils.validate`` (fills schema defaults) with a one-line error.
+def _strict_validator(schema: dict[str, Any]):
+    """A JSON-schema validator whose ``integer`` is an int: JSON Schema counts 64.0 as an integer, and a
+    float reaching ``range()`` or a seed fails deep inside a job, far from the key that set it."""
+    import jsonschema
 
-    Snakemake's own message dumps the whole schema; we re-run the check with
-    jsonschema to name the offending key and value precisely.
-    """
+    base = jsonschema.validators.validator_for(schema)
+
+    def is_integer(checker, instance):
+        return isinstance(instance, int) and not isinstance(instance, bool)
+
+    checker = base.TYPE_CHECKER.redefine("integer", is_integer)
+    return jsonschema.validators.extend(base, type_checker=checker)(schema)
+
+
+def _expected(schema: dict[str, Any]) -> str:
+    """What a schema accepts, in words: its type, bounds and choices (or its description)."""
+    if "enum" in schema:
+        return "one of " + ", ".join(map(str, schema["enum"]))
+    if "anyOf" in schema or "oneOf" in schema:
+        return schema.get("description") or " or ".join(_expected(s) for s in schema.get("anyOf") or schema["oneOf"])
+    if "const" in schema:
+        return repr(schema["const"])
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    words = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+             "array": "a list", "object": "a mapping", "null": "null"}
+    text = " or ".join(words.get(t, t) for t in types) or "a value"
+    if "pattern" in schema:
+        text = f"{'a string' if text == 'a value' else text} matching {schema['pattern']}"
+    bounds = [f"{op} {schema[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                   ("maximum", "<="), ("exclusiveMaximum", "<")) if key in schema]
+    if bounds:
+        text += " " + " and ".join(bounds)
+    if "array" in types and isinstance(schema.get("items"), dict):
+        text += f" whose items are {_expected(schema['items'])}"
+    return text
+
+
+def _hint(error) -> str:
+    """The likely slip behind a wrong value, and how to write it."""
+    value, schema = error.instance, error.schema
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    if error.validator == "type" and isinstance(value, float) and value.is_integer() and "integer" in types:
+        return f" (write {int(value)}: an integer has no decimal point)"
+    if error.validator == "type" and isinstance(value, str) and {"number", "integer"} & set(types):
+        if re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value.strip()):
+            mantissa, exponent = value.lower().split("e")
+            mantissa = mantissa if "." in mantissa else mantissa + ".0"
+            return f" (YAML reads {value} as text: write {mantissa}e{exponent}, with a decimal point)"
+        if re.fullmatch(r"[-+]?\d+(\.\d*)?", value.strip()):
+            return f" (a number in quotes is text: write {value.strip()} without quotes)"
+    if error.validator == "type" and "array" in types and isinstance(value, (str, int, float)):
+        return f" (a list: write [{value}])"
+    if error.validator == "enum" and isinstance(value, str):
+        return did_you_mean(value, schema["enum"])
+    return ""
+
+
+def _describe_schema_error(error) -> tuple[str, str]:
+    """(key, message) of a schema violation: the key as ``a.b[0]``, the value, what was expected, a hint."""
+    key = _format_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted((error.schema.get("properties") or {}))
+        extra = [k for k in error.instance if k not in allowed]
+        unknown = extra[0] if extra else "?"
+        full = unknown if key == "<top level>" else f"{key}.{unknown}"
+        return full, f"unknown key {unknown!r}{did_you_mean(unknown, allowed)}; valid keys here: {', '.join(allowed)}"
+    if "propertyNames" in error.absolute_schema_path:  # a key of the mapping, not a value: name it in the path
+        key = str(error.instance) if key == "<top level>" else f"{key}.{error.instance}"
+    schema = error.schema
+    parent = error.parent
+    if parent is not None and parent.validator in ("anyOf", "oneOf"):
+        schema, error = parent.schema, parent
+    if error.validator == "enum":  # jsonschema's message lists the choices
+        return key, f"{error.message}{_hint(error)}"
+    return key, f"{error.message}{_hint(error)}; expected {_expected(schema)}"
+
+
+def validate_against_schema(instance: Any, schema_path: str | Path, what: str) -> None:
+    """``snakemake.utils.validate`` (fills schema defaults), after a stricter check with a one-line error.
+
+    Snakemake's own message dumps the whole schema; the check here names the offending key, its value, what
+    the schema expects and the likely slip (a float for an integer, a number YAML read as text, a scalar for
+    a list, a misspelt choice). The message reads ``{what} key 'a.b': ...``."""
+    import jsonschema
     from snakemake.utils import validate
 
-    try:
-        validate(instance, str(schema_path), set_default=True)
-    except Exception as snakemake_error:
-        import jsonschema
-
-        schema = yaml.safe_load(Path(schema_path).read_text())
-        validator = jsonschema.validators.validator_for(schema)(schema)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
-        if error is None:  # pragma: no cover - snakemake failed for another reason
-            raise ConfigError(f"{what}: {snakemake_error}") from None
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = jsonschema.exceptions.best_match(_strict_validator(schema).iter_errors(instance))
+    if error is not None:
         if error.validator == "required":
             missing = [key for key in error.validator_value if key not in (error.instance or {})]
             where = _format_path(error.absolute_path)
             place = "" if where == "<top level>" else f" in {where!r}"
-            raise ConfigError(
-                f"{what}: required key {missing[0]!r} is missing{place} ({error.schema.get('properties', {}).get(missing[0], {}).get('description', 'see the schema')}); "
-                "a config given with --configfile is the whole run: nothing is taken from config/config.yaml"
-            ) from None
-        raise ConfigError(f"{what}: key {_format_path(error.absolute_path)!r}: {error.message}") from None
+            described = error.schema.get("properties", {}).get(missing[0], {}).get("description", "see the schema")
+            whole_run = ("; a config given with --configfile is the whole run: nothing is taken from config/config.yaml"
+                         if what.startswith("config") else "")
+            raise ConfigError(f"{what}: required key {missing[0]!r} is missing{place} ({described}){whole_run}")
+        key, message = _describe_schema_error(error)
+        raise ConfigError(f"{what}{' ' if what == 'config' else ': '}key {key!r}: {message}")
+    try:
+        validate(instance, str(schema_path), set_default=True)
+    except Exception as snakemake_error:  # pragma: no cover - the strict check above passed
+        raise ConfigError(f"{what}: {snakemake_error}") from None
 
 
 def check_configfile_options(argv: Iterable[str]) -> None:
@@ -96,12 +175,6 @@ def check_configfile_options(argv: Iterable[str]) -> None:
             f"{options[0]} is given {len(options)} times, and Snakemake would read only the files of the last one; "
             "list every file after one option, in order: --configfile config/paper.yaml config/rehearsal.yaml"
         )
-
-
-def describe_sources(configfiles: Iterable[str | Path]) -> str:
-    """How a message names where a run's config came from."""
-    files = [str(f) for f in configfiles]
-    return f"config ({' + '.join(files)})" if files else "config (--config only)"
 
 
 def write_resolved_config(path: str | Path, config: dict[str, Any], sources: list[str]) -> None:
@@ -132,21 +205,29 @@ def resolve_path(path: str | Path, workflow_dir: str | Path) -> Path:
 def load_registry(path: str | Path, schema_path: str | Path, what: str) -> dict[str, dict[str, Any]]:
     """A registry file (backbones, datasets), its structure checked by its schema: the one reader of both.
     What a schema cannot check (converter and loader names in the code) :func:`check_config` checks."""
+    from bobench.config_sources import read_yaml_mapping
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{what}: registry file {path} does not exist")
-    registry = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(registry, dict):
-        raise ConfigError(f"{what} {path}: expected a mapping of id → entry, got {type(registry).__name__}")
+    registry = read_yaml_mapping(path, what)  # YAML errors with line and column; a mapping of id → entry
     validate_against_schema(registry, schema_path, f"{what} {path}")
     return registry
 
 
-def _unknown(kind: str, key: str, value: Any, valid: Iterable[str], where: str) -> ConfigError:
+def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice (spelling, or a choice that ``value`` begins), else ''."""
+    choices = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    if not close and len(str(value)) >= 3:
+        close = [c for c in choices if c.startswith(str(value))][:1]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown(kind: str, key: str, value: Any, valid: Iterable[str], where: str, prefix: str = "config key") -> ConfigError:
     valid = sorted(valid)
-    close = difflib.get_close_matches(str(value), valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"config key {key!r}: unknown {kind} {value!r}{hint}; valid {kind}s ({where}): {', '.join(valid)}")
+    hint = did_you_mean(value, valid)
+    return ConfigError(f"{prefix} {key!r}: unknown {kind} {value!r}{hint}; valid {kind}s ({where}): {', '.join(valid)}")
 
 
 def _check_results_table(config: dict[str, Any]) -> None:
@@ -165,6 +246,30 @@ def _check_results_table(config: dict[str, Any]) -> None:
             f"config key 'results_table': {table!r} is the table this workflow writes; to redraw a finished run "
             f"use `snakemake figures`, or copy the table elsewhere and point results_table at the copy"
         )
+    columns = _table_columns(path)
+    from bobench.ranking import REQUIRED_COLUMNS  # pandas: imported in redraw mode only
+
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise ConfigError(
+            f"config key 'results_table': {table!r} lacks the column(s) {', '.join(missing)} that the ranking and "
+            f"figures read; expected a results.csv or results.parquet of this workflow (columns {', '.join(REQUIRED_COLUMNS)})"
+        )
+
+
+def _table_columns(path: Path) -> list[str]:
+    """The column names of a results table, from its header (csv) or schema (parquet): no rows are read."""
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        import csv
+
+        with path.open(newline="", encoding="utf-8") as handle:
+            return next(csv.reader(handle), [])
+    except Exception as error:  # an unreadable table: say so, with the reader's words
+        raise ConfigError(f"config key 'results_table': cannot read {str(path)!r} as a results table ({error})") from None
 
 
 def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: dict[str, Any]) -> None:
@@ -197,6 +302,9 @@ def check_config(config: dict[str, Any], backbones: dict[str, Any], datasets: di
             for i, item in enumerate(chosen):
                 if item not in config[pool]:
                     raise _unknown(kind, f"{key}.{task}[{i}]", item, config[pool], f"config key '{pool}'")
+    for i, backbone in enumerate((config.get("rehearsal") or {}).get("backbones") or []):
+        if backbone not in config["backbones"]:
+            raise _unknown("backbone", f"rehearsal.backbones[{i}]", backbone, config["backbones"], "config key 'backbones'")
     split_datasets = [*config["datasets"], *(d for sets in detection_sets(config).values() for d in sets)]
     for dataset in config.get("dataset_splits") or {}:
         if dataset not in split_datasets:
@@ -322,8 +430,13 @@ def ood_plan(config: dict[str, Any]) -> dict[str, list[Any]]:
 def _check_registry_entries(config: dict[str, Any], backbones: dict[str, Any], datasets: dict[str, Any]) -> None:
     """What the schemas cannot know: converter and loader names exist in the code (task variants included)."""
     from bobench.backbones.converters import CONVERTERS
+    from bobench.byo_checks import check_entry
     from bobench.datasets.kinds import validate_dataset_entry
+    from bobench.datasets.prepared import plan_splits
+    from bobench.datasets.sources import LOADERS
+    from bobench.rehearsal.standins import needs_standin_data, needs_standin_weights
 
+    rehearsal = bool((config.get("rehearsal") or {}).get("enabled"))
     for backbone in config["backbones"]:
         for task in [None, *(backbones[backbone].get("task_variants") or {})]:
             entry = task_entry(backbones[backbone], task)
@@ -332,23 +445,39 @@ def _check_registry_entries(config: dict[str, Any], backbones: dict[str, Any], d
                 missing = [k for k in ("size", "mean", "std") if k not in (entry.get("input") or {})]
                 if missing:
                     raise ConfigError(
-                        f"backbone registry: key '{where}.input' needs {', '.join(missing)}: an entry-point "
+                        f"backbone registry {config['registries']['backbones']}: key '{where}.input' needs {', '.join(missing)}: an entry-point "
                         "architecture has no default eval transform to take them from"
                     )
             converter = entry["weights"].get("converter")
             if converter is not None and converter not in CONVERTERS:
                 raise _unknown(
-                    "converter", f"{where}.weights.converter", converter, CONVERTERS, config["registries"]["backbones"]
+                    "converter", f"{where}.weights.converter", converter, CONVERTERS, "bobench.backbones.converters",
+                    prefix=f"backbone registry {config['registries']['backbones']}: key",
                 )
+            check_entry(where, entry, config["registries"]["backbones"], rehearsal and needs_standin_weights(entry))
     used = [*config["datasets"], *(d for sets in detection_sets(config).values() for d in sets)]
     for dataset in used:
         try:
             validate_dataset_entry(dataset, dataset_entry(config, datasets, dataset))
         except ValueError as error:
             raise ConfigError(f"dataset registry {config['registries']['datasets']}: {error}") from None
+        entry = dataset_entry(config, datasets, dataset)
+        pools = LOADERS.pool_sizes.get(entry["source"]["loader"])  # a published dataset's fixed sizes
+        if pools and entry.get("splits") and not (rehearsal and needs_standin_data(entry)):
+            try:
+                plan_splits(pools, entry["splits"])
+            except ValueError as error:
+                sizes = ", ".join(f"{pool} {n}" for pool, n in pools.items())
+                known = f"{dataset} has {sizes} images ({'no official split' if 'all' in pools else 'official splits'}; test and val are drawn first)"
+                if dataset in (config.get("dataset_splits") or {}):
+                    raise ConfigError(f"config key 'dataset_splits.{dataset}': {error}: {known}") from None
+                raise ConfigError(
+                    f"dataset registry {config['registries']['datasets']}: key '{dataset}.splits': {error}: {known}"
+                ) from None
         source = datasets[dataset]["source"].get("from_dataset")
         if source is not None and source not in datasets:
-            raise _unknown("dataset", f"{dataset}.source.from_dataset", source, datasets, config["registries"]["datasets"])
+            raise _unknown("dataset", f"{dataset}.source.from_dataset", source, datasets, config["registries"]["datasets"],
+                           prefix=f"dataset registry {config['registries']['datasets']}: key")
 
 
 def cells(config: dict[str, Any], datasets: dict[str, Any]) -> Iterable[tuple[str, str, str]]:
@@ -447,3 +576,42 @@ def variant_weights_task(entry: dict[str, Any], task: str | None) -> str | None:
     if task is None or weights == entry["weights"]:
         return None
     return next(t for t in VARIANT_TASKS if task_entry(entry, t)["weights"] == weights)
+
+
+def check_run(
+    config: dict[str, Any], configfiles: list[str], config_args: Iterable[str] | None, workflow_dir: str | Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every check of a run's config and registries, when the Snakefile is parsed; returns the registries.
+
+    ``config`` is Snakemake's (its files merged, then ``--config``): the ``--config`` values are typed here
+    as in a file (bobench.config_sources.typed_overrides), the schema fills the defaults, and a fault is one
+    ConfigError that starts with the file (or ``--config``) that set the bad key."""
+    from bobench.config_sources import ConfigSources, merge
+
+    schemas = Path(workflow_dir) / "config" / "schemas"
+    sources = ConfigSources.read(configfiles, config_args)
+    merge(config, sources.overrides)
+    try:
+        validate_against_schema(config, schemas / "config.schema.yaml", "config")
+        backbones = load_registry(
+            resolve_path(config["registries"]["backbones"], workflow_dir), schemas / "backbones.schema.yaml",
+            "backbone registry",
+        )
+        datasets = load_registry(
+            resolve_path(config["registries"]["datasets"], workflow_dir), schemas / "datasets.schema.yaml",
+            "dataset registry",
+        )
+        check_config(config, backbones, datasets)
+    except ConfigError as error:
+        raise ConfigError(_located(str(error), sources)) from None
+    return backbones, datasets
+
+
+def _located(message: str, sources: Any) -> str:
+    """A config message headed by the source of its key: ``my.yaml: key 'knn.k': …``."""
+    match = re.match(r"config key '([^']*)': (.*)", message, flags=re.DOTALL)
+    if match:
+        return f"{sources.origin(match[1])}: key '{match[1]}': {match[2]}"
+    if message.startswith("config: "):
+        return f"{sources.describe()}: {message.removeprefix('config: ')}"
+    return message

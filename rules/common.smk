@@ -25,7 +25,6 @@ from bobench.rehearsal.standins import (
     with_standin_weights,
 )
 
-SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
 
 # Structure and types first (fills defaults), then ids against the registries.
 bobench_config.check_configfile_options(sys.argv)
@@ -34,22 +33,14 @@ CONFIG_FILES = [
     os.path.relpath(f) if Path(f).resolve().is_relative_to(Path.cwd()) else str(f)
     for f in workflow.configfiles
 ]
-bobench_config.validate_against_schema(
+# Every check, before any job: a fault is one message naming the file (or --config), key, value and
+# what was expected. --config values are typed here as in a file (Snakemake leaves nested ones text).
+BACKBONES, DATASETS = bobench_config.check_run(
     config,
-    SCHEMAS / "config.schema.yaml",
-    bobench_config.describe_sources(CONFIG_FILES),
+    CONFIG_FILES,
+    getattr(workflow.config_settings, "config_args", None),
+    workflow.basedir,
 )
-BACKBONES = bobench_config.load_registry(
-    bobench_config.resolve_path(config["registries"]["backbones"], workflow.basedir),
-    SCHEMAS / "backbones.schema.yaml",
-    "backbone registry",
-)
-DATASETS = bobench_config.load_registry(
-    bobench_config.resolve_path(config["registries"]["datasets"], workflow.basedir),
-    SCHEMAS / "datasets.schema.yaml",
-    "dataset registry",
-)
-bobench_config.check_config(config, BACKBONES, DATASETS)
 # A rehearsal (config/rehearsal.yaml) caps images, batches and steps, and points every backbone
 # fetched from the network at a stand-in checkpoint that the workflow writes.
 config.update(apply_caps(config))

@@ -15,6 +15,8 @@ from bobench.config import ConfigError, check_config, load_registry, validate_ag
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "config" / "schemas"
+# The columns of a results table that the ranking and figures read (bobench.ranking.REQUIRED_COLUMNS).
+RESULTS_HEADER = "backbone,backbone_name,family,method,n_params,pretrain_size,task,dataset,protocol,metric,value,primary\n"
 
 
 def load_config(name: str = "config.yaml") -> dict:
@@ -73,7 +75,7 @@ def test_unknown_ids_name_key_value_and_choices(mutate, expected, registries):
         (lambda c: c["extraction"].__setitem__("precision", "fp8"), ["extraction.precision", "'fp8' is not one of", "'bf16'"]),
         (lambda c: c["knn"].__setitem__("k", "twenty"), ["knn.k", "'twenty' is not of type 'integer'"]),
         (lambda c: c["ranking"].__setitem__("aggregate", "median"), ["ranking.aggregate", "'median' is not one of", "task_mean"]),
-        (lambda c: c.__setitem__("epochs", 3), ["'epochs' was unexpected"]),
+        (lambda c: c.__setitem__("epochs", 3), ["config key 'epochs': unknown key 'epochs'"]),
         (lambda c: c["linear_probe"].__setitem__("c_grid", [1.0, -1.0]), ["linear_probe.c_grid[1]", "-1.0"]),
     ],
 )
@@ -141,7 +143,7 @@ def test_snakemake_stops_before_any_job(tmp_path):
     )
     assert run.returncode != 0
     output = run.stdout + run.stderr
-    assert "config key 'backbones[1]': unknown backbone 'convnext_huge'" in output
+    assert "bad.yaml: key 'backbones[1]': unknown backbone 'convnext_huge'" in output  # relative to --directory
     assert "Building DAG" not in output
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
 
@@ -351,11 +353,14 @@ def test_results_table_must_be_an_existing_table_other_than_the_runs_own(tmp_pat
                            ("results/results.csv", "'results/results.csv' is the table this workflow writes")):
         Path(table).parent.mkdir(exist_ok=True)
         if "no such" not in message:
-            Path(table).write_text("backbone\n")
+            Path(table).write_text(RESULTS_HEADER)
         config["results_table"] = table
         with pytest.raises(ConfigError, match=re.escape(f"config key 'results_table': {message}")):
             check_config(config, *registries)
-    Path("shared/results.csv").write_text("backbone\n")
+    Path("shared/results.csv").write_text("backbone,task\n")
+    with pytest.raises(ConfigError, match="'shared/results.csv' lacks the column.s. backbone_name, family"):
+        check_config(config, *registries)  # columns are checked when the workflow is parsed, not when collect runs
+    Path("shared/results.csv").write_text(RESULTS_HEADER)
     config["results_table"] = "shared/results.csv"
     check_config(config, *registries)
 
@@ -364,7 +369,7 @@ def test_redraw_mode_plans_no_task_job(tmp_path):
     """With results_table set, the DAG holds the aggregates only, whatever the state of the task outputs."""
     table = tmp_path / "elsewhere" / "results.csv"
     table.parent.mkdir()
-    table.write_text("backbone\n")
+    table.write_text(RESULTS_HEADER)
     run = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
          "--configfile", str(ROOT / "config/test.yaml"), "--config", f"results_table={table}", "--cores", "1"],

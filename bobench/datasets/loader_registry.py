@@ -13,15 +13,22 @@ class LoaderRegistry(dict):
         super().__init__()
         self.kind = kind
         self.source_keys: dict[str, tuple[str, ...]] = {}
+        self.pool_sizes: dict[str, dict[str, int]] = {}
 
-    def register(self, name: str, *, source_keys: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
-        """Decorator: register a loader under ``name``; ``source_keys`` are the ``source`` args it requires."""
+    def register(
+        self, name: str, *, source_keys: tuple[str, ...] = (), pool_sizes: Mapping[str, int] | None = None
+    ) -> Callable[[Callable], Callable]:
+        """Decorator: register a loader under ``name``; ``source_keys`` are the ``source`` args it requires;
+        ``pool_sizes``, the sizes of its official splits where they are fixed (a published dataset, not a
+        folder of the user's), so that split sizes are checked against them before any job."""
 
         def decorator(func: Callable) -> Callable:
             if name in self:
                 raise ValueError(f"{self.kind} loader {name!r} is already registered")
             self[name] = func
             self.source_keys[name] = tuple(source_keys)
+            if pool_sizes:
+                self.pool_sizes[name] = dict(pool_sizes)
             return func
 
         return decorator

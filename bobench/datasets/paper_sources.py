@@ -149,7 +149,7 @@ def _parse_imagenet_archives(raw_dir: Path, splits: list[str], log: logging.Logg
 # --------------------------------------------------------------------------- CIFAR-100
 
 
-@register_loader("cifar100", source_keys=("files", "how_to_get"))
+@register_loader("cifar100", source_keys=("files", "how_to_get"), pool_sizes={"train": 50000, "test": 10000})
 def load_cifar100(source: Mapping[str, Any], raw_dir: Path, log: logging.Logger) -> RawDataset:
     """CIFAR-100 (fine labels) from the official python archive, unpickled with the numpy-only unpickler."""
     paths, provenance = obtain_files(source["files"], raw_dir, log, source["how_to_get"])

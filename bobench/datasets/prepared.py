@@ -281,6 +281,41 @@ def stratified_sample(
     return np.sort(np.concatenate(chosen))
 
 
+def plan_splits(pool_sizes: Mapping[str, int], sizes: Mapping[str, SplitSize]) -> dict[str, tuple[str | None, int]]:
+    """Per split, the official pool it is drawn from and how many samples (see :data:`SPLIT_METHOD`), from
+    the sizes of the loader's official splits alone: :func:`make_splits` draws this plan, and the config
+    check runs it on the known sizes of a dataset before any job. Raises ValueError for a size the pool
+    cannot give."""
+    base = "all" if "all" in pool_sizes else "train"
+    left = dict(pool_sizes)
+    plan: dict[str, tuple[str | None, int]] = {}
+    for split in ("test", "val", "train"):
+        pool = split if split in pool_sizes else base
+        request = sizes.get(split)
+        if request == 0:
+            plan[split] = (None, 0)
+            continue
+        if request is None or request == "all":
+            if pool != split and split != "train":
+                raise ValueError(
+                    f"splits.{split} = {request!r} is ambiguous: {split} is carved out of the "
+                    f"official {pool!r} split, so give a count or a fraction"
+                )
+            n = left[pool]
+        elif isinstance(request, float):
+            n = round(request * pool_sizes[pool])
+        else:
+            n = int(request)
+        if not 0 < n <= left[pool]:
+            raise ValueError(
+                f"splits.{split} = {request!r} asks for {n} samples but the {pool!r} pool has "
+                f"{left[pool]} left (of {pool_sizes[pool]})"
+            )
+        left[pool] -= n
+        plan[split] = (pool, n)
+    return plan
+
+
 def make_splits(
     official: Mapping[str, tuple[np.ndarray, np.ndarray]],
     sizes: Mapping[str, SplitSize],
@@ -306,35 +341,20 @@ def make_splits(
             f"a loader without an official 'train' split must return 'all', got {sorted(official)}"
         )
 
+    plan = plan_splits({name: len(labels) for name, (_, labels) in official.items()}, sizes)
     remaining = {name: np.arange(len(labels)) for name, (_, labels) in official.items()}
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     info: dict[str, Any] = {}
     for split in ("test", "val", "train"):
-        pool = split if split in official else base
+        pool, n = plan[split]
         request = sizes.get(split)
-        if request == 0:  # only in OOD-only datasets (checked by the registry validation)
+        if pool is None:  # only in OOD-only datasets (checked by the registry validation)
             images, labels = official["test"]
             arrays[split] = (images[np.arange(0)], labels[:0])
             info[split] = {"pool": None, "requested": 0, "size": 0}
             continue
         images, labels = official[pool]
         available = remaining[pool]
-        if request is None or request == "all":
-            if pool != split and split != "train":
-                raise ValueError(
-                    f"splits.{split} = {request!r} is ambiguous: {split} is carved out of the "
-                    f"official {pool!r} split, so give a count or a fraction"
-                )
-            n = len(available)
-        elif isinstance(request, float):
-            n = round(request * len(labels))
-        else:
-            n = int(request)
-        if not 0 < n <= len(available):
-            raise ValueError(
-                f"splits.{split} = {request!r} asks for {n} samples but the {pool!r} pool has "
-                f"{len(available)} left (of {len(labels)})"
-            )
         rng = np.random.default_rng([seed, SPLITS.index(split)])
         # Multi-label datasets are stratified by label combination.
         strata = np.unique(labels, axis=0, return_inverse=True)[1].ravel() if labels.ndim == 2 else labels

@@ -240,7 +240,7 @@ _FASHION_SPLIT_FILES = {
 }
 
 
-@register_loader("fashion_mnist", source_keys=("base_url", "debian_dir", "files"))
+@register_loader("fashion_mnist", source_keys=("base_url", "debian_dir", "files"), pool_sizes={"train": 60000, "test": 10000})
 def load_fashion_mnist(source: Mapping[str, Any], raw_dir: Path, log: logging.Logger) -> RawDataset:
     """Fashion-MNIST from Debian's ``dataset-fashion-mnist`` files, a cached copy, or a download.
 
@@ -339,7 +339,9 @@ ANIMAL_CLASSES = [
 ]  # fmt: skip
 
 
-@register_loader("animal_mnist", source_keys=("package", "wheel_url", "wheel_sha256", "members"))
+@register_loader(
+    "animal_mnist", source_keys=("package", "wheel_url", "wheel_sha256", "members"), pool_sizes={"all": 10000}
+)
 def load_animal_mnist(source: Mapping[str, Any], raw_dir: Path, log: logging.Logger) -> RawDataset:
     """Animal-MNIST from the ``animal-mnist`` wheel, read as a zip, never imported.
 
@@ -424,7 +426,7 @@ def _find_wheel(source: Mapping[str, Any], raw_dir: Path, log: logging.Logger) -
 # --------------------------------------------------------------------------- scikit-learn digits
 
 
-@register_loader("sklearn_digits", source_keys=("sha256",))
+@register_loader("sklearn_digits", source_keys=("sha256",), pool_sizes={"all": 1797})
 def load_sklearn_digits(
     source: Mapping[str, Any], raw_dir: Path, log: logging.Logger
 ) -> RawDataset:
