@@ -33,6 +33,7 @@ def write_config(directory: Path, config: dict) -> Path:
 
 
 def snakemake(directory: Path, *args: str) -> list[str]:
-    """The command that runs the workflow in ``directory`` on its config.yaml."""
-    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(directory),
-            "--configfile", str(directory / "config.yaml"), *args]  # fmt: skip
+    """The command that runs the workflow in ``directory`` on its config.yaml. ``args`` come first, since
+    targets after a many-valued option (--configfile, --resources) would be read as its values."""
+    return [sys.executable, "-m", "snakemake", *args, "-s", str(ROOT / "Snakefile"), "--directory", str(directory),
+            "--configfile", str(directory / "config.yaml")]  # fmt: skip

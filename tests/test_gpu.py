@@ -118,7 +118,7 @@ def test_a_local_run_inside_an_allocation_uses_exactly_its_devices(tmp_path):
     write_config(tmp_path, config)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "5,7", "BOBENCH_NUM_GPUS": "8", "BOBENCH_GPU_LOCK_DIR": str(tmp_path / "locks")}
     targets = [f"{config['results_dir']}/features/{backbone}/digits.json" for backbone in config["backbones"]]
-    run = subprocess.run(snakemake(tmp_path, "--cores", "2", "--resources", "gpu=2", *targets), env=env,
+    run = subprocess.run(snakemake(tmp_path, *targets, "--cores", "2", "--resources", "gpu=2"), env=env,
                          capture_output=True, text=True, timeout=900)  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for backbone in config["backbones"]:

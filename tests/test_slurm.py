@@ -126,7 +126,7 @@ def test_local_run_inside_an_allocation_uses_exactly_its_devices(cluster, local_
             ):
                 break
             time.sleep(1)
-        command = " ".join(snakemake(directory, "--cores", "2", "--resources", "gpu=2", *target("results.csv")))
+        command = " ".join(snakemake(directory, *target("results.csv"), "--cores", "2", "--resources", "gpu=2"))
         job = [
             *sbatch,
             "--wait",
