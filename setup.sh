@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-command set-up: a virtualenv in .venv with the pinned stack, the bobench
+# One-command set-up: a virtualenv in .venv with the locked stack (requirements.lock), the bobench
 # package (editable), and Debian's Fashion-MNIST files when apt is available.
 # Usage: bash setup.sh            (then: source .venv/bin/activate)
 set -euo pipefail
@@ -11,10 +11,13 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-# torch first, pinned: the local wheel store has exactly this build.
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
-.venv/bin/pip install --quiet -e ".[test,slurm]"
+# The whole stack from the lock: every package at one version, every file checked against its sha256
+# (README "The locked stack" says how the lock is made and updated). torch and torchvision are the
+# PyPI wheels, whose hashes a local wheel store with the same files matches.
+.venv/bin/pip install --quiet --require-hashes -r requirements.lock
+# bobench itself, editable; its dependencies and its build backend (setuptools) came from the lock.
+.venv/bin/pip install --quiet --no-deps --no-build-isolation -e .
 
 # From Debian when apt is available:
 # - dataset-fashion-mnist: Fashion-MNIST (checked against pinned checksums at prepare time; without it the

@@ -75,6 +75,18 @@ def job_fingerprint(backbone: Mapping[str, Any], data: Any, protocol: Mapping[st
 
 # The checkout this code runs from (the run's working directory may be elsewhere).
 SOURCE_DIR = Path(__file__).resolve().parents[1]
+#: The whole Python stack, pinned with hashes (setup.sh installs from it; README "The locked stack").
+LOCK_FILE = SOURCE_DIR / "requirements.lock"
+
+
+@lru_cache(maxsize=4)
+def lock_sha256(path: str = str(LOCK_FILE)) -> str:
+    """sha256 of the lock file the stack was installed from; ``unknown`` where the checkout has none
+    (bobench installed without its source tree)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return "unknown"
 
 
 def provenance_record(config_hash: str, seed: int, wall_time_s: float) -> dict[str, Any]:
@@ -82,6 +94,7 @@ def provenance_record(config_hash: str, seed: int, wall_time_s: float) -> dict[s
         "config_hash": config_hash,
         "git_commit": git_commit(str(SOURCE_DIR)),
         "packages": json.dumps(package_versions(), sort_keys=True),
+        "lock_sha256": lock_sha256(),
         "seed": seed,
         "wall_time_s": round(wall_time_s, 3),
         "host": platform.node(),

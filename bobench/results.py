@@ -21,7 +21,7 @@ COLUMNS = [
     # a rehearsal's rows: what was a stand-in ("data", "weights", "data+weights"; empty for a real run)
     "standin",
     # provenance
-    "config_hash", "git_commit", "packages", "seed", "wall_time_s", "host",
+    "config_hash", "git_commit", "packages", "lock_sha256", "seed", "wall_time_s", "host",
 ]
 
 

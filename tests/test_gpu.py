@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -103,3 +104,24 @@ def test_lock_is_released_when_a_job_is_killed(clean_env, monkeypatch):
     child.kill()
     child.wait()
     assert gpu.claim_gpus(1, poll_s=0.01, timeout_s=2).devices == [0]
+
+
+@pytest.mark.slow
+def test_a_local_run_inside_an_allocation_uses_exactly_its_devices(tmp_path):
+    """A whole run inside a GPU allocation: CUDA_VISIBLE_DEVICES=5,7 preset (as SLURM sets it for a job given
+    two GPUs) on a machine faked to have 8 (BOBENCH_NUM_GPUS; the jobs then compute on the CPU). Every GPU job
+    claims one of the two allocated devices and says so in its log, never another one. tests/test_slurm.py
+    does the same inside a real SLURM allocation."""
+    from small_battle import small_battle_config, snakemake, write_config
+
+    config = small_battle_config(tasks=("knn",))
+    write_config(tmp_path, config)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "5,7", "BOBENCH_NUM_GPUS": "8", "BOBENCH_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    targets = [f"{config['results_dir']}/features/{backbone}/digits.json" for backbone in config["backbones"]]
+    run = subprocess.run(snakemake(tmp_path, *targets, "--cores", "2", "--resources", "gpu=2"), env=env,
+                         capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for backbone in config["backbones"]:
+        log = (tmp_path / config["results_dir"] / "logs" / "extract_features" / backbone / "digits.log").read_text()
+        claimed = re.findall(r"GPU: claimed GPU\(s\) \[(\d+)\] of the 2 of CUDA_VISIBLE_DEVICES", log)
+        assert claimed in (["5"], ["7"]), log[:500]

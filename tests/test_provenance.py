@@ -23,3 +23,13 @@ def test_record_has_commit_versions_and_timing():
 def test_git_commit_outside_a_repository(tmp_path):
     assert git_commit(str(tmp_path)) == "unknown"
     assert "python" in package_versions()
+
+
+def test_every_record_names_the_lock_it_was_installed_from(tmp_path):
+    import hashlib
+
+    from bobench.provenance import LOCK_FILE, lock_sha256
+
+    record = provenance_record("abc", seed=0, wall_time_s=0.0)
+    assert record["lock_sha256"] == hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()
+    assert lock_sha256(str(tmp_path / "requirements.lock")) == "unknown"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A single-node SLURM cluster with 4 fake GPUs, for testing profiles/slurm
-# (Debian 12, run as root, no systemd). Idempotent. Used by tests/test_slurm.py
-# when BOBENCH_TEST_SLURM=1; after ../shared/research/snakemake_style.md §4.
+# (Debian 12, run as root, no systemd). Idempotent. For tests/test_slurm.py
+# (BOBENCH_TEST_SLURM=1; .ci/run starts it, runs the tests, then stop_cluster.sh);
+# after ../shared/research/snakemake_style.md §4.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 command -v slurmctld >/dev/null || { apt-get update -qq; apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null; }

@@ -1,0 +1,115 @@
+"""requirements.lock: the whole stack pinned with hashes, installed by setup.sh, environment.yml and CI."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCK = ROOT / "requirements.lock"
+EXTRAS = ("test", "slurm")  # what setup.sh installs: bobench[test,slurm]
+
+# One pinned requirement: `name==version [; markers] \` followed by its `--hash=sha256:…` lines.
+ENTRY = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)(?: ; (?P<marker>[^\\\n]+?))? \\\n"
+    r"(?P<hashes>(?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)",
+    re.M,
+)
+
+
+def read_lock(path: Path = LOCK) -> dict[str, dict]:
+    """name → {version, marker, hashes} for every requirement of the lock."""
+    text = path.read_text()
+    entries = {}
+    for match in ENTRY.finditer(text):
+        entries[canonicalize_name(match["name"])] = {
+            "version": match["version"],
+            "marker": Marker(match["marker"]) if match["marker"] else None,
+            "hashes": re.findall(r"sha256:([0-9a-f]{64})", match["hashes"]),
+        }
+    return entries
+
+
+@pytest.fixture(scope="module")
+def lock() -> dict[str, dict]:
+    return read_lock()
+
+
+def project_requirements() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = [req for extra in EXTRAS for req in project["optional-dependencies"][extra]]
+    return [Requirement(req) for req in [*project["dependencies"], *extras]]
+
+
+def applies(req: Requirement, extra: str = "") -> bool:
+    return req.marker is None or req.marker.evaluate({"extra": extra})
+
+
+def test_every_line_of_the_lock_is_a_pinned_hashed_requirement(lock):
+    requirement_lines = [line for line in LOCK.read_text().splitlines() if line and not line.startswith((" ", "#"))]
+    assert len(requirement_lines) == len(lock) > 100  # the parser missed nothing
+    assert all(entry["hashes"] for entry in lock.values())
+    # torch and torchvision: the PyPI wheels, which the local wheel store (pip's extra index) holds byte for byte.
+    assert "305a61f61f35f128579f299c5bd33d475f6a01c6307336139632e30856c4854d" in lock["torch"]["hashes"]
+    assert "2cb678029a5dd45afbbfa662fce49736827d52be33242b5a8a731e0db02ccdf5" in lock["torchvision"]["hashes"]
+
+
+def test_the_lock_satisfies_pyproject(lock):
+    """Every direct requirement (runtime and the test and slurm extras) is pinned to a version its range admits:
+    a pyproject.toml edited without re-locking fails here."""
+    for req in project_requirements():
+        if not applies(req):
+            continue
+        name = canonicalize_name(req.name)
+        assert name in lock, f"{req} is in pyproject.toml but not in requirements.lock: re-lock (README)"
+        assert req.specifier.contains(lock[name]["version"], prereleases=True), (
+            f"requirements.lock pins {name}=={lock[name]['version']}, outside pyproject.toml's {req}: re-lock (README)"
+        )
+
+
+def test_the_installed_stack_is_the_locked_one(lock):
+    """Every distribution that bobench[test,slurm] needs, followed through the installed packages' own
+    requirements, is in the lock at the installed version (setup.sh installed it from the lock)."""
+    needed, queue = set(), [(req, "") for req in project_requirements()]
+    while queue:
+        req, extra = queue.pop()
+        if not applies(req, extra):
+            continue
+        name = canonicalize_name(req.name)
+        for wanted_extra in [*req.extras, ""]:
+            if (name, wanted_extra) in needed:
+                continue
+            needed.add((name, wanted_extra))
+            for sub in metadata.requires(name) or []:
+                queue.append((Requirement(sub), wanted_extra))
+    stale = {
+        name: (metadata.version(name), lock.get(name, {}).get("version"))
+        for name in sorted({name for name, _ in needed})
+        if lock.get(name, {}).get("version") != metadata.version(name)
+    }
+    assert not stale, f"installed vs locked versions differ (rerun bash setup.sh, or re-lock): {stale}"
+    assert len({name for name, _ in needed}) > 100
+
+
+def test_setup_environment_and_ci_install_from_the_lock():
+    setup = (ROOT / "setup.sh").read_text()
+    assert "pip install --quiet --require-hashes -r requirements.lock" in setup
+    # bobench itself comes without dependencies, so nothing unlocked slips in beside it.
+    assert "pip install --quiet --no-deps --no-build-isolation -e ." in setup
+    assert re.search(r"^\s+- -r requirements\.lock$", (ROOT / "environment.yml").read_text(), re.M)
+    assert re.search(r"^bash setup\.sh$", (ROOT / ".ci" / "run").read_text(), re.M)
+
+
+def test_readme_gives_the_command_that_made_the_lock():
+    header = LOCK.read_text().splitlines()[:2]
+    assert header[0] == "# This file was autogenerated by uv via the following command:"
+    command = header[1].removeprefix("#").strip()
+    assert command.startswith("uv pip compile pyproject.toml --extra test --extra slurm") and "--generate-hashes" in command
+    assert command in (ROOT / "README.md").read_text()
