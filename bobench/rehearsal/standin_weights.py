@@ -40,6 +40,7 @@ import logging
 import re
 import struct
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -223,10 +224,12 @@ def write_torchscript(path: Path, checkpoint: ScriptedCheckpoint, seed: int, see
     """Script the module with seeded tensors (``torch.jit.script``) and save it; return the file's sha256."""
     module = checkpoint.build().eval()
     module.load_state_dict(materialize(module_plan(module), seed, seed_prefix), strict=True)
-    scripted = torch.jit.script(module)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as out:
-            torch.jit.save(scripted, out)
+    with warnings.catch_warnings():  # torch >= 2.9 marks TorchScript deprecated; the releases are TorchScript
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.script(module)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as out:
+                torch.jit.save(scripted, out)
     return sha256_file(path)
 
 
