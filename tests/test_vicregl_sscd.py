@@ -74,8 +74,10 @@ class VICRegLConvNeXt(nn.Module):
         super().__init__()
         self.downsample_layers = nn.ModuleList(
             [nn.Sequential(nn.Conv2d(3, dims[0], 4, stride=4), VICRegLLayerNorm(dims[0], channels_first=True))]
-            + [nn.Sequential(VICRegLLayerNorm(dims[i], channels_first=True), nn.Conv2d(dims[i], dims[i + 1], 2, stride=2))
-               for i in range(3)]
+            + [
+                nn.Sequential(VICRegLLayerNorm(dims[i], channels_first=True), nn.Conv2d(dims[i], dims[i + 1], 2, stride=2))
+                for i in range(3)
+            ]
         )
         self.stages = nn.ModuleList([nn.Sequential(*[VICRegLBlock(dims[i]) for _ in range(depths[i])]) for i in range(4)])
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)

@@ -13,6 +13,7 @@ the ``sscd_classy`` converter (tests/test_sscd_vicregl.py).
 from __future__ import annotations
 
 from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,17 +31,21 @@ class ClassyBottleneck(nn.Module):
     def __init__(self, in_planes: int, out_planes: int, stride: int, mid_planes: int, groups: int):
         super().__init__()
         self.convolutional_block = nn.Sequential(
-            nn.Conv2d(in_planes, mid_planes, 1, bias=False), nn.BatchNorm2d(mid_planes), nn.ReLU(inplace=True),
+            nn.Conv2d(in_planes, mid_planes, 1, bias=False),
+            nn.BatchNorm2d(mid_planes),
+            nn.ReLU(inplace=True),
             nn.Conv2d(mid_planes, mid_planes, 3, stride=stride, padding=1, groups=groups, bias=False),
-            nn.BatchNorm2d(mid_planes), nn.ReLU(inplace=True),
+            nn.BatchNorm2d(mid_planes),
+            nn.ReLU(inplace=True),
             nn.Conv2d(mid_planes, out_planes, 1, bias=False),
         )
         self.bn = nn.BatchNorm2d(out_planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None  # a None attribute: each scripted block knows statically whether it has one
         if stride != 1 or in_planes != out_planes:
-            self.downsample = nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False),
-                                            nn.BatchNorm2d(out_planes))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x if self.downsample is None else self.downsample(x)
@@ -53,7 +58,9 @@ class ClassyInitialBlock(nn.Module):
     def __init__(self, planes: int = 64):
         super().__init__()
         self._module = nn.Sequential(
-            nn.Conv2d(3, planes, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(planes), nn.ReLU(inplace=True),
+            nn.Conv2d(3, planes, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(planes),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
 
@@ -79,9 +86,16 @@ class ClassyResNeXt(nn.Module):
             else:
                 mid, groups = width_and_groups[0] * 2**stage * width_and_groups[1], width_and_groups[1]
             blocks = OrderedDict(
-                (f"block{stage}-{index}",
-                 ClassyBottleneck(in_planes[stage] if index == 0 else out_planes[stage], out_planes[stage],
-                                  (1 if stage == 0 else 2) if index == 0 else 1, mid, groups))
+                (
+                    f"block{stage}-{index}",
+                    ClassyBottleneck(
+                        in_planes[stage] if index == 0 else out_planes[stage],
+                        out_planes[stage],
+                        (1 if stage == 0 else 2) if index == 0 else 1,
+                        mid,
+                        groups,
+                    ),
+                )
                 for index in range(count)
             )
             stages.append(nn.Sequential(blocks))
