@@ -218,7 +218,7 @@ def test_sscd_standin_is_a_torchscript_release_and_loads_through_the_real_path(s
     with torch.inference_mode():
         torch.testing.assert_close(backbone.model(x), released(x), rtol=1e-4, atol=1e-5)
     # Read as a state dict, a TorchScript archive is refused: the registry's format says how to read it.
-    with pytest.raises(WeightsError, match="expected a flat mapping of tensors"):
+    with pytest.raises(WeightsError, match="is a TorchScript archive: its registry entry needs weights.format: torchscript"):
         read_state_dict(path)
     # Not a TorchScript archive: named.
     bogus = tmp_path / "bogus.torchscript.pt"

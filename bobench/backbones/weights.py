@@ -267,7 +267,12 @@ def read_state_dict(path: Path, key: str | None = None, fmt: str = "state_dict")
 
         state = load_file(str(path), device="cpu")
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except RuntimeError as error:
+            if "TorchScript" not in str(error):
+                raise
+            raise WeightsError(f"{path} is a TorchScript archive: its registry entry needs weights.format: torchscript") from None
     if key is not None:
         if key not in state:
             raise WeightsError(f"{path}: no entry {key!r} in the checkpoint (has {sorted(state)[:10]})")
