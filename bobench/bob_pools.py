@@ -7,14 +7,11 @@ mask AP alike), the Sim10k configs of bob-ood-detection (§6) and the 33 backbon
 ``scripts_bb.sh`` (§7). Random-init baselines are listed where BoB ran them (detection only); whether they
 join a pool's statistics stays ``ranking.exclude_random_from_stats``'s decision.
 
-Three of BoB's backbones are not in this project's registry (VICRegL ConvNeXt-XL, the two SSCD ResNets):
-they stay listed, so a pool is BoB's list, and those backbones are simply never evaluated here.
+Every backbone of these lists is in the registry (docs/protocol.md §2.1); BoB's retrieval name
+``sscd-resnet50_disc`` is SSCD's ResNeXt-101 release (``sscd_disc_large``), our ``sscd_rx101_disc``.
 """
 
 from __future__ import annotations
-
-#: In BoB's lists but not in config/backbones.yaml (docs/protocol.md §2.1).
-NOT_IN_REGISTRY = frozenset({"vicregl_cnxt_xl", "sscd_rn50_im", "sscd_rn50_disc"})
 
 CLASSIFICATION = frozenset({
     "sup_rn50_in1k", "sup_rn101_in1k", "sup_cnxt_t_in1k", "sup_cnxt_b_in1k", "sup_cnxt_b_in21k", "sup_cnxt_xl_in21k",
@@ -52,7 +49,7 @@ RETRIEVAL = frozenset({
     "sup_swinv2_t_in1k", "sup_swinv2_b_in21k_256", "sup_swinv2_l_in21k_256", "sup_swinv2_b_in21k_384",
     "sup_swinv2_l_in21k_384", "dino_vit_s", "dino_vit_b", "clip_vit_b_laion", "clip_vit_l_laion", "clip_rn50_openai",
     "clip_rn101_openai", "clip_rn50x64_openai", "mocov3_vit_s", "mocov3_vit_b", "mae_vit_b", "mae_vit_l", "vicreg_rn50",
-    "midas_swinv2_t", "midas_swinv2_b", "sscd_rn50_im", "sscd_rn50_disc",
+    "midas_swinv2_t", "midas_swinv2_b", "sscd_rn50_im", "sscd_rx101_disc",
 })
 
 #: Ranking task (bobench.config.TASKS) → the backbones BoB ranked in it.

@@ -235,6 +235,9 @@ def test_paper_command_plans_bobs_jobs():
     registry = yaml.safe_load((ROOT / "config" / "backbones.yaml").read_text())
     defaults = schema_defaults()
     n_backbones, chosen = len(paper["backbones"]), paper["task_datasets"]
+    # Classification runs every backbone but SSCD's two retrieval descriptors (BoB's retrieval-only backbones).
+    n_classifiers = {task: len(paper["task_backbones"][task]) for task in ("linear_probe", "finetune", "frozen_probe")}
+    assert n_backbones == 51 and set(n_classifiers.values()) == {49}
     ood_sets = {item["trained_on"] for item in paper["ood"]["sets"]}
     retrieval_sets = ["cub200", "inaturalist_val", "objectnet", "instre_s1", "gldv2_retrieval", "roxford5k", "rparis6k", "copydays"]
     detection_lrs = {"detection": defaults["detection"]["lrs"], "ood_detection": paper["ood_detection"]["lrs"]}
@@ -244,11 +247,11 @@ def test_paper_command_plans_bobs_jobs():
         # VisDA included), probed on cached features, LARS-probed on ImageNet, and tested on the OOD sets.
         "prepare_dataset": len(set(paper["datasets"]) - {"coco2017", "sim10k", *retrieval_sets})
         + sum(len(item["datasets"]) for item in paper["ood"]["sets"]),
-        "finetune": n_backbones * len(chosen["finetune"]),
-        "linear_probe": n_backbones * len(chosen["linear_probe"]),
-        "extract_features": n_backbones * len(chosen["linear_probe"]),
-        "frozen_probe": n_backbones * len(chosen["frozen_probe"]),
-        "ood_classification": n_backbones * len(ood_sets),
+        "finetune": n_classifiers["finetune"] * len(chosen["finetune"]),
+        "linear_probe": n_classifiers["linear_probe"] * len(chosen["linear_probe"]),
+        "extract_features": n_classifiers["linear_probe"] * len(chosen["linear_probe"]),
+        "frozen_probe": n_classifiers["frozen_probe"] * len(chosen["frozen_probe"]),
+        "ood_classification": n_classifiers["finetune"] * len(ood_sets),
         # COCO, Sim10k and Cityscapes; every detector of BoB's sweep: pretrained backbones in every setting
         # (fine-tuned and frozen), random-init ones fine-tuned only, each at every lr of the task.
         "prepare_detection_dataset": 3,

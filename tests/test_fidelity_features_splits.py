@@ -58,7 +58,8 @@ def meta_backbone(backbone_id: str, entry: dict | None = None):
 # timm models' pooled output (timm.create_model(..., num_classes=0)); CLIP ViTs' CLS token (no projection);
 # CLIP ResNets' attention pool with its projection, CLIP's embedding (ResNet_Clip(embed_dim=1024 / 512 /
 # 1024), models/resnet_clip.py); MAE, MoCo v3, DINO, VICReg: the encoder width; SD: the UNet middle block's
-# 1,280 channels, mean-pooled (models/stable_diff.py; checked by tests/test_zoo.py, which runs it).
+# 1,280 channels, mean-pooled (models/stable_diff.py; checked by tests/test_zoo.py, which runs it); VICRegL's and
+# SSCD's computations are checked against their own code's in tests/test_vicregl_sscd.py.
 BOB_FEATURE_DIM = {
     "sup_rn50_in1k": 2048, "sup_rn101_in1k": 2048,
     "sup_cnxt_t_in1k": 768, "sup_cnxt_s_in1k": 768, "sup_cnxt_s_in21k": 768,
@@ -70,6 +71,10 @@ BOB_FEATURE_DIM = {
     "mocov3_vit_s": 384, "mocov3_vit_b": 768,
     "mae_vit_b": 768, "mae_vit_l": 1024,
     "vicreg_rn50": 2048,
+    # VICRegL's ConvNeXt-XL: LayerNorm on every position, then the average (models/vicregl.py's x_avg).
+    "vicregl_cnxt_xl": 2048,
+    # SSCD: the TorchScript release's output, its L2-normalised descriptor (featshape 512 / 1,024 in §8).
+    "sscd_rn50_im": 512, "sscd_rx101_disc": 1024,
     "clip_vit_b_laion": 768, "clip_vit_l_laion": 1024,
     "clip_rn50_openai": 1024, "clip_rn101_openai": 512, "clip_rn50x64_openai": 1024,
 }

@@ -102,7 +102,8 @@ def test_every_fetched_registry_entry_has_a_writer_route():
             assert repo == f"timm/{entry['architecture']['name']}.{entry['weights']['tag']}"
             assert filename == "model.safetensors"
     assert set(routes.values()) == {
-        "timm", "url:identity", "url:moco_v3", "url:midas_swinv2", "hf_hub:stable_diffusion_encoder"
+        "timm", "url:identity", "url:moco_v3", "url:midas_swinv2", "url:vicregl_convnext", "url:sscd_classy",
+        "hf_hub:stable_diffusion_encoder",
     }
     with pytest.raises(StandinError, match="no stand-in layout for converter 'nope'"):
         standin_route({"architecture": {}, "weights": {"source": "url", "url": "https://x/y.pth", "converter": "nope"}})

@@ -45,9 +45,11 @@ def test_reference_data_is_the_published_table_with_provenance(published):
     value = published.values.set_index(["bob_backbone", "bob_dataset"])["published"]
     assert value["clip-resnet101", "CUB200"] == pytest.approx(0.666829)
     assert value["midas-swin2_base_384", "roxford5k"] == pytest.approx(0.690718)
-    # Every BoB name maps to a registry backbone, except SSCD (not in our zoo).
+    # Every BoB name maps to a registry backbone (SSCD's "resnet50_disc": the ResNeXt-101 file BoB loaded).
     unmapped = set(published.values.loc[published.values["backbone"].isna(), "bob_backbone"])
-    assert unmapped == {"sscd-resnet50_disc", "sscd-resnet50_im"}
+    assert unmapped == set()
+    backbone = dict(zip(published.values["bob_backbone"], published.values["backbone"]))
+    assert backbone["sscd-resnet50_disc"] == "sscd_rx101_disc" and backbone["sscd-resnet50_im"] == "sscd_rn50_im"
     import yaml
 
     registry = yaml.safe_load((ROOT / "config" / "backbones.yaml").read_text())
@@ -98,7 +100,7 @@ def test_figure_and_markdown_render(published, fabricated, tmp_path):
     text = comparison_markdown(comparison, correlations, published)
     row = comparison[(comparison.backbone == "sup_rn50_in1k") & (comparison.dataset == "cub200")].iloc[0]
     assert f"{row['ours']:.3f} / {row['published']:.3f}" in text
-    assert "– / 0.343" in text  # SSCD (ImageNet) on CUB: published only (0.343347)
+    assert "– / 0.343" in text  # SSCD (ImageNet) on CUB: published only here (0.343347; not in the fabricated table)
     assert "Spearman ρ" in text and "before the 2023-11-16" in text
 
 

@@ -37,12 +37,18 @@ REFERENCE = {
     "tf_efficientnet_lite0": (3.37, 1280), "tf_efficientnet_lite1": (4.14, 1280), "tf_efficientnet_lite2": (4.81, 1280),
     # Counted from diffusers' own SD v1 models below: VAE encoder + quant_conv + UNet without its decoder half.
     "bobench.backbones.stable_diffusion:stable_diffusion_encoder": (None, 1280),
+    # timm trunk + SSCD's projection (2,048 → 512 / 1,024; GeM has no parameter), its L2-normalised descriptor.
+    "bobench.backbones.sscd:sscd_descriptor(resnet50)": (24.56, 512),
+    "bobench.backbones.sscd:sscd_descriptor(resnext101_32x4d)": (44.23, 1024),
 }
 
 
 def architecture_key(entry: dict) -> str:
     arch = entry["architecture"]
-    return arch["name"] if arch["library"] == "timm" else arch["entry_point"]
+    if arch["library"] == "timm":
+        return arch["name"]
+    trunk = arch.get("kwargs", {}).get("trunk")
+    return f"{arch['entry_point']}({trunk})" if trunk else arch["entry_point"]
 
 
 def sd_encoder_reference_params() -> float:
@@ -83,6 +89,11 @@ def test_entry_builds_with_documented_features_and_size(backbone_id):
 
     # Multi-scale maps for detection: four stride-4…32 maps for CNNs and hierarchical ViTs,
     # the last block (stride = patch size) for plain ViTs, five (4…64) for SD's VAE + UNet encoder.
+    # SSCD's descriptors (retrieval only, as BoB) expose no stages: detection would refuse them by name.
+    if entry.get("algorithm") == "SSCD":
+        with pytest.raises(NotImplementedError, match=f"{backbone_id}: the model exposes no feature_info"):
+            backbone.stage_indices()
+        return
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         maps = backbone.feature_maps(backbone.transform(image))
     expected_maps = backbone.feature_map_info()

@@ -10,6 +10,7 @@ of the backbone at random init.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # torch is not imported at runtime: the Snakefile checks converter names cheaply
@@ -242,4 +243,64 @@ def stable_diffusion_encoder(state_dict: StateDict, model: "nn.Module") -> State
         text = {key.removeprefix("text_model."): tensor for key, tensor in text.items()}
     load_strict(text_encoder, text, origin="stable diffusion text encoder")
     converted["context"] = prompt_context(text_encoder, model.prompt)
+    return converted
+
+
+@register_converter("vicregl_convnext")
+def vicregl_convnext(state_dict: StateDict, model: "nn.Module") -> StateDict:
+    """VICRegL's ConvNeXt backbones (``convnext_*_alpha*.pth``; its ``convnext.py``) → timm's ConvNeXt
+    built with ``ls_init_value: null`` (VICRegL trained without layer scale: no ``gamma``) and
+    ``head_norm_first: true``: VICRegL's final LayerNorm acts on every position before the average
+    pool, which is timm's ``norm_pre``, not its head norm (pool first). Otherwise Facebook's original
+    ConvNeXt key layout, which timm's own checkpoint filter maps."""
+    from timm.models.convnext import checkpoint_filter_fn
+
+    if not hasattr(model, "norm_pre") or type(model.norm_pre).__name__ == "Identity":
+        raise ValueError("vicregl_convnext: the target ConvNeXt must be built with head_norm_first: true "
+                         "(VICRegL normalises before pooling)")
+    converted = checkpoint_filter_fn(dict(state_dict), model)
+    return {("norm_pre." + key[len("head.norm."):] if key.startswith("head.norm.") else key): tensor
+            for key, tensor in converted.items()}
+
+
+# Classy Vision's ResNeXt (classy_vision/models/resnext.py, state version 0.2; the 2020 layout that
+# version converts from kept each block under ``blocks.<stage>.<index>._module.``) → timm's ResNet.
+_CLASSY_BLOCK = re.compile(r"^blocks\.(\d+)\.(?:block\1-(\d+)|(\d+)\._module)\.(.+)$")
+_CLASSY_LAYERS = {
+    "convolutional_block.0": "conv1", "convolutional_block.1": "bn1", "convolutional_block.3": "conv2",
+    "convolutional_block.4": "bn2", "convolutional_block.6": "conv3", "bn": "bn3",
+    "downsample.0": "downsample.0", "downsample.1": "downsample.1",
+}
+
+
+def classy_resnext_key(key: str) -> str:
+    """One Classy Vision ResNe(X)t trunk key → timm's ResNet name (stem ``initial_block._module.0/1``
+    = ``conv1``/``bn1``; block layers as :data:`_CLASSY_LAYERS`)."""
+    stem = {"initial_block._module.0.": "conv1.", "initial_block._module.1.": "bn1."}
+    for old, new in stem.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    match = _CLASSY_BLOCK.match(key)
+    if match:
+        stage, index, old_index, rest = match.groups()
+        layer, _, leaf = rest.rpartition(".")
+        if layer in _CLASSY_LAYERS:
+            return f"layer{int(stage) + 1}.{index or old_index}.{_CLASSY_LAYERS[layer]}.{leaf}"
+    raise KeyError(f"checkpoint key {key!r}: not a layer of Classy Vision's ResNe(X)t")
+
+
+@register_converter("sscd_classy")
+def sscd_classy(state_dict: StateDict, model: "nn.Module") -> StateDict:
+    """SSCD's releases (``sscd_*.torchscript.pt`` read as a state dict, or ``.classy.pt``): ``Model``
+    with a Classy Vision trunk under ``backbone.`` and ``embeddings`` = GeM (no parameters), the
+    projection ``embeddings.1`` and L2Norm → :class:`bobench.backbones.sscd.SSCDDescriptor`
+    (``trunk.``, ``fc.``). Classy keeps no tensor that the descriptor lacks, so nothing is dropped."""
+    converted: StateDict = {}
+    for key, tensor in state_dict.items():
+        if key.startswith("backbone."):
+            converted["trunk." + classy_resnext_key(key[len("backbone."):])] = tensor
+        elif key.startswith("embeddings.1."):
+            converted["fc." + key[len("embeddings.1."):]] = tensor
+        else:
+            raise KeyError(f"checkpoint key {key!r}: not part of SSCD's Model (backbone., embeddings.1.)")
     return converted

