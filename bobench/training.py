@@ -1,7 +1,7 @@
 """What every training job shares (fine-tuning, the frozen probe, detectors): one resumable epoch loop.
 
 * :func:`epoch_loader` shuffles an epoch; with a micro-batch it collates micro-batches, which
-  :func:`optimisation_steps` groups into steps and :func:`step_over_micro_batches` accumulates, so host
+  :class:`OptimisationSteps` groups into steps and :func:`step_over_micro_batches` accumulates, so host
   memory is bounded by the micro-batch, not the effective batch;
 * :func:`run_epochs` is that loop: it resumes from the last epoch's checkpoint,
   seeds each epoch, runs the optimisation steps (out-of-memory back-off and
@@ -162,7 +162,7 @@ def epoch_loader(dataset: torch.utils.data.Dataset, batch_size: int, generator: 
     from it, the last incomplete batch dropped. ``kwargs`` go to the DataLoader (collate_fn, pin_memory).
 
     With ``micro_batch`` the loader collates micro-batches, each optimisation step's ``batch_size`` samples
-    in consecutive pieces of ``micro_batch`` (:class:`MicroBatchSampler`; :func:`optimisation_steps` groups
+    in consecutive pieces of ``micro_batch`` (:class:`MicroBatchSampler`; :class:`OptimisationSteps` groups
     them back into steps): the samples of every step are those of the whole-batch loader, and host memory
     holds about ``(num_workers × prefetch_factor + 2) × micro_batch`` images instead of that many batches."""
     if micro_batch is None:
@@ -197,7 +197,7 @@ class MicroBatchSampler(torch.utils.data.Sampler[list[int]]):
         return len(self.batches) * -(-self.batch_size // self.micro_batch)
 
 
-class optimisation_steps:  # noqa: N801 (used like a function)
+class OptimisationSteps:
     """A micro-batch loader (:func:`epoch_loader` with ``micro_batch``) as optimisation steps: each step is
     an iterator over its micro-batches, read from the loader as the step consumes them, so one micro-batch
     at a time is on the host outside the loader's prefetch queue. Steps must be consumed in order."""
@@ -205,7 +205,7 @@ class optimisation_steps:  # noqa: N801 (used like a function)
     def __init__(self, loader: torch.utils.data.DataLoader):
         self.loader, self.sampler = loader, loader.batch_sampler
         if not isinstance(self.sampler, MicroBatchSampler):
-            raise TypeError("optimisation_steps needs a loader made by epoch_loader(..., micro_batch=...)")
+            raise TypeError("OptimisationSteps needs a loader made by epoch_loader(..., micro_batch=...)")
 
     def __len__(self) -> int:
         return len(self.sampler.batches)
@@ -262,7 +262,7 @@ def run_epochs(
 
     * ``start_epoch(epoch, generator)`` sets epoch ``epoch`` up (lr schedule, train mode) and returns its
       batches, shuffled by ``generator`` (see :func:`epoch_loader`; a step's batch may arrive as its
-      micro-batches, :func:`optimisation_steps`); every random source is already seeded from ``(seed, epoch)``;
+      micro-batches, :class:`OptimisationSteps`); every random source is already seeded from ``(seed, epoch)``;
     * ``train_step(batch, micro_batch, epoch, steps_done)`` runs one optimisation step (see
       :func:`step_over_micro_batches`, :func:`step_with_oom_backoff`) and returns ``(result, micro_batch
       used)``; ``micro_batch`` is what the forward pass runs at once, halved on out-of-memory; a

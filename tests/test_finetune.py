@@ -202,12 +202,12 @@ class Indexed(torch.utils.data.Dataset):
 def test_training_loaders_collate_micro_batches_with_the_whole_batches_samples():
     """Each step's samples are the whole-batch loader's (same seed, same order); what is collated, and so held
     in host memory per worker and prefetch slot, is a micro-batch."""
-    from bobench.training import epoch_loader, optimisation_steps, seed_epoch
+    from bobench.training import OptimisationSteps, epoch_loader, seed_epoch
 
     dataset = Indexed(45)  # 2 steps of 20, 5 samples dropped
     whole = [batch[1].tolist() for batch in epoch_loader(dataset, 20, seed_epoch(3, 1), 0)]
     loader = epoch_loader(dataset, 20, seed_epoch(3, 1), 0, micro_batch=8)
-    steps = optimisation_steps(loader)
+    steps = OptimisationSteps(loader)
     assert len(steps) == 2 and len(loader) == 6
     collated = [[part[1].tolist() for part in step] for step in steps]
     assert [[len(p) for p in step] for step in collated] == [[8, 8, 4], [8, 8, 4]]
@@ -218,7 +218,7 @@ def test_micro_batch_training_matches_the_whole_batch_reference_bitwise():
     """Loading micro-batches and accumulating over them gives the weights of the reference, which collates
     the whole batch and accumulates over its micro-batches (as the loaders did before): same samples, same
     augmentation randomness, same additions. With a BatchNorm, whose statistics see each micro-batch."""
-    from bobench.training import epoch_loader, optimisation_steps, seed_epoch, step_over_micro_batches
+    from bobench.training import OptimisationSteps, epoch_loader, seed_epoch, step_over_micro_batches
 
     dataset, batch, micro, cpu = Indexed(45), 20, 8, torch.device("cpu")
 
@@ -240,7 +240,7 @@ def test_micro_batch_training_matches_the_whole_batch_reference_bitwise():
 
     model, optimizer = fresh()
     for epoch in range(2):
-        for step in optimisation_steps(epoch_loader(dataset, batch, seed_epoch(7, epoch), 0, micro_batch=micro)):
+        for step in OptimisationSteps(epoch_loader(dataset, batch, seed_epoch(7, epoch), 0, micro_batch=micro)):
             def backward(rows):
                 loss = loss_of(model, rows[0], rows[1], len(rows[0]) / batch)
                 loss.backward()

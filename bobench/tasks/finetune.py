@@ -48,9 +48,9 @@ from torch import nn
 
 from bobench.training import (
     EpochDone,
+    OptimisationSteps,
     TrainingDiverged,
     epoch_loader,
-    optimisation_steps,
     run_epochs,
     step_over_micro_batches,
     training_precision,
@@ -374,7 +374,7 @@ def finetune(
                          "micro-batch, so it must be even")
     max_loss = options.divergence_factor * math.log(num_classes)
 
-    def start_epoch(epoch: int, generator: torch.Generator) -> optimisation_steps:
+    def start_epoch(epoch: int, generator: torch.Generator) -> OptimisationSteps:
         scheduler.step(epoch)
         # The loader collates micro-batches (host memory: workers × prefetch × micro-batch); each step's
         # samples are the whole-batch loader's. The micro-batch it loads stays options.micro_batch after an
@@ -384,7 +384,7 @@ def finetune(
         model.train()
         if options.freeze_backbone:
             model.backbone.eval()  # frozen means frozen: no BatchNorm statistics move either
-        return optimisation_steps(loader)
+        return OptimisationSteps(loader)
 
     def train_step(micro_batches, chunk: int, epoch: int, steps_done: int) -> tuple[float, int]:
         # Mixup/cutmix mix within each micro-batch (one lambda per micro-batch), as timm does within each

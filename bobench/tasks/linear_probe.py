@@ -229,8 +229,8 @@ BLOCK_BYTES = 64 * 2**20
 #: block of the column statistics and its centred copy (4), or the logits and their softmax/sigmoid terms.
 BLOCK_COPIES = 6
 #: Weight-sized buffers: weights, gradient, the ``2 * LBFGS_HISTORY`` L-BFGS history and L-BFGS's and the
-#: line search's working copies, the warm start and the best C's solution.
-WEIGHT_COPIES = 2 * LBFGS_HISTORY + 12
+#: line search's working copies, the warm start and the best C's solution (30 measured, with margin).
+WEIGHT_COPIES = 2 * LBFGS_HISTORY + 16
 PLACEMENTS = ("auto", "device", "host")
 
 
@@ -243,13 +243,14 @@ def device_bytes_needed(n_rows: int, dim: int, num_classes: int, itemsize: int, 
                         multilabel: bool = False) -> int:
     """The law of the in-memory path's peak device memory: the feature matrix (train, val and test rows, one
     copy, standardised in place), :data:`BLOCK_COPIES` row blocks of temporaries, :data:`WEIGHT_COPIES`
-    weight-sized buffers and the labels (int64 class indices, or float32 0/1 targets per class). Scores
-    leave the device block by block. At ImageNet's shape (1.33M rows × 2,048, 1,000 classes) this is 1.06×
+    weight-sized buffers and the labels (int64 class indices, or float32 0/1 targets per class; twice: the
+    refit's train + val labels are a copy). Scores
+    leave the device block by block. At ImageNet's shape (1.33M rows × 2,048, 1,000 classes) this is 1.07×
     the feature matrix (1.23× at 384 dimensions) (tested against measured peaks on scaled-down shapes, ``tests/test_linear_probe.py``)."""
     block = min(block_rows or default_block_rows(dim, num_classes, itemsize), n_rows)
     blocks = BLOCK_COPIES * block * max(dim, num_classes) * itemsize
     weights = WEIGHT_COPIES * num_classes * (dim + 1) * itemsize
-    labels = n_rows * (num_classes * 4 if multilabel else 8)
+    labels = 2 * n_rows * (num_classes * 4 if multilabel else 8)
     return n_rows * dim * itemsize + blocks + weights + labels
 
 
