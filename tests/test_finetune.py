@@ -144,7 +144,7 @@ def test_out_of_memory_in_backward_leaves_no_partial_gradient():
         def backward(rows):
             loss = ((model(rows[0]) - rows[1]) ** 2).sum()
             loss.backward()
-            return float(loss)
+            return float(loss.detach())
 
         _, chunk = step_over_micro_batches(optimizer, [(x[:6], y[:6]), (x[6:], y[6:])], 6,
                                            torch.device("cpu"), backward)
@@ -244,7 +244,7 @@ def test_micro_batch_training_matches_the_whole_batch_reference_bitwise():
             def backward(rows):
                 loss = loss_of(model, rows[0], rows[1], len(rows[0]) / batch)
                 loss.backward()
-                return float(loss)
+                return float(loss.detach())
 
             step_over_micro_batches(optimizer, step, micro, cpu, backward)
     for (key, a), b in zip(model.state_dict().items(), reference.state_dict().values(), strict=True):
