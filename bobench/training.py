@@ -1,5 +1,8 @@
 """What every training job shares (fine-tuning, the frozen probe, detectors): one resumable epoch loop.
 
+* :func:`epoch_loader` shuffles an epoch; with a micro-batch it collates micro-batches, which
+  :class:`OptimisationSteps` groups into steps and :func:`step_over_micro_batches` accumulates, so host
+  memory is bounded by the micro-batch, not the effective batch;
 * :func:`run_epochs` is that loop: it resumes from the last epoch's checkpoint,
   seeds each epoch, runs the optimisation steps (out-of-memory back-off and
   divergence stop included), stops after ``max_steps`` steps, and writes a
@@ -14,10 +17,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -91,6 +95,50 @@ def step_with_oom_backoff(optimizer: torch.optim.Optimizer, micro_batch: int, de
             log.warning("out of memory: micro-batch halved to %d (effective batch unchanged)", micro_batch)
 
 
+def step_over_micro_batches(optimizer: torch.optim.Optimizer, micro_batches: Iterable[tuple[torch.Tensor, ...]],
+                            chunk: int, device: torch.device, backward: Callable[[tuple[torch.Tensor, ...]], float]
+                            ) -> tuple[float, int]:
+    """One optimiser step over the micro-batches a loader delivers (tuples of tensors, e.g. images and
+    targets): ``backward(rows)`` runs forward and backward on a chunk of at most ``chunk`` rows of one and
+    returns its (weighted) loss; the gradients of all chunks add up before the step.
+
+    Out-of-memory: each chunk's gradient is computed into fresh buffers and added to the step's sum once its
+    backward has finished (the same additions, in the same order, as autograd's own accumulation), so a chunk
+    that fails halfway leaves nothing behind: ``chunk`` is halved and only that chunk is redone, on the same
+    rows. Finished chunks stay, and the micro-batch already loaded is not needed again. The price is one
+    gradient-sized buffer at the end of each backward, when the activations are already freed.
+    Returns ``(summed loss, chunk used)``."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for part in micro_batches:
+        start, n = 0, len(part[0])
+        while start < n:
+            stop = min(start + chunk, n)
+            summed = [p.grad for p in params]
+            for p in params:
+                p.grad = None
+            try:
+                total += backward(tuple(t[start:stop] for t in part))
+            except torch.OutOfMemoryError:
+                for p, grad in zip(params, summed):
+                    p.grad = grad
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if chunk == 1:
+                    raise
+                chunk //= 2
+                log.warning("out of memory: micro-batch halved to %d (effective batch unchanged)", chunk)
+                continue
+            with torch.no_grad():
+                for p, grad in zip(params, summed):
+                    if grad is not None:
+                        p.grad = grad if p.grad is None else grad.add_(p.grad)
+            start = stop
+    optimizer.step()
+    return total, chunk
+
+
 def step_cap_reached(max_steps: int | None, steps_done: int) -> bool:
     """Whether a job capped at ``max_steps`` optimisation steps (the rehearsal's cap) has done them all."""
     return max_steps is not None and steps_done >= max_steps
@@ -109,13 +157,64 @@ def training_precision(precision: str, device: torch.device, logger: logging.Log
 
 
 def epoch_loader(dataset: torch.utils.data.Dataset, batch_size: int, generator: torch.Generator, num_workers: int,
-                 **kwargs: Any) -> torch.utils.data.DataLoader:
+                 micro_batch: int | None = None, **kwargs: Any) -> torch.utils.data.DataLoader:
     """One epoch's training batches: shuffled by the epoch's generator (:func:`seed_epoch`), workers seeded
-    from it, the last incomplete batch dropped. ``kwargs`` go to the DataLoader (collate_fn, pin_memory)."""
+    from it, the last incomplete batch dropped. ``kwargs`` go to the DataLoader (collate_fn, pin_memory).
+
+    With ``micro_batch`` the loader collates micro-batches, each optimisation step's ``batch_size`` samples
+    in consecutive pieces of ``micro_batch`` (:class:`MicroBatchSampler`; :class:`OptimisationSteps` groups
+    them back into steps): the samples of every step are those of the whole-batch loader, and host memory
+    holds about ``(num_workers × prefetch_factor + 2) × micro_batch`` images instead of that many batches."""
+    if micro_batch is None:
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator,
+            num_workers=num_workers, worker_init_fn=seed_worker if num_workers else None, **kwargs,
+        )
+    # The same RandomSampler the whole-batch loader makes, drawing the same permutation from the generator.
+    sampler = MicroBatchSampler(torch.utils.data.RandomSampler(dataset, generator=generator), batch_size, micro_batch)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator,
+        dataset, batch_sampler=sampler, generator=generator,
         num_workers=num_workers, worker_init_fn=seed_worker if num_workers else None, **kwargs,
     )
+
+
+class MicroBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """The index lists of ``BatchSampler(sampler, batch_size, drop_last=True)``, each cut into consecutive
+    micro-batches of ``micro_batch`` (the last one of a step shorter where ``micro_batch`` does not divide it)."""
+
+    def __init__(self, sampler: torch.utils.data.Sampler[int], batch_size: int, micro_batch: int):
+        if batch_size < 1 or micro_batch < 1:
+            raise ValueError(f"batch_size and micro_batch must be positive, got {batch_size} and {micro_batch}")
+        self.batches = torch.utils.data.BatchSampler(sampler, batch_size, drop_last=True)
+        self.batch_size, self.micro_batch = batch_size, min(micro_batch, batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            for start in range(0, len(batch), self.micro_batch):
+                yield batch[start : start + self.micro_batch]
+
+    def __len__(self) -> int:
+        return len(self.batches) * -(-self.batch_size // self.micro_batch)
+
+
+class OptimisationSteps:
+    """A micro-batch loader (:func:`epoch_loader` with ``micro_batch``) as optimisation steps: each step is
+    an iterator over its micro-batches, read from the loader as the step consumes them, so one micro-batch
+    at a time is on the host outside the loader's prefetch queue. Steps must be consumed in order."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader):
+        self.loader, self.sampler = loader, loader.batch_sampler
+        if not isinstance(self.sampler, MicroBatchSampler):
+            raise TypeError("OptimisationSteps needs a loader made by epoch_loader(..., micro_batch=...)")
+
+    def __len__(self) -> int:
+        return len(self.sampler.batches)
+
+    def __iter__(self) -> Iterator[Iterator[Any]]:
+        parts = iter(self.loader)
+        per_step = -(-self.sampler.batch_size // self.sampler.micro_batch)
+        for _ in range(len(self)):
+            yield itertools.islice(parts, per_step)
 
 
 @dataclass
@@ -162,10 +261,11 @@ def run_epochs(
     """The resumable epoch loop of a training job.
 
     * ``start_epoch(epoch, generator)`` sets epoch ``epoch`` up (lr schedule, train mode) and returns its
-      batches, shuffled by ``generator`` (see :func:`epoch_loader`); every random source is already seeded
-      from ``(seed, epoch)``;
+      batches, shuffled by ``generator`` (see :func:`epoch_loader`; a step's batch may arrive as its
+      micro-batches, :class:`OptimisationSteps`); every random source is already seeded from ``(seed, epoch)``;
     * ``train_step(batch, micro_batch, epoch, steps_done)`` runs one optimisation step (see
-      :func:`step_with_oom_backoff`) and returns ``(result, micro_batch used)``; a
+      :func:`step_over_micro_batches`, :func:`step_with_oom_backoff`) and returns ``(result, micro_batch
+      used)``; ``micro_batch`` is what the forward pass runs at once, halved on out-of-memory; a
       :class:`TrainingDiverged` it raises stops the job with where it happened, the lr and what to change;
     * ``end_epoch(done)`` records the epoch into ``done.state`` (history, evaluation, selection), logs it,
       and may raise :class:`TrainingDiverged`; then the state is checkpointed and ``on_epoch_end(epoch)``

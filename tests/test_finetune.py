@@ -98,18 +98,174 @@ class OutOfMemoryAbove(nn.Module):
 
 
 def test_out_of_memory_halves_the_micro_batch_and_keeps_the_maths(tmp_path):
+    """The loader keeps collating micro-batches of 8; the forward runs them in chunks of 4 after the
+    out-of-memory error, each chunk's gradient added in order: the weights of a run asked for 4 from the start.
+    (Without mixup: mixup mixes within each loaded micro-batch, and the out-of-memory run still loads 8.)"""
     data = tiny_data()
+    options = FinetuneOptions(**{**OPTIONS.__dict__, "mixup": 0.0, "cutmix": 0.0})
     model, transform = tiny_classifier()
     backed_off = OutOfMemoryAbove(model, limit=4)
-    result = finetune(backed_off, data, NUM_CLASSES, transform, OPTIONS, tmp_path / "oom.pt", seed=1)
+    result = finetune(backed_off, data, NUM_CLASSES, transform, options, tmp_path / "oom.pt", seed=1)
     assert result.micro_batch == 4
 
     model4, transform = tiny_classifier()
     plain = OutOfMemoryAbove(model4, limit=10**6)
-    options4 = FinetuneOptions(**{**OPTIONS.__dict__, "micro_batch": 4})
+    options4 = FinetuneOptions(**{**options.__dict__, "micro_batch": 4})
     finetune(plain, data, NUM_CLASSES, transform, options4, tmp_path / "four.pt", seed=1)
     for (key, a), b in zip(model.state_dict().items(), model4.state_dict().values(), strict=True):
         assert torch.equal(a, b), key
+
+
+def test_out_of_memory_in_backward_leaves_no_partial_gradient():
+    """An out-of-memory error halfway through a backward pass (some parameters' gradients already added):
+    that chunk's partial gradient is dropped and only that chunk redone, in halves; the step's gradient is the
+    one of an undisturbed step over the same chunks."""
+    from bobench.training import step_over_micro_batches
+
+    torch.manual_seed(0)
+    x, y = torch.randn(12, 5), torch.randn(12, 1)
+
+    def run(fail_once: bool) -> tuple[torch.Tensor, ...]:
+        model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 1))
+        with torch.no_grad():
+            for i, p in enumerate(model.parameters()):
+                p.copy_(torch.linspace(-1, 1, p.numel()).reshape(p.shape) * (i + 1))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: look at the gradient
+        failed = []
+
+        def fail_halfway(grad: torch.Tensor) -> torch.Tensor:  # runs after the last layer's gradient is added
+            if fail_once and not failed:
+                failed.append(1)
+                raise torch.OutOfMemoryError("simulated, halfway through backward")
+            return grad
+
+        model[0].weight.register_hook(fail_halfway)
+
+        def backward(rows):
+            loss = ((model(rows[0]) - rows[1]) ** 2).sum()
+            loss.backward()
+            return float(loss.detach())
+
+        _, chunk = step_over_micro_batches(optimizer, [(x[:6], y[:6]), (x[6:], y[6:])], 6,
+                                           torch.device("cpu"), backward)
+        return chunk, *(p.grad.clone() for p in model.parameters())
+
+    reference_chunks = run(False)
+    failing = run(True)
+    assert failing[0] == 3 and reference_chunks[0] == 6
+    for a, b in zip(failing[1:], reference_chunks[1:]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+class OutOfMemoryInEval(nn.Module):
+    """Raises CUDA's out-of-memory error for any forward batch larger than ``limit``; counts the calls."""
+
+    def __init__(self, model: nn.Module, limit: int):
+        super().__init__()
+        self.model, self.limit, self.sizes = model, limit, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(len(x))
+        if len(x) > self.limit:
+            raise torch.OutOfMemoryError(f"simulated: {len(x)} > {self.limit}")
+        return self.model(x)
+
+
+def test_evaluation_halves_the_batch_on_out_of_memory_and_loses_nothing():
+    """predict_logits (fine-tuning's and the frozen probe's evaluation, OOD): the failed chunk is redone in
+    halves, finished ones kept, and the logits equal an undisturbed run's."""
+    from bobench.tasks.finetune import predict_logits
+
+    model, transform = tiny_classifier()
+    images = tiny_data()["test"][0]
+    cpu = torch.device("cpu")
+    reference = predict_logits(model, images, transform, 16, cpu, None, torch.contiguous_format)
+    limited = OutOfMemoryInEval(model, limit=5)
+    logits = predict_logits(limited, images, transform, 16, cpu, None, torch.contiguous_format)
+    np.testing.assert_allclose(logits, reference, rtol=1e-5, atol=1e-6)
+    assert limited.sizes[:3] == [16, 8, 4] and max(limited.sizes[3:]) <= 4  # halved, then kept small
+
+
+class Indexed(torch.utils.data.Dataset):
+    """Item i: its index, and noise from the global torch RNG (an augmentation's randomness)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return torch.full((3,), float(index)) + 0.1 * torch.randn(3), index
+
+
+def test_training_loaders_collate_micro_batches_with_the_whole_batches_samples():
+    """Each step's samples are the whole-batch loader's (same seed, same order); what is collated, and so held
+    in host memory per worker and prefetch slot, is a micro-batch."""
+    from bobench.training import OptimisationSteps, epoch_loader, seed_epoch
+
+    dataset = Indexed(45)  # 2 steps of 20, 5 samples dropped
+    whole = [batch[1].tolist() for batch in epoch_loader(dataset, 20, seed_epoch(3, 1), 0)]
+    loader = epoch_loader(dataset, 20, seed_epoch(3, 1), 0, micro_batch=8)
+    steps = OptimisationSteps(loader)
+    assert len(steps) == 2 and len(loader) == 6
+    collated = [[part[1].tolist() for part in step] for step in steps]
+    assert [[len(p) for p in step] for step in collated] == [[8, 8, 4], [8, 8, 4]]
+    assert [sum(step, []) for step in collated] == whole
+
+
+def test_micro_batch_training_matches_the_whole_batch_reference_bitwise():
+    """Loading micro-batches and accumulating over them gives the weights of the reference, which collates
+    the whole batch and accumulates over its micro-batches (as the loaders did before): same samples, same
+    augmentation randomness, same additions. With a BatchNorm, whose statistics see each micro-batch."""
+    from bobench.training import OptimisationSteps, epoch_loader, seed_epoch, step_over_micro_batches
+
+    dataset, batch, micro, cpu = Indexed(45), 20, 8, torch.device("cpu")
+
+    def fresh():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+        return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    def loss_of(model, x, index, weight):
+        return torch.nn.functional.cross_entropy(model(x / 45), index % 3) * weight
+
+    reference, optimizer = fresh()
+    for epoch in range(2):
+        for x, index in epoch_loader(dataset, batch, seed_epoch(7, epoch), 0):
+            optimizer.zero_grad(set_to_none=True)
+            for start in range(0, batch, micro):
+                loss_of(reference, x[start : start + micro], index[start : start + micro], len(x[start : start + micro]) / batch).backward()
+            optimizer.step()
+
+    model, optimizer = fresh()
+    for epoch in range(2):
+        for step in OptimisationSteps(epoch_loader(dataset, batch, seed_epoch(7, epoch), 0, micro_batch=micro)):
+            def backward(rows):
+                loss = loss_of(model, rows[0], rows[1], len(rows[0]) / batch)
+                loss.backward()
+                return float(loss.detach())
+
+            step_over_micro_batches(optimizer, step, micro, cpu, backward)
+    for (key, a), b in zip(model.state_dict().items(), reference.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+
+
+def test_finetune_loaders_collate_the_micro_batch(tmp_path, monkeypatch):
+    """finetune's (and so the frozen probe's) training loader collates options.micro_batch samples."""
+    import bobench.tasks.finetune as ft
+
+    loaders = []
+    original = ft.epoch_loader
+    monkeypatch.setattr(ft, "epoch_loader", lambda *a, **k: loaders.append(original(*a, **k)) or loaders[-1])
+    model, transform = tiny_classifier()
+    options = FinetuneOptions(**{**OPTIONS.__dict__, "epochs": 1, "micro_batch": 4})
+    finetune(model, tiny_data(), NUM_CLASSES, transform, options, tmp_path / "m.pt", seed=1)
+    assert len(loaders) == 1
+    assert [len(indices) for indices in loaders[0].batch_sampler] == [4] * (48 // 4)
+    with pytest.raises(ValueError, match="micro_batch 3 is odd"):
+        finetune(model, tiny_data(), NUM_CLASSES, transform, FinetuneOptions(**{**options.__dict__, "micro_batch": 3}),
+                 tmp_path / "odd.pt", seed=1)
 
 
 class NonFinite(nn.Module):

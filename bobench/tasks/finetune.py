@@ -18,8 +18,12 @@ What makes it survive:
 * a non-finite loss, or an epoch whose mean loss exceeds ``divergence_factor``
   times chance-level cross-entropy (ln C), stops the job with a message saying
   where and what to change;
-* an out-of-memory error halves the micro-batch and redoes the step on the same
-  samples, so the effective batch (and the maths) stay the same.
+* an out-of-memory error halves the forward chunk and redoes only the chunk that
+  failed, on the same samples, so the effective batch (and the maths) stay the same.
+
+The loaders collate micro-batches, not the effective batch (host memory per job:
+workers × prefetch × micro-batch); gradients accumulate over them to the effective
+batch (:func:`bobench.training.step_over_micro_batches`).
 
 Model selection follows BoB: evaluate every epoch, keep the epoch with the best
 validation top-1; the test set's class probabilities of that epoch are the result.
@@ -44,10 +48,11 @@ from torch import nn
 
 from bobench.training import (
     EpochDone,
+    OptimisationSteps,
     TrainingDiverged,
     epoch_loader,
     run_epochs,
-    step_with_oom_backoff,
+    step_over_micro_batches,
     training_precision,
 )
 
@@ -71,7 +76,7 @@ class FinetuneOptions:
     color_jitter: float = 0.4
     random_erasing: float = 0.25
     batch_size: int = 1024  # effective batch per optimiser step
-    micro_batch: int = 128  # samples per forward/backward; halved on out-of-memory
+    micro_batch: int = 128  # samples per loaded batch and forward/backward; the forward halved on out-of-memory
     eval_batch_size: int = 256
     num_workers: int = 0  # data-loading processes for the training augmentation (GPU runs want several)
     precision: str = "auto"  # auto: bf16 where fast (CUDA, CPUs with native bf16), else fp32
@@ -243,15 +248,13 @@ def train_transform(options: FinetuneOptions, size: int, mean: tuple, std: tuple
 def predict_logits(model: nn.Module, images: np.ndarray, transform: Callable, batch_size: int,
                    device: torch.device, autocast_dtype: torch.dtype | None, memory_format: torch.memory_format,
                    num_workers: int = 0) -> np.ndarray:
-    """float32 logits for uint8 NHWC images (or image files) with the backbone's eval transform."""
-    from bobench.features import eval_batches
+    """float32 logits for uint8 NHWC images (or image files) with the backbone's eval transform. On
+    out-of-memory the forward batch is halved and only the failed chunk redone (:class:`ForwardInChunks`)."""
+    from bobench.features import ForwardInChunks, eval_batches
 
     model.eval()
-    chunks = []
-    for x, _ in eval_batches(images, transform, batch_size, device, num_workers):
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            chunks.append(model(x.contiguous(memory_format=memory_format)).float().cpu().numpy())
-    return np.concatenate(chunks)
+    forward = ForwardInChunks(model, batch_size, device, autocast_dtype, memory_format)
+    return np.concatenate([forward(x) for x, _ in eval_batches(images, transform, batch_size, device, num_workers)])
 
 
 def predict_probs(model: nn.Module, images: np.ndarray, transform: Callable, batch_size: int,
@@ -308,24 +311,21 @@ def mae_lars(model: nn.Module, lr: float, weight_decay: float, trust_ratio: bool
     return Lars([g for g in groups if g["params"]], lr=lr, momentum=LARS_MOMENTUM, trust_coeff=LARS_TRUST_COEFFICIENT)
 
 
-def _train_step(model, optimizer, x, targets, loss_fn, micro_batch, device, autocast_dtype, memory_format):
-    """One optimiser step over the batch in micro-batches; halve them on out-of-memory."""
+def _train_step(model, optimizer, micro_batches, batch, loss_fn, chunk, device, autocast_dtype, memory_format):
+    """One optimiser step over a batch of ``batch`` samples that arrives as micro-batches ``(x, targets)``;
+    forward and backward in chunks of ``chunk``, halved on out-of-memory (:func:`step_over_micro_batches`)."""
 
-    def accumulate(micro_batch: int) -> float:
-        total = 0.0
-        for start in range(0, len(x), micro_batch):
-            xb = x[start : start + micro_batch].to(device).contiguous(memory_format=memory_format)
-            yb = targets[start : start + micro_batch].to(device)
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                logits = model(xb)
-            loss = loss_fn(logits.float(), yb) * (len(xb) / len(x))
-            if not torch.isfinite(loss):
-                raise TrainingDiverged("non-finite loss")
-            loss.backward()
-            total += float(loss.detach())
-        return total
+    def backward(rows: tuple[torch.Tensor, ...]) -> float:
+        xb, yb = rows[0].to(device).contiguous(memory_format=memory_format), rows[1].to(device)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(xb)
+        loss = loss_fn(logits.float(), yb) * (len(xb) / batch)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged("non-finite loss")
+        loss.backward()
+        return float(loss.detach())
 
-    return step_with_oom_backoff(optimizer, micro_batch, device, accumulate)
+    return step_over_micro_batches(optimizer, micro_batches, chunk, device, backward)
 
 
 def finetune(
@@ -401,32 +401,39 @@ def finetune(
         augmentation or train_transform(options, eval_transform.size, eval_transform.mean, eval_transform.std),
     )
     batch = min(options.batch_size, len(train_set) - len(train_set) % 2)  # mixup pairs need an even batch
+    if mixing and options.micro_batch % 2 and options.micro_batch < batch:
+        raise ValueError(f"finetune micro_batch {options.micro_batch} is odd: mixup/cutmix pair the samples of a "
+                         "micro-batch, so it must be even")
     max_loss = options.divergence_factor * math.log(num_classes)
 
     position = {"step": 0, "per_epoch": 1}  # the MAE schedule's place within the epoch
 
-    def start_epoch(epoch: int, generator: torch.Generator) -> torch.utils.data.DataLoader:
+    def start_epoch(epoch: int, generator: torch.Generator) -> OptimisationSteps:
         if options.schedule == "timm":
             scheduler.step(epoch)
-        loader = epoch_loader(train_set, batch, generator, options.num_workers, pin_memory=device.type == "cuda")
-        position.update(step=0, per_epoch=max(1, len(loader)))
+        # The loader collates micro-batches (host memory: workers × prefetch × micro-batch); each step's
+        # samples are the whole-batch loader's. The micro-batch it loads stays options.micro_batch after an
+        # out-of-memory back-off, which only cuts what is loaded into smaller forward chunks.
+        loader = epoch_loader(train_set, batch, generator, options.num_workers, micro_batch=options.micro_batch,
+                              pin_memory=device.type == "cuda")
+        steps = OptimisationSteps(loader)
+        position.update(step=0, per_epoch=max(1, len(steps)))
         model.train()
         if options.freeze_backbone:
             model.backbone.eval()  # frozen means frozen: no BatchNorm statistics move either
-        return loader
+        return steps
 
-    def train_step(images: tuple[torch.Tensor, torch.Tensor], micro_batch: int, epoch: int, steps_done: int) -> tuple[float, int]:
-        x, y = images
-        targets = y
-        if mixup is not None:
-            x, targets = mixup(x, y)
+    def train_step(micro_batches, chunk: int, epoch: int, steps_done: int) -> tuple[float, int]:
         if options.schedule == "mae":  # per iteration, as MAE's engine: epoch + step / steps per epoch
             lr = mae_lr(epoch + position["step"] / position["per_epoch"], options.lr, options.min_lr,
                         options.warmup_epochs, options.epochs)
             for group in optimizer.param_groups:  # layer-decay groups keep their scale, as in MAE
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             position["step"] += 1
-        return _train_step(model, optimizer, x, targets, loss_fn, micro_batch, device, autocast_dtype, memory_format)
+        # Mixup/cutmix mix within each micro-batch (one lambda per micro-batch), as timm does within each
+        # GPU's batch in distributed training.
+        mixed = (mixup(x, y) if mixup is not None else (x, y) for x, y in micro_batches)
+        return _train_step(model, optimizer, mixed, batch, loss_fn, chunk, device, autocast_dtype, memory_format)
 
     def end_epoch(done: EpochDone) -> None:
         epoch, state = done.index, done.state
