@@ -20,9 +20,15 @@ What differs from BoB's MMDetection 2.x configs, and why:
   global block every third layer: timm's ``VisionTransformer`` has no windowed
   attention (``vision_transformer_relpos``' window is its position table, and
   ``vision_transformer_sam``, which has windows, is another model without a class
-  token); SwinV2 keeps its pretrained window sizes;
-* BatchNorm of a fine-tuned backbone stays in eval mode (mmdet's ``norm_eval``;
-  BoB trains it only for random-init backbones, as here).
+  token).
+
+As BoB's configs, per backbone through the detection options: SwinV2 windows
+(``window_size``, :func:`detection_spec`), BatchNorm of a fine-tuned backbone in
+eval mode (``norm_eval``; BoB trains it for random-init backbones on COCO), the
+stem and first stages frozen (``frozen_stages``: BoB's OOD-detection ResNets),
+2,000 RPN proposals per image in training for hierarchical backbones and 1,000 for
+plain ViTs (``train_proposals_per_image``) and RoIAlign with ``aligned=True`` on
+mmdet's levels (``roi_align_aligned``, :mod:`bobench.detection.roi`).
 
 The RPN's and box predictors' outputs are fp32 under bf16 autocast: torchvision
 decodes boxes in the dtype of the deltas, which in bf16 puts proposals, ground-truth
