@@ -66,9 +66,14 @@ def test_the_rpn_keeps_bobs_training_proposals_per_family(paper, backbone_id, fa
     assert (recipe["train_proposals_per_image"], recipe["proposals_per_image"]) == ("bob", 1000)
     torch.manual_seed(0)
     backbone = create_backbone(backbone_id, detection_spec(random_spec(backbone_id)))
-    detector = build_detector(backbone, 2, masks=False, detector="cascade_rcnn",
-                              train_proposals_per_image=recipe["train_proposals_per_image"],
-                              proposals_per_image=recipe["proposals_per_image"])
+    detector = build_detector(
+        backbone,
+        2,
+        masks=False,
+        detector="cascade_rcnn",
+        train_proposals_per_image=recipe["train_proposals_per_image"],
+        proposals_per_image=recipe["proposals_per_image"],
+    )
     assert detector.rpn._post_nms_top_n == BOB_RPN[family]
     assert detector.rpn._pre_nms_top_n == {"training": 2000, "testing": 1000}  # per level, as mmdet's nms_pre
     # the switch: a number is that many for every family; the demo and test configs keep their small counts
@@ -153,8 +158,20 @@ def test_every_box_and_mask_head_pools_as_bob_and_the_switch_restores_torchvisio
 # random-init configs of convnext-b (in1k, in22k), swin2base-w8/w16/w24, midas swin2base-w24 and stable_diff,
 # 4 in sam's fine-tuned config; no OOD-detection config changes it (2).
 BOB_FINETUNED_BATCH = {
-    **dict.fromkeys(["sup_cnxt_b_in1k", "sup_cnxt_b_in21k", "random_cnxt_b", "sup_swinv2_b_in1k", "random_swinv2_b",
-                     "sup_swinv2_b_in21k_256", "sup_swinv2_b_in21k_384", "midas_swinv2_b", "sd_v14"], 8),
+    **dict.fromkeys(
+        [
+            "sup_cnxt_b_in1k",
+            "sup_cnxt_b_in21k",
+            "random_cnxt_b",
+            "sup_swinv2_b_in1k",
+            "random_swinv2_b",
+            "sup_swinv2_b_in21k_256",
+            "sup_swinv2_b_in21k_384",
+            "midas_swinv2_b",
+            "sd_v14",
+        ],
+        8,
+    ),
     "sam_vit_b": 32,
 }
 
@@ -216,7 +233,9 @@ def test_frozen_stages_freeze_the_stem_and_first_stage_and_their_batchnorm():
         assert all(mode != norm_eval for name, mode in modes.items() if name.startswith("layer2."))
         assert all(p.requires_grad for p in detector.roi_heads.parameters())
     # the frozen setting freezes everything whatever frozen_stages says; auto norm_eval is BoB's COCO rule
-    detector, _ = build("random_rn50", spec, ["a", "b"], True, "frozen", DetectionOptions(frozen_stages=1, **SMALL_OPTIONS), seed=0)
+    detector, _ = build(
+        "random_rn50", spec, ["a", "b"], True, "frozen", DetectionOptions(frozen_stages=1, **SMALL_OPTIONS), seed=0
+    )
     assert not any(p.requires_grad for p in detector.backbone.body.parameters())
     assert norm_eval_used(spec, DetectionOptions()) is False
     assert norm_eval_used(REGISTRY["sup_rn50_in1k"], DetectionOptions()) is True
@@ -228,10 +247,12 @@ def test_frozen_stages_freeze_the_stem_and_first_stage_and_their_batchnorm():
 # default 8 where a config sets none; pretrained_window_sizes [12, 12, 12, 6] where the windows grow (timm's
 # 12to16 and 12to24 models have the same).
 BOB_WINDOWS = {
-    **dict.fromkeys(["sup_swinv2_t_in1k", "random_swinv2_t", "sup_swinv2_b_in1k", "random_swinv2_b", "midas_swinv2_t"],
-                    [8, 8, 8, 8]),
+    **dict.fromkeys(
+        ["sup_swinv2_t_in1k", "random_swinv2_t", "sup_swinv2_b_in1k", "random_swinv2_b", "midas_swinv2_t"], [8, 8, 8, 8]
+    ),
     "sup_swinv2_b_in21k_256": [16, 16, 16, 8],
-    "sup_swinv2_b_in21k_384": [24, 24, 24, 12], "midas_swinv2_b": [24, 24, 24, 12],
+    "sup_swinv2_b_in21k_384": [24, 24, 24, 12],
+    "midas_swinv2_b": [24, 24, 24, 12],
 }
 
 

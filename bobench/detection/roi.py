@@ -56,11 +56,19 @@ class AlignedMultiScaleRoIAlign(nn.Module):
         result = first.new_zeros((len(rois), first.shape[1], *self.output_size))
         for level, (feature, stride) in enumerate(zip(features, self.strides)):
             index = torch.where(levels == level)[0]
-            pooled = roi_align(feature, rois[index], self.output_size, spatial_scale=1.0 / stride,
-                               sampling_ratio=self.sampling_ratio, aligned=True)
+            pooled = roi_align(
+                feature,
+                rois[index],
+                self.output_size,
+                spatial_scale=1.0 / stride,
+                sampling_ratio=self.sampling_ratio,
+                aligned=True,
+            )
             result[index] = pooled.to(result.dtype)  # under autocast roi_align may answer in another dtype
         return result
 
     def extra_repr(self) -> str:
-        return (f"featmap_names={self.featmap_names}, strides={self.strides}, output_size={self.output_size}, "
-                f"sampling_ratio={self.sampling_ratio}, aligned=True")
+        return (
+            f"featmap_names={self.featmap_names}, strides={self.strides}, output_size={self.output_size}, "
+            f"sampling_ratio={self.sampling_ratio}, aligned=True"
+        )
