@@ -5,7 +5,6 @@ setting, ``frozen_stages=1`` (and ``norm_eval``) of the OOD-detection ResNets, a
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -279,4 +278,4 @@ def test_a_swinv2_is_rebuilt_with_bobs_windows_shifted_everywhere_and_loads_stri
     assert [tuple(m.shape[-2:]) for m in maps] == [(24, 40), (12, 20), (6, 10), (3, 5)]
     with pytest.raises(ValueError, match="window_size.*SwinV2"):
         detection_spec(random_spec("random_rn50"), window_size=[8, 8, 8, 8])
-    assert math.isfinite(float(maps[-1].sum()))
+    assert torch.isfinite(maps[-1]).all()
