@@ -377,16 +377,23 @@ def detection_sets(config: dict[str, Any]) -> dict[str, list[str]]:
     return {item["trained_on"]: list(item["datasets"]) for item in (config.get("ood_detection") or {}).get("sets") or []}
 
 
-def detection_recipe(config: dict[str, Any], task: str, backbone: str | None = None) -> dict[str, Any]:
+def detection_recipe(config: dict[str, Any], task: str, backbone: str | None = None,
+                     setting: str | None = None) -> dict[str, Any]:
     """The training recipe of a detection task: section ``detection``, overridden by ``ood_detection`` for that
     task, then by the task's ``overrides`` of ``backbone`` (BoB's per-backbone drop path and Stable Diffusion's
-    single scale, docs/protocol.md §4); without a backbone, the task's common recipe."""
+    single scale, docs/protocol.md §4), then by that override's ``by_setting`` entry for ``setting`` (BoB's
+    images per step of fine-tuned ConvNeXt-B, SwinV2-B, MiDaS-B, SD and SAM); without a backbone, the task's
+    common recipe."""
     recipe = dict(config.get("detection") or {})
     if task == "ood_detection":
         recipe.update({k: v for k, v in (config.get("ood_detection") or {}).items() if k != "sets"})
     overrides = recipe.pop("overrides", None) or {}
     if backbone is not None:
-        recipe.update(overrides.get(backbone) or {})
+        override = dict(overrides.get(backbone) or {})
+        per_setting = override.pop("by_setting", None) or {}
+        recipe.update(override)
+        if setting is not None:
+            recipe.update(per_setting.get(setting) or {})
     return canonical(recipe)
 
 

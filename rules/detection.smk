@@ -69,12 +69,13 @@ rule train_detector:
         gpu=1,
     params:
         # The backbone as the task builds it (BoB's DeiT and torchvision weights, SD's detection prompt)
-        # and the recipe with its per-backbone overrides (drop path, SD's single scale).
+        # and the recipe with its per-backbone and per-setting overrides (drop path, SD's single scale,
+        # SwinV2 windows, images per step of the fine-tuned setting).
         backbone=lambda wc: bobench_config.feature_spec(
             task_backbone(wc.backbone, wc.detection_task)
         ),
         recipe=lambda wc: bobench_config.detection_recipe(
-            config, wc.detection_task, wc.backbone
+            config, wc.detection_task, wc.backbone, wc.setting
         ),
         bootstrap=options("bootstrap"),
         seed=config["seed"],

@@ -110,7 +110,7 @@ def test_the_one_stage_switch_is_torchvisions_mask_rcnn():
 
     from bobench.detection.model import PyramidBackbone, anchor_generator
 
-    ours = detector_on(HIERARCHICAL, "mask_rcnn", True)
+    ours = detector_on(HIERARCHICAL, "mask_rcnn", True, roi_align_aligned=False)  # torchvision's RoIAlign
     torch.manual_seed(0)
     backbone = random_backbone(HIERARCHICAL)
     pyramid = PyramidBackbone(backbone)

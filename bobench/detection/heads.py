@@ -36,6 +36,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
 
 from bobench.detection.cascade import CascadeRoIHeads, CascadeSettings
+from bobench.detection.roi import AlignedMultiScaleRoIAlign
 
 BOX_FEATURES = 1024  # the box head's output (mmdet's fc_out_channels)
 ONE_STAGE_BOX_STDS = (0.1, 0.1, 0.2, 0.2)  # the one-stage detectors' box coder: torchvision's weights 10, 10, 5, 5
@@ -102,16 +103,27 @@ class ClassAgnosticBoxPredictor(nn.Module):
             return self.cls_score(x), self.bbox_pred(x)
 
 
+def roi_pool(level_names: list[str], strides: list[int], output_size: int, aligned: bool) -> nn.Module:
+    """RoIAlign over the pyramid: BoB's (mmcv's ``aligned=True``, mmdet's levels: :mod:`bobench.detection.roi`)
+    or torchvision's ``MultiScaleRoIAlign`` (``aligned=False``, every backbone level)."""
+    if aligned:
+        return AlignedMultiScaleRoIAlign(level_names, strides, output_size=output_size, sampling_ratio=0)
+    return MultiScaleRoIAlign(level_names, output_size=output_size, sampling_ratio=0)
+
+
 def build_roi_heads(detector: str, plain: bool, num_classes: int, masks: bool, level_names: list[str],
-                    channels: int, rois_per_image: int) -> nn.Module:
+                    channels: int, rois_per_image: int, strides: list[int] | None = None,
+                    roi_align_aligned: bool = True) -> nn.Module:
     """The RoI heads of ``detector`` for ``num_classes`` object classes on pyramid levels ``level_names``
-    (``channels`` each): one torchvision ``RoIHeads``, or BoB's cascade of three."""
+    (``channels`` each, at ``strides``: 4, 8, … by default): one torchvision ``RoIHeads``, or BoB's cascade
+    of three; every stage's box and mask heads pool with :func:`roi_pool`."""
     kind = detector_kind(detector)
     if masks and not kind.masks:
         raise ValueError(f"{detector} has no mask head; use {'cascade_mask_rcnn' if kind.cascade else 'mask_rcnn'}")
     norm = LayerNorm2d if plain else nn.BatchNorm2d
-    box_pool = MultiScaleRoIAlign(level_names, output_size=7, sampling_ratio=0)
-    mask_pool = MultiScaleRoIAlign(level_names, output_size=14, sampling_ratio=0)
+    strides = strides or [4 * 2**i for i in range(len(level_names))]
+    box_pool = roi_pool(level_names, strides, 7, roi_align_aligned)
+    mask_pool = roi_pool(level_names, strides, 14, roi_align_aligned)
 
     def conv_fc_head() -> nn.Module:
         return FastRCNNConvFCHead((channels, 7, 7), [channels] * 4, [BOX_FEATURES], norm_layer=norm)

@@ -1,9 +1,10 @@
 """One detection job: a registry backbone, one setting and lr, trained on one dataset, scored on its test sets.
 
-Settings (docs/protocol.md §4): ``finetune`` trains the whole backbone; ``frozen`` freezes
-every stage (BoB's ``frozen_stages`` = 4 for CNNs and Swin, = depth for ViTs),
-so only the pyramid and heads learn. Random-init backbones train their
-BatchNorm statistics (mmdet's ``norm_eval=False`` in BoB's random-init configs).
+Settings (docs/protocol.md §4): ``finetune`` trains the whole backbone, less the stem and first
+``frozen_stages`` stages (BoB's OOD ResNets: 1); ``frozen`` freezes every stage (BoB's ``frozen_stages`` = 4
+for CNNs and Swin, = depth for ViTs), so only the pyramid and heads learn. Random-init backbones train
+their BatchNorm statistics (mmdet's ``norm_eval=False`` in BoB's random-init COCO configs) unless
+``norm_eval`` says otherwise.
 """
 
 from __future__ import annotations
@@ -32,16 +33,30 @@ def build(backbone_id: str, spec: dict[str, Any], class_names: list[str], masks:
 
     if setting not in DETECTION_SETTINGS:
         raise ValueError(f"detection setting must be one of {DETECTION_SETTINGS}, got {setting!r}")
-    backbone = create_backbone(backbone_id, detection_spec(spec, drop_path=options.drop_path if setting == "finetune" else 0.0))
+    finetune = setting == "finetune"
+    backbone = create_backbone(backbone_id, detection_spec(
+        spec, drop_path=options.drop_path if finetune else 0.0, window_size=options.window_size))
     short, longest = evaluation_sizes(augmentation_used(backbone, options), options.augment_scale, options.single_scale_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         detector = build_detector(
             backbone, len(class_names), detector=options.detector, masks=masks, frozen=setting == "frozen",
-            norm_eval=spec["weights"]["source"] != "random", test_short_side=short, test_max_side=longest,
+            norm_eval=norm_eval_used(spec, options), test_short_side=short, test_max_side=longest,
             rois_per_image=options.rois_per_image, proposals_per_image=options.proposals_per_image,
+            train_proposals_per_image=options.train_proposals_per_image, roi_align_aligned=options.roi_align_aligned,
+            frozen_stages=options.frozen_stages if finetune else 0,
         )
     return detector, backbone
+
+
+def norm_eval_used(spec: dict[str, Any], options: DetectionOptions) -> bool:
+    """mmdet's ``norm_eval`` for the backbone: ``auto`` is BoB's COCO rule (eval mode, except random-init
+    backbones, whose BatchNorm statistics train); BoB's OOD ResNets set it for random-init too."""
+    if options.norm_eval == "auto":
+        return spec["weights"]["source"] != "random"
+    if not isinstance(options.norm_eval, bool):
+        raise ValueError(f"norm_eval must be auto, true or false, got {options.norm_eval!r}")
+    return options.norm_eval
 
 
 def augmentation_used(backbone: Any, options: DetectionOptions) -> str:

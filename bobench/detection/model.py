@@ -20,9 +20,15 @@ What differs from BoB's MMDetection 2.x configs, and why:
   global block every third layer: timm's ``VisionTransformer`` has no windowed
   attention (``vision_transformer_relpos``' window is its position table, and
   ``vision_transformer_sam``, which has windows, is another model without a class
-  token); SwinV2 keeps its pretrained window sizes;
-* BatchNorm of a fine-tuned backbone stays in eval mode (mmdet's ``norm_eval``;
-  BoB trains it only for random-init backbones, as here).
+  token).
+
+As BoB's configs, per backbone through the detection options: SwinV2 windows
+(``window_size``, :func:`detection_spec`), BatchNorm of a fine-tuned backbone in
+eval mode (``norm_eval``; BoB trains it for random-init backbones on COCO), the
+stem and first stages frozen (``frozen_stages``: BoB's OOD-detection ResNets),
+2,000 RPN proposals per image in training for hierarchical backbones and 1,000 for
+plain ViTs (``train_proposals_per_image``) and RoIAlign with ``aligned=True`` on
+mmdet's levels (``roi_align_aligned``, :mod:`bobench.detection.roi`).
 
 The RPN's and box predictors' outputs are fp32 under bf16 autocast: torchvision
 decodes boxes in the dtype of the deltas, which in bf16 puts proposals, ground-truth
@@ -44,7 +50,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from bobench.backbones.sizes import any_input_size_spec
+from bobench.backbones.sizes import any_input_size_spec, constructor_arguments
 from bobench.detection.heads import build_roi_heads
 
 FPN_CHANNELS = 256
@@ -71,9 +77,14 @@ class SimpleFeaturePyramid(nn.Module):
 
 
 class PyramidBackbone(nn.Module):
-    """A registry backbone's maps → FPN levels ``'0'…'k'`` and ``'pool'`` (what torchvision's R-CNN takes)."""
+    """A registry backbone's maps → FPN levels ``'0'…'k'`` and ``'pool'`` (what torchvision's R-CNN takes).
 
-    def __init__(self, backbone: Any, frozen: bool = False, norm_eval: bool = True):
+    ``frozen`` freezes the whole backbone (the frozen setting); else ``frozen_stages`` > 0 freezes the stem and
+    that many first stages (mmdet's ``frozen_stages``: BoB's OOD ResNets keep 1), their BatchNorm in eval mode
+    too; ``norm_eval`` keeps every BatchNorm of the backbone in eval mode (mmdet's ``norm_eval``).
+    """
+
+    def __init__(self, backbone: Any, frozen: bool = False, norm_eval: bool = True, frozen_stages: int = 0):
         super().__init__()
         self.body = backbone.model
         self._feature_maps = backbone.feature_maps  # reads self.body (the same module)
@@ -91,8 +102,20 @@ class PyramidBackbone(nn.Module):
         )
         self.out_channels = FPN_CHANNELS
         self.level_names = [str(i) for i in range(len(in_channels))]
+        self.strides = [4 * 2**i for i in range(len(in_channels))] if self.plain else [level["stride"] for level in info]
+        self.frozen_stages = frozen_stages
         if frozen:
             self.body.requires_grad_(False)
+        elif frozen_stages:
+            names = set(backbone.frozen_parameter_names(frozen_stages))
+            for name, parameter in self.body.named_parameters():
+                if name in names:
+                    parameter.requires_grad_(False)
+        self._frozen_norms = [
+            module for module in self.body.modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm)
+            and any(True for _ in module.parameters()) and not any(p.requires_grad for p in module.parameters())
+        ]
 
     def train(self, mode: bool = True) -> PyramidBackbone:
         super().train(mode)
@@ -102,6 +125,9 @@ class PyramidBackbone(nn.Module):
             for module in self.body.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
+        else:  # mmdet's _freeze_stages: a frozen stage's BatchNorm statistics stay too
+            for module in self._frozen_norms:
+                module.eval()
         return self
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
@@ -125,16 +151,34 @@ class FloatRPNHead(RPNHead):
         return [t.float() for t in logits], [t.float() for t in deltas]
 
 
-def region_proposal_network(anchors: AnchorGenerator, head: RPNHead, proposals_per_image: int) -> RegionProposalNetwork:
+def region_proposal_network(anchors: AnchorGenerator, head: RPNHead, proposals_per_image: int,
+                            train_proposals_per_image: int | None = None) -> RegionProposalNetwork:
     """BoB's RPN (mmdet's ``RPNHead`` train_cfg, torchvision's defaults too): anchors with IoU ≥ 0.7 positive,
-    < 0.3 negative, 256 sampled per image (half positive at most), NMS at 0.7; ``2 × proposals_per_image`` scored
-    boxes into the NMS in training and ``proposals_per_image`` at test time, ``proposals_per_image`` kept."""
+    < 0.3 negative, 256 sampled per image (half positive at most), NMS at 0.7 within each level. In training
+    ``2 × proposals_per_image`` scored boxes per level go into the NMS and ``train_proposals_per_image`` are kept
+    (BoB: 2,000 in, 2,000 kept for hierarchical backbones, 1,000 kept for the ViTDet configs); at test time
+    ``proposals_per_image`` in and kept (BoB: 1,000). ``None``: as at test time."""
+    kept_in_training = train_proposals_per_image or proposals_per_image
     return RegionProposalNetwork(
         anchors, head, fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
-        pre_nms_top_n=dict(training=2 * proposals_per_image, testing=proposals_per_image),
-        post_nms_top_n=dict(training=proposals_per_image, testing=proposals_per_image),
+        pre_nms_top_n=dict(training=max(2 * proposals_per_image, kept_in_training), testing=proposals_per_image),
+        post_nms_top_n=dict(training=kept_in_training, testing=proposals_per_image),
         nms_thresh=0.7,
     )
+
+
+#: BoB's training proposals per image (``rpn_proposal.max_per_img``) per backbone family: the standard
+#: ``_base_`` Cascade (Mask) R-CNN configs of the hierarchical backbones and the ViTDet configs of plain ViTs.
+BOB_TRAIN_PROPOSALS = {"hierarchical": 2000, "plain": 1000}
+
+
+def train_proposals(value: int | str, plain: bool) -> int:
+    """``detection.train_proposals_per_image`` for a backbone: an integer, or ``bob`` (per family, as BoB)."""
+    if value == "bob":
+        return BOB_TRAIN_PROPOSALS["plain" if plain else "hierarchical"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"train_proposals_per_image must be a positive integer or 'bob', got {value!r}")
+    return value
 
 
 def build_detector(
@@ -148,6 +192,9 @@ def build_detector(
     test_max_side: int = 1333,
     rois_per_image: int = 512,
     proposals_per_image: int = 1000,
+    train_proposals_per_image: int | str | None = None,
+    roi_align_aligned: bool = True,
+    frozen_stages: int = 0,
 ) -> GeneralizedRCNN:
     """``detector`` (a name of :data:`bobench.detection.heads.DETECTORS`) on ``backbone``, for ``num_classes``
     object classes, with a mask head per box stage if ``masks``.
@@ -156,15 +203,20 @@ def build_detector(
     normalise them. Training images arrive already augmented (see
     :mod:`bobench.detection.data`), so the model does not resize them again; test
     images are resized by torchvision to ``test_short_side`` (at most ``test_max_side``).
+
+    ``train_proposals_per_image``: RPN proposals kept per image in training (``bob``: BoB's per family; ``None``:
+    ``proposals_per_image``); ``roi_align_aligned``: BoB's RoI pooling (:mod:`bobench.detection.roi`) or
+    torchvision's; ``frozen_stages``: see :class:`PyramidBackbone`.
     """
-    pyramid = PyramidBackbone(backbone, frozen=frozen, norm_eval=norm_eval)
+    pyramid = PyramidBackbone(backbone, frozen=frozen, norm_eval=norm_eval, frozen_stages=frozen_stages)
     n_levels = len(pyramid.level_names)
     first_stride = 4 if pyramid.plain else backbone.feature_map_info()[0]["stride"]
     anchors = anchor_generator(n_levels + 1, first_stride)  # + the max-pooled level
     rpn_head = FloatRPNHead(FPN_CHANNELS, anchors.num_anchors_per_location()[0], conv_depth=2 if pyramid.plain else 1)
-    rpn = region_proposal_network(anchors, rpn_head, proposals_per_image)
+    kept = None if train_proposals_per_image is None else train_proposals(train_proposals_per_image, pyramid.plain)
+    rpn = region_proposal_network(anchors, rpn_head, proposals_per_image, kept)
     roi_heads = build_roi_heads(detector, pyramid.plain, num_classes, masks, pyramid.level_names, FPN_CHANNELS,
-                                rois_per_image)
+                                rois_per_image, strides=pyramid.strides, roi_align_aligned=roi_align_aligned)
     transform = GeneralizedRCNNTransform(
         test_short_side, test_max_side, list(backbone.transform.mean), list(backbone.transform.std),
         size_divisible=32, _skip_resize=True,  # training images come resized by BoB's augmentation
@@ -172,6 +224,26 @@ def build_detector(
     return GeneralizedRCNN(pyramid, rpn, roi_heads, transform)
 
 
-def detection_spec(spec: dict[str, Any], drop_path: float | None = None) -> dict[str, Any]:
-    """A backbone registry entry adapted for detection: any input size, BoB's drop path."""
-    return any_input_size_spec(spec, drop_path)
+def detection_spec(spec: dict[str, Any], drop_path: float | None = None,
+                   window_size: list[int] | None = None) -> dict[str, Any]:
+    """A backbone registry entry adapted for detection: any input size, BoB's drop path and, for a SwinV2,
+    BoB's windows.
+
+    ``window_size`` (one per stage) rebuilds a timm SwinV2 with those windows, partitioned as mmdet's Swin does
+    at any input size: every stage padded to whole windows and every other block shifted by half a window
+    (timm's ``always_partition``; without it timm shrinks a window to its stage's size at the pretraining
+    resolution and drops that stage's shift). Only buffers depend on the window (SwinV2's continuous position
+    bias is an MLP of the relative coordinates, normalised by the pretraining windows of the timm model), so
+    the weights load strictly as before.
+    """
+    adapted = any_input_size_spec(spec, drop_path)
+    if window_size is None:
+        return adapted
+    architecture = adapted["architecture"]
+    accepted = constructor_arguments(architecture["name"], architecture.get("kwargs", {})) \
+        if architecture["library"] == "timm" else set()
+    if not {"window_size", "always_partition"} <= accepted:
+        raise ValueError(f"window_size is set for {architecture.get('name') or architecture.get('entry_point')}, "
+                         "which is no timm model with per-stage windows (a SwinV2)")
+    kwargs = {**architecture.get("kwargs", {}), "window_size": [int(w) for w in window_size], "always_partition": True}
+    return {**adapted, "architecture": {**architecture, "kwargs": kwargs}}

@@ -45,7 +45,13 @@ class DetectionOptions:
     micro_batch: int = 2  # images per forward/backward; halved on out-of-memory
     drop_path: float = 0.1
     rois_per_image: int = 512  # proposals sampled per image to train the box head (mmdet and torchvision: 512)
-    proposals_per_image: int = 1000  # RPN proposals kept after NMS, in training and at test time
+    proposals_per_image: int = 1000  # RPN proposals kept after NMS at test time (BoB: 1,000)
+    # ... and in training: "bob" = 2,000 for hierarchical backbones, 1,000 for plain ViTs (ViTDet); or a number
+    train_proposals_per_image: int | str = "bob"
+    roi_align_aligned: bool = True  # BoB's RoIAlign (half-pixel offset, mmdet's levels); False: torchvision's
+    frozen_stages: int = 0  # fine-tuned setting: the stem and this many first stages frozen (mmdet's; 0: none)
+    norm_eval: bool | str = "auto"  # backbone BatchNorm in eval mode; auto: except for random-init backbones
+    window_size: tuple[int, ...] | None = None  # a SwinV2's windows per stage (BoB's); None: the timm model's
     augmentation: str = "auto"  # auto: LSJ for plain ViTs, multi-scale AutoAugment otherwise; else the one named, for all
     single_scale_size: int = 512  # augmentation single_scale: images fit in this square (BoB's SD: 512)
     augment_scale: float = 1.0  # every augmentation and test size × this (1: BoB's 1024 / 480-800 / 1333)

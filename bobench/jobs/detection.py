@@ -20,7 +20,7 @@ import torch
 
 from bobench.cells import CellRecord, detection_metrics, write_records
 from bobench.detection.heads import describe_roi_heads, detector_name
-from bobench.detection.job import augmentation_used, build, evaluate_on, train_on
+from bobench.detection.job import augmentation_used, build, evaluate_on, norm_eval_used, train_on
 from bobench.detection.sources import read_manifest
 from bobench.detection.train import DetectionOptions
 from bobench.features import device_name, pick_device, resolve_precision
@@ -35,6 +35,12 @@ AUGMENTATION_NAMES = {
     "lsj": "large-scale jitter",
     "multi_scale": "multi-scale AutoAugment (BoB)",
     "single_scale": "single scale, fit in {size} px (BoB's SD)",
+}
+
+#: How a result row names its RoI pooling (``detection.roi_align_aligned``).
+ROI_ALIGN_NAMES = {
+    True: "RoIAlign aligned=True, mmdet's levels (BoB)",
+    False: "torchvision MultiScaleRoIAlign (aligned=False)",
 }
 
 #: Keys of a detection recipe that are no detector option: the sweep the rule expands into jobs (each job
@@ -110,6 +116,10 @@ def detector_cells(
         "roi_heads": describe_roi_heads(options.detector, backbone.is_plain(), masks),
         "pyramid": "ViTDet simple pyramid + FPN (LayerNorm)" if backbone.is_plain() else "FPN",
         "augmentation_used": AUGMENTATION_NAMES[augmentation].format(size=options.single_scale_size),
+        "train_proposals_used": detector.rpn._post_nms_top_n["training"],
+        "roi_align_used": ROI_ALIGN_NAMES[options.roi_align_aligned],
+        "frozen_stages_used": options.frozen_stages if setting == "finetune" else "all",
+        "norm_eval_used": norm_eval_used(spec, options),
         "setting": setting,
         "trained_on": dataset,
         "selection": "last epoch (no selection on the test split)",

@@ -66,7 +66,9 @@ def apply_caps(config: dict[str, Any]) -> dict[str, Any]:
         _cap_recipe(recipe, caps, set_defaults=section != "ood_detection", detector=section == "detection")
         for group in ("overrides", "dataset_overrides"):
             for override in (recipe.get(group) or {}).values():
-                _cap_recipe(override, caps, set_defaults=False, detector=section in ("detection", "ood_detection"))
+                # a detection override's per-setting entries (by_setting) are capped as the override
+                for capped in [override, *(override.get("by_setting") or {}).values()]:
+                    _cap_recipe(capped, caps, set_defaults=False, detector=section in ("detection", "ood_detection"))
     return out
 
 
