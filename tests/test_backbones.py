@@ -341,3 +341,19 @@ def test_unpinned_checkpoint_loads_and_records_its_actual_hash(monkeypatch, tmp_
     provenance = load_checkpoint_into(target, {"source": "file", "path": str(path), "sha256": "unpinned"}, "r18")
     assert provenance["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert provenance["pinned"] is False
+
+
+def test_a_vit_runs_at_a_size_that_is_not_a_multiple_of_its_patch():
+    """CheXpert's 256 px on a patch-14 ViT (CLIP ViT-L/14): padded to 266 px (19 × 19 patches), where the
+    fixed-size model refused it; sizes that are multiples of the patch keep their grid (no padding)."""
+    from bobench.backbones.sizes import any_input_size_spec
+
+    spec = {"architecture": {"library": "timm", "name": "vit_tiny_patch16_224", "kwargs": {"patch_size": 14, "img_size": 224}}}
+    fixed = build_architecture(spec)
+    with pytest.raises(AssertionError):
+        fixed(torch.zeros(1, 3, 256, 256))
+    model = build_architecture(any_input_size_spec(spec)).eval()
+    with torch.no_grad():
+        tokens = model.forward_features(torch.zeros(1, 3, 256, 256))
+        assert tokens.shape[1] == 1 + 19 * 19
+        assert model.forward_features(torch.zeros(1, 3, 224, 224)).shape[1] == 1 + 16 * 16
