@@ -465,6 +465,15 @@ def render(plan: Plan, battle: Battle, sources: Sequence[str]) -> str:
             f"| {rule} | {len(items):,} | {biggest[1].mem_mb / 1000:,.1f} | {max(c.cpus for _, c in items)} | "
             f"{max(c.runtime_min for _, c in items) / 60:,.1f} | {label} |"
         )
+    gpu_jobs = [(j, c) for j, c in plan.jobs if c.gpu]
+    if plan.backbone is not None and gpu_jobs:
+        j, longest = max(gpu_jobs, key=lambda item: item[1].gpu_s)
+        walls = ", ".join(f"{k} GPU{'s' if k > 1 else ''} {_hours(wall_hours(plan, k))} h" for k in (1, 8, 32))
+        lines += [
+            "",
+            f"Time to {plan.backbone}'s rank, at least (GPU-hours / GPUs, or its longest job, one GPU each: "
+            f"{j.rule} {'/'.join(j.values.values())}, {_hours(longest.gpu_s / 3600)} h): {walls}.",
+        ]
     probes = [(j, c) for j, c in plan.jobs if j.rule == "linear_probe"]
     if probes:
         j, c = max(probes, key=lambda item: item[1].device_mb)
@@ -485,6 +494,13 @@ def render(plan: Plan, battle: Battle, sources: Sequence[str]) -> str:
             "fine-tuning and detectors resume from their epoch checkpoints when rerun.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def wall_hours(plan: Plan, gpus: int) -> float:
+    """A lower bound on the plan's wall time on ``gpus`` GPUs: its GPU-hours shared out evenly, but never
+    less than its longest job (every job holds one GPU)."""
+    longest = max((c.gpu_s for _, c in plan.jobs if c.gpu), default=0.0) / 3600
+    return max(plan.total_gpu_hours / gpus, longest)
 
 
 #: Jobs longer than this (hours) are listed under the plan: a common partition time limit.
