@@ -240,6 +240,13 @@ def test_planner_lists_a_dry_runs_jobs_with_the_input_cache_on(tmp_path):
     stats = run.stdout[run.stdout.index("Job stats:") :].split("total")[0]
     dry = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", stats, flags=re.M) if rule in PLANNED_RULES}
     assert dry == dict(planned)
+    # The cache jobs ask for the planner's memory, time and cores (the rule had no resources before).
+    costs = {j.values["short_side"]: c for j, c in jobs if j.rule == "prepare_input_cache"}
+    blocks = re.findall(r"rule prepare_input_cache:\n(.*?)\n\n", run.stdout, flags=re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        cost = costs[re.search(r"short_side=(\d+)", block).group(1)]
+        assert f"mem_mb={cost.mem_mb}," in block and f"runtime={cost.runtime_min}," in block
 
 
 def test_adding_one_backbone_plans_only_its_jobs(tmp_path, capsys):
