@@ -10,7 +10,11 @@ resolution, measured on a GPU or estimated from FLOPs: benchmarks/throughput_tab
 Scaling laws, all linear: GPU time ∝ images × (resolution / native resolution)² × passes / images/s (a training
 step is ``train_factor`` forward passes, a frozen backbone one); the detector's neck and heads add FLOPs per
 megapixel at the backbone's achieved FLOP rate; the L-BFGS probe, kNN and retrieval are fp32 matrix
-products at ``matmul_tflops``; decoding ∝ megapixels of JPEG per core (``decode``).
+products at ``matmul_tflops``; decoding ∝ megapixels of JPEG per core (``decode``), each input path (evaluation,
+fine-tuning's and the frozen probe's augmentation) at its measured rate, and with the input cache
+(config ``input_cache``) at its measured speed-up. Host memory of a training job follows its loaders' law
+(:func:`bobench.training.epoch_loader`: micro-batches in flight), the linear probe's device memory the
+probe's own law (:mod:`bobench.tasks.probe_memory`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from bobench.tasks.probe_memory import device_bytes_needed, fits_on_device
 
 ROOT = Path(__file__).resolve().parents[1]
 THROUGHPUT_TABLE = ROOT / "config" / "throughput.csv"
@@ -57,7 +63,9 @@ class JobCost:
     mem_mb: int  # peak host memory
     cpus: int  # cores to ask for: loader workers that keep the GPU fed, plus the main process
     runtime_min: int
-    disk_gb: float  # what the job writes (features, weights, checkpoints)
+    disk_gb: float  # what the job writes (features, weights, checkpoints, the input cache)
+    device_mb: float = 0.0  # peak device memory, where it is modelled (the linear probe); 0: not modelled
+    streamed: bool = False  # the linear probe's features too large for the GPU: streamed from host memory
 
 
 @dataclass(frozen=True)
@@ -99,14 +107,22 @@ class CostModel:
     def matmul_s(self, flops: float) -> float:
         return flops / (self.constants["matmul_tflops"] * 1e12)
 
-    def decode_s(self, dataset: str, images: float, train: bool = False) -> float:
-        """Core-seconds to decode and transform ``images`` of ``dataset`` (one pass each)."""
+    def files(self, dataset: str) -> bool:
+        """Whether the dataset is kept as image files (decoded per pass), not as a prepared pixel array."""
+        return self.dataset(dataset)["storage"] == "files"
+
+    def decode_s(self, dataset: str, images: float, path: str = "evaluation", cached: bool = False) -> float:
+        """Core-seconds to decode and transform ``images`` of ``dataset`` (one pass each) on an input
+        ``path`` (``decode.path_factor``: evaluation, finetune, frozen_probe, detection); ``cached``: from
+        the input cache (training) or the job's stored crops (evaluation), ``input_cache.speedup`` faster.
+        A pixel-array dataset is only cropped and resized, whatever the path."""
         info, decode = self.dataset(dataset), self.constants["decode"]
         if info["storage"] == "array":
-            per_image = 1 / decode["array_images_per_core_s"]
-        else:
-            per_image = info["megapixels"] / decode["jpeg_megapixels_per_core_s"]
-        return images * per_image * (decode["train_augment_factor"] if train else 1.0)
+            return images / decode["array_images_per_core_s"]
+        per_image = info["megapixels"] / decode["jpeg_megapixels_per_core_s"] * decode["path_factor"][path]
+        if cached:
+            per_image /= self.constants["input_cache"]["speedup"][path]
+        return images * per_image
 
     def cpus(self, gpu_s: float, cpu_s: float, workers: int) -> int:
         """Cores for a GPU job: the loader workers the decoding needs to keep pace with the GPU (never more
@@ -114,12 +130,14 @@ class CostModel:
         needed = math.ceil(cpu_s / gpu_s) if gpu_s > 0 else 0
         return 1 + min(needed, workers, self.constants["decode"]["max_cpus_per_gpu"] - 1)
 
-    def loader_mb(self, workers: int, batch: int, resolution: int) -> float:
-        """Host memory of collated float32 batches in flight: each worker prefetches ``prefetch_factor``
-        batches (one batch in the main process without workers), plus the pinned batch being copied."""
+    def loader_mb(self, workers: int, batch: int, resolution: int, held: int = 1) -> float:
+        """Host memory of collated float32 batches: each worker prefetches ``prefetch_factor`` batches (one
+        batch in the main process without workers), plus ``held`` outside the queue: the pinned batch being
+        copied, and for training also the step's current micro-batch (``held=2``: ``epoch_loader``'s
+        ``(num_workers × prefetch_factor + 2) × micro_batch``)."""
         memory = self.constants["memory"]
         in_flight = workers * memory["prefetch_factor"] if workers else 1
-        return (in_flight + 1) * batch * 3 * resolution**2 * memory["float_bytes"] / MB
+        return (in_flight + held) * batch * 3 * resolution**2 * memory["float_bytes"] / MB
 
     def weights_mb(self, backbone: str, copies: float) -> float:
         return copies * self.row(backbone).params_m * 1e6 * self.constants["memory"]["float_bytes"] / MB
@@ -163,17 +181,41 @@ class CostModel:
         )
 
     def linear_probe(
-        self, backbone: str, *, n_train: int, n_val: int, n_test: int, classes: int, grid: int, max_iter: int, refit: bool
+        self,
+        backbone: str,
+        *,
+        n_train: int,
+        n_val: int,
+        n_test: int,
+        classes: int,
+        grid: int,
+        max_iter: int,
+        refit: bool,
+        multilabel: bool = False,
     ) -> JobCost:
         """L-BFGS over the C grid on cached features: 4·N·D·K FLOPs per iteration (forward and gradient),
         ``max_iter`` iterations per fit (an upper bound), one fit per C plus the refit on train + val.
-        Host memory: the loaded features and their standardised copy."""
-        dim = self.row(backbone).feature_dim
+
+        Device memory is the probe's own law (``device_bytes_needed``: one feature matrix, row blocks,
+        L-BFGS buffers, labels). Where it exceeds 90% of ``gpu_memory_gb`` the probe keeps the features in
+        pinned host memory and streams them to the GPU at every L-BFGS iteration (``host_to_device_gb_s``),
+        as the job itself decides. Host memory: the loaded features, the val and test scores, and the
+        pinned copy when the features are streamed."""
+        dim, itemsize = self.row(backbone).feature_dim, self.constants["memory"]["float_bytes"]
         fits = grid * n_train + ((n_train + n_val) if refit else 0)
         flops = 4 * fits * dim * classes * max_iter
         rows = n_train + n_val + n_test
-        mem = self.constants["memory"]["base_mb"] + 2 * self.features_mb(rows, dim)
-        return self.finish(gpu_s=self.matmul_s(flops), cpu_s=0.0, mem_mb=mem, workers=0)
+        device = device_bytes_needed(rows, dim, classes, itemsize, multilabel=multilabel)
+        on_device = fits_on_device(device, self.constants["gpu_memory_gb"] * 1e9)
+        gpu_s = self.matmul_s(flops)
+        features = self.features_mb(rows, dim)
+        mem = self.constants["memory"]["base_mb"] + features + (n_val + n_test) * classes * itemsize / MB
+        if not on_device:
+            gpu_s += fits * dim * itemsize * max_iter / (self.constants["host_to_device_gb_s"] * 1e9)
+            mem += features
+            device -= rows * dim * itemsize  # the blocks, buffers and labels stay; the matrix streams through
+        cost = self.finish(gpu_s=gpu_s, cpu_s=0.0, mem_mb=mem, workers=0)
+        return JobCost(**{**cost.__dict__, "device_mb": device / MB, "streamed": not on_device})
 
     def similarity(self, backbone: str, *, queries: int, database: int, rows: int) -> JobCost:
         """kNN and retrieval: every query against every database row (2·Q·N·D FLOPs) on cached features."""
@@ -195,24 +237,44 @@ class CostModel:
         workers: int,
         frozen: bool,
         max_steps: int | None,
+        micro_batch: int | None = None,
+        eval_batch: int = 256,
+        cached: bool = False,
+        eval_crops_max_gb: float = 0.0,
     ) -> JobCost:
         """Fine-tuning (``frozen``: BoB's frozen-backbone LARS probe, whose head costs nothing beside the
         backbone): ``epochs`` passes over the training split in steps of ``batch`` (``max_steps`` caps them),
-        the validation split after every epoch, the test split once. Host memory: the model's copies
-        (weights, checkpoint with two Adam moments) and the loader's collated effective batches."""
+        the validation split after every epoch, the test split once.
+
+        Decoding: each pass through the recipe's augmentation (``decode_s``). With the input cache
+        (``cached``, a dataset of image files) the training images come decoded from the cache, and val and
+        test are cropped once (``input_cache.crop_once_factor`` × one evaluation) and then only normalised at
+        each evaluation, for a split whose crops fit in ``eval_crops_max_gb`` (else read from its files as
+        before), as ``bobench.eval_crops.crop_once`` decides. Host memory: the model's copies (weights,
+        checkpoint with two Adam moments) and the larger of the two loaders: training's micro-batches
+        (``epoch_loader``: ``(workers × prefetch + 2) × micro_batch``) and evaluation's batches."""
         steps = epochs * (train // batch)
         if max_steps is not None:
             steps = min(steps, max_steps)
         trained = steps * batch
-        evaluated = min(epochs, math.ceil(steps / max(train // batch, 1))) * val + test
+        evaluations = min(epochs, math.ceil(steps / max(train // batch, 1)))
+        evaluated = evaluations * val + test
         passes = 1.0 if frozen else self.constants["train_factor"]
         gpu_s = self.forward_s(backbone, trained, resolution, passes) + self.forward_s(backbone, evaluated, resolution)
-        cpu_s = self.decode_s(dataset, trained, train=True) + self.decode_s(dataset, evaluated)
-        mem = (
-            self.constants["memory"]["base_mb"]
-            + self.weights_mb(backbone, 1 if frozen else 4)
-            + self.loader_mb(workers, batch, resolution)
+        path = "frozen_probe" if frozen else "finetune"
+        cached = cached and self.files(dataset)
+        cpu_s = self.decode_s(dataset, trained, path, cached=cached)
+        crop_once = self.constants["input_cache"]["crop_once_factor"]
+        for images, times in ((val, evaluations), (test, 1)):
+            if cached and images * 3 * resolution**2 * 4 <= eval_crops_max_gb * 1e9:
+                cpu_s += crop_once * self.decode_s(dataset, images) + times * self.decode_s(dataset, images, cached=True)
+            else:
+                cpu_s += times * self.decode_s(dataset, images)
+        loaders = max(
+            self.loader_mb(workers, min(micro_batch or batch, batch), resolution, held=2),
+            self.loader_mb(workers, eval_batch, resolution),
         )
+        mem = self.constants["memory"]["base_mb"] + self.weights_mb(backbone, 1 if frozen else 4) + loaders
         return self.finish(
             gpu_s=gpu_s,
             cpu_s=cpu_s,
@@ -275,13 +337,44 @@ class CostModel:
             + self.forward_s(backbone, tested, pixels_resolution)
             + tested * head_gflops / rate
         )
-        cpu_s = self.decode_s(dataset, trained, train=True) + sum(self.decode_s(d, n) for d, n in test_sets)
+        cpu_s = self.decode_s(dataset, trained, "detection") + sum(self.decode_s(d, n) for d, n in test_sets)
         mem = (
             self.constants["memory"]["detection_base_mb"]
             + self.weights_mb(backbone, 4)
             + self.loader_mb(workers, batch, int(pixels_resolution))
         )
         return self.finish(gpu_s=gpu_s, cpu_s=cpu_s, mem_mb=mem, workers=workers, disk_gb=self.weights_mb(backbone, 4) * MB / 1e9)
+
+    def input_cache(self, dataset: str, *, images: int, short_side: int) -> JobCost:
+        """``prepare_input_cache``: the train split of a dataset of image files decoded once, its images'
+        shorter side brought down to ``short_side`` (``input_cache.write_s_per_megapixel`` of CPU per source
+        megapixel, on ``input_cache.threads`` cores); disk: 3 bytes a cached pixel, the images taken at
+        ``input_cache.aspect`` (ImageNet's mean 0.18 MP at 256 px: 262 kB an image). A dataset of pixel
+        arrays needs no cache: its job only writes a cache.json."""
+        options, memory = self.constants["input_cache"], self.constants["memory"]
+        if not self.files(dataset):
+            return JobCost(
+                gpu=0,
+                gpu_s=0.0,
+                cpu_s=0.0,
+                mem_mb=self.constants["light_job"]["mem_mb"],
+                cpus=1,
+                runtime_min=memory["min_runtime_min"],
+                disk_gb=0.0,
+            )
+        megapixels = self.dataset(dataset)["megapixels"]
+        cached = min(megapixels, short_side**2 * options["aspect"] / 1e6)  # the shorter side at most short_side
+        cpu_s = images * megapixels * options["write_s_per_megapixel"]
+        runtime = cpu_s / options["threads"] * memory["runtime_safety"] / 60 + memory["startup_min"]
+        return JobCost(
+            gpu=0,
+            gpu_s=0.0,
+            cpu_s=cpu_s,
+            mem_mb=options["mem_mb"],
+            cpus=options["threads"],
+            runtime_min=int(max(math.ceil(runtime), memory["min_runtime_min"])),
+            disk_gb=images * cached * 1e6 * 3 / 1e9,
+        )
 
     def light(self) -> JobCost:
         """An aggregate rule (collect, rank, figures, tables): fixed, small."""

@@ -23,9 +23,9 @@ import yaml
 from bobench import config as bobench_config
 from bobench.cost import CostModel, JobCost, load_cost_model
 from bobench.datasets.entries import is_retrieval_benchmark
+from bobench.datasets.input_cache import cache_short_side
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS = ROOT / "config" / "schemas"
 
 Cell = tuple[str, str, str]
 Detector = tuple[str, str, str, str, str]
@@ -58,6 +58,23 @@ def finetune_recipe(config: dict[str, Any], backbone: str, dataset: str) -> dict
     )
 
 
+def training_cache_short_side(
+    config: dict[str, Any], backbones: dict[str, Any], task: str, backbone: str, dataset: str
+) -> int | None:
+    """The short side of the input cache a training job (``finetune``, ``frozen_probe``) reads, or None
+    (config ``input_cache`` off, or a backbone with no input size: it reads its image files). The size is the
+    recipe's ``image_size``, else the registry's ``input.size``. The Snakefile (rules/common.smk
+    ``training_input_cache``) and the planner both take the rule ``prepare_input_cache``'s jobs from here."""
+    options = config.get("input_cache") or {}
+    if not options.get("enabled"):
+        return None
+    recipe = finetune_recipe(config, backbone, dataset) if task == "finetune" else config["frozen_probe"]
+    size = recipe.get("image_size") or (backbones[backbone].get("input") or {}).get("size")
+    if size is None:
+        return None
+    return cache_short_side(size, options["short_side_ratio"])
+
+
 @dataclass(frozen=True)
 class Job:
     rule: str
@@ -75,6 +92,7 @@ class Job:
             "extract_features": "features (extraction)",
             "extract_retrieval_features": "retrieval features (extraction)",
             "ood_classification": "ood",
+            "prepare_input_cache": "input cache (CPU only)",
         }.get(self.rule, self.rule)
 
 
@@ -144,6 +162,7 @@ class Battle:
             n, options = self.sizes(d), config["linear_probe"]
             return model.linear_probe(
                 b,
+                multilabel=bool(self.datasets[d].get("multilabel")),
                 n_train=n["train"],
                 n_val=n["val"],
                 n_test=n["test"],
@@ -168,6 +187,10 @@ class Battle:
             return model.training(
                 b,
                 d,
+                micro_batch=recipe.get("micro_batch"),
+                eval_batch=recipe.get("eval_batch_size", 256),
+                cached=training_cache_short_side(config, self.backbones, rule, b, d) is not None,
+                eval_crops_max_gb=(config.get("input_cache") or {}).get("eval_crops_max_gb", 0.0),
                 train=n["train"],
                 val=n["val"],
                 test=n["test"],
@@ -208,6 +231,8 @@ class Battle:
                 workers=recipe.get("num_workers", 0),
                 max_steps=recipe.get("max_steps"),
             )
+        if rule == "prepare_input_cache":
+            return model.input_cache(d, images=self.sizes(d)["train"], short_side=int(wildcards["short_side"]))
         if rule in ("make_standin_data", "make_standin_weights", "make_task_standin_weights"):
             return model.standin()
         if rule in ("prepare_dataset", "prepare_detection_dataset", "prepare_retrieval_dataset"):
@@ -236,6 +261,10 @@ class Battle:
                 prepared[d] = None
             if task == "ood":
                 prepared.update((s.dataset, None) for s in self.ood_plan.get(d, []) if s.kind == "dataset")
+            if task in ("finetune", "frozen_probe"):
+                short_side = training_cache_short_side(self.config, self.backbones, task, b, d)
+                if short_side is not None:
+                    out[job("prepare_input_cache", dataset=d, short_side=str(short_side))] = None
             out[job({"ood": "ood_classification"}.get(task, task), backbone=b, dataset=d)] = None
         for task, b, d, setting, lr in detectors:
             for t in [d, *(self.detection_sets.get(d, []) if task == "ood_detection" else [])]:
@@ -253,6 +282,14 @@ class Battle:
         """Classification datasets that synthetic detection and retrieval sets are made from."""
         made = [j.values["dataset"] for j in jobs if j.rule in ("prepare_detection_dataset", "prepare_retrieval_dataset")]
         return [self.datasets[d]["source"]["from_dataset"] for d in made if "from_dataset" in self.datasets[d]["source"]]
+
+    def added_jobs(self, cells: Sequence[Cell], detectors: Sequence[Detector], backbone: str) -> list[Job]:
+        """The jobs a run makes for ``backbone`` once every other backbone's results are there: the jobs of
+        all the cells less those of the other backbones' cells (its own cells, and any preparation only it
+        needs, such as an input cache at a resolution no other backbone has)."""
+        others = self.jobs([c for c in cells if c[1] != backbone], [d for d in detectors if d[1] != backbone])
+        done = set(others)
+        return [j for j in self.jobs(cells, detectors) if j not in done]
 
 
 def split_sizes(splits: Mapping[str, Any], pools: Mapping[str, int]) -> dict[str, int]:
@@ -293,22 +330,12 @@ def load_battle(
 
     from bobench.rehearsal.caps import apply_caps
 
+    files = [str(f) for f in configfiles or [ROOT / "config" / "config.yaml"]]
     config: dict[str, Any] = {}
-    for path in configfiles or [ROOT / "config" / "config.yaml"]:
+    for path in files:
         update_config(config, yaml.safe_load(Path(path).read_text()) or {})
     update_config(config, dict(overrides or {}))
-    bobench_config.validate_against_schema(
-        config, SCHEMAS / "config.schema.yaml", bobench_config.describe_sources([str(f) for f in configfiles])
-    )
-    backbones = bobench_config.load_registry(
-        bobench_config.resolve_path(config["registries"]["backbones"], ROOT),
-        SCHEMAS / "backbones.schema.yaml",
-        "backbone registry",
-    )
-    datasets = bobench_config.load_registry(
-        bobench_config.resolve_path(config["registries"]["datasets"], ROOT), SCHEMAS / "datasets.schema.yaml", "dataset registry"
-    )
-    bobench_config.check_config(config, backbones, datasets)
+    backbones, datasets = bobench_config.check_run(config, files, None, ROOT)
     config = apply_caps(config)
     cells, detectors = planned_cells(config, datasets, backbones)
     return Battle(config, backbones, datasets), cells, detectors
@@ -320,8 +347,14 @@ class Plan:
 
     jobs: list[tuple[Job, JobCost]]
     datasets_gb: float
+    cache_gb: float
     features_gb: float
     models_gb: float
+    backbone: str | None = None  # a plan of one backbone added to the others' results (--backbone)
+
+    @property
+    def disk_gb(self) -> float:
+        return self.datasets_gb + self.cache_gb + self.features_gb + self.models_gb
 
     def gpu_hours(self, key: Any) -> dict[str, float]:
         total: dict[str, float] = defaultdict(float)
@@ -339,14 +372,26 @@ class Plan:
         return sum(c.cpu_s for _, c in self.jobs) / 3600
 
 
-def make_plan(battle: Battle, cells: Iterable[Cell], detectors: Iterable[Detector]) -> Plan:
-    jobs = [(j, battle.cost(j.rule, j.values)) for j in battle.jobs(cells, detectors)]
+def make_plan(battle: Battle, cells: Sequence[Cell], detectors: Sequence[Detector], backbone: str | None = None) -> Plan:
+    """The plan of every job of the cells and detectors, or (``backbone``) of the jobs that adding that
+    backbone to the others' finished results makes (:meth:`Battle.added_jobs`)."""
+    if backbone is not None and backbone not in {c[1] for c in cells} | {d[1] for d in detectors}:
+        planned = sorted({c[1] for c in cells} | {d[1] for d in detectors})
+        raise SystemExit(f"--backbone {backbone}: no cell of this config has it (its backbones: {', '.join(planned)})")
+    chosen = battle.jobs(cells, detectors) if backbone is None else battle.added_jobs(cells, detectors, backbone)
+    jobs = [(j, battle.cost(j.rule, j.values)) for j in chosen]
     return Plan(
         jobs=jobs,
-        datasets_gb=sum(c.disk_gb for j, c in jobs if j.rule.startswith("prepare_")),
+        datasets_gb=sum(c.disk_gb for j, c in jobs if j.rule in DATASET_RULES),
+        cache_gb=sum(c.disk_gb for j, c in jobs if j.rule == "prepare_input_cache"),
         features_gb=sum(c.disk_gb for j, c in jobs if j.rule.startswith("extract_")),
         models_gb=sum(c.disk_gb for j, c in jobs if j.rule in ("finetune", "frozen_probe", "train_detector")),
+        backbone=backbone,
     )
+
+
+#: The rules that download and unpack datasets (their disk is the datasets').
+DATASET_RULES = ("prepare_dataset", "prepare_detection_dataset", "prepare_retrieval_dataset")
 
 
 def _hours(value: float) -> str:
@@ -359,12 +404,19 @@ def render(plan: Plan, battle: Battle, sources: Sequence[str]) -> str:
     gpu = model.constants["gpu"]
     used = sorted({j.values["backbone"] for j, _ in plan.jobs if "backbone" in j.values})
     estimated = [b for b in used if model.row(b).status != "measured"]
-    lines = [
-        f"# Plan of {' + '.join(sources) or 'the demo battle (config/config.yaml)'}",
-        "",
+    title = f"# Plan of {' + '.join(sources) or 'the demo battle (config/config.yaml)'}"
+    lines = [title if plan.backbone is None else f"{title}: {plan.backbone} added to the others' results", ""]
+    if plan.backbone is not None:
+        lines += [
+            f"The jobs {plan.backbone} adds once every other backbone's results are in the results folder: its "
+            "own cells, and any preparation no other backbone needed. Snakemake runs only these, then the "
+            "aggregates (collect_results, rank, tables, figures, report: minutes of CPU, not costed here).",
+            "",
+        ]
+    lines += [
         f"{len(plan.jobs):,} jobs; **{_hours(plan.total_gpu_hours)} GPU-hours** ({gpu}), "
         f"**{_hours(plan.total_cpu_hours)} CPU core-hours** of input decoding; disk "
-        f"**{plan.datasets_gb + plan.features_gb + plan.models_gb:,.0f} GB**. Throughput of "
+        f"**{plan.disk_gb:,.0f} GB**. Throughput of "
         f"{len(used) - len(estimated)} of the {len(used)} backbones measured, {len(estimated)} estimated from FLOPs "
         "(config/throughput.csv); the assumptions are in config/cost.yaml.",
         "",
@@ -373,9 +425,9 @@ def render(plan: Plan, battle: Battle, sources: Sequence[str]) -> str:
     ]
     by_task: dict[str, list[JobCost]] = defaultdict(list)
     for j, cost in plan.jobs:
-        if cost.gpu:
+        if cost.gpu or j.rule == "prepare_input_cache":  # GPU jobs, and the input cache's decoding
             by_task[j.task()].append(cost)
-    for task, costs in sorted(by_task.items(), key=lambda kv: -sum(c.gpu_s for c in kv[1])):
+    for task, costs in sorted(by_task.items(), key=lambda kv: (-sum(c.gpu_s for c in kv[1]), -sum(c.cpu_s for c in kv[1]))):
         lines.append(
             f"| {task} | {len(costs):,} | {_hours(sum(c.gpu_s for c in costs) / 3600)} | "
             f"{_hours(sum(c.cpu_s for c in costs) / 3600)} | {max(c.runtime_min for c in costs) / 60:,.1f} |"
@@ -394,6 +446,7 @@ def render(plan: Plan, battle: Battle, sources: Sequence[str]) -> str:
         "| disk | GB |",
         "|---|---:|",
         f"| datasets (raw archives and unpacked files) | {plan.datasets_gb:,.1f} |",
+        f"| input cache (train splits decoded once: prepare_input_cache) | {plan.cache_gb:,.1f} |",
         f"| feature cache | {plan.features_gb:,.1f} |",
         f"| models and checkpoints | {plan.models_gb:,.1f} |",
         "",
@@ -412,6 +465,25 @@ def render(plan: Plan, battle: Battle, sources: Sequence[str]) -> str:
             f"| {rule} | {len(items):,} | {biggest[1].mem_mb / 1000:,.1f} | {max(c.cpus for _, c in items)} | "
             f"{max(c.runtime_min for _, c in items) / 60:,.1f} | {label} |"
         )
+    gpu_jobs = [(j, c) for j, c in plan.jobs if c.gpu]
+    if plan.backbone is not None and gpu_jobs:
+        j, longest = max(gpu_jobs, key=lambda item: item[1].gpu_s)
+        walls = ", ".join(f"{k} GPU{'s' if k > 1 else ''} {_hours(wall_hours(plan, k))} h" for k in (1, 8, 32))
+        lines += [
+            "",
+            f"Time to {plan.backbone}'s rank, at least (GPU-hours / GPUs, or its longest job, one GPU each: "
+            f"{j.rule} {'/'.join(j.values.values())}, {_hours(longest.gpu_s / 3600)} h): {walls}.",
+        ]
+    probes = [(j, c) for j, c in plan.jobs if j.rule == "linear_probe"]
+    if probes:
+        j, c = max(probes, key=lambda item: item[1].device_mb)
+        streamed = sum(c.streamed for _, c in probes)
+        lines += [
+            "",
+            f"linear_probe's peak GPU memory (its law, `device_bytes_needed`): at most {c.device_mb / 1000:,.1f} GB "
+            f"({'/'.join(j.values.values())}); {streamed} of {len(probes)} probes stream their features from "
+            f"host memory (those over 90% of the GPU's {model.constants['gpu_memory_gb']} GB).",
+        ]
     long = [(j, c) for j, c in plan.jobs if c.runtime_min > LONG_JOB_H * 60]
     if long:
         j, c = max(long, key=lambda item: item[1].runtime_min)
@@ -424,6 +496,13 @@ def render(plan: Plan, battle: Battle, sources: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def wall_hours(plan: Plan, gpus: int) -> float:
+    """A lower bound on the plan's wall time on ``gpus`` GPUs: its GPU-hours shared out evenly, but never
+    less than its longest job (every job holds one GPU)."""
+    longest = max((c.gpu_s for _, c in plan.jobs if c.gpu), default=0.0) / 3600
+    return max(plan.total_gpu_hours / gpus, longest)
+
+
 #: Jobs longer than this (hours) are listed under the plan: a common partition time limit.
 LONG_JOB_H = 48
 
@@ -432,9 +511,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bobench.plan", description=__doc__.splitlines()[0])
     parser.add_argument("--configfile", nargs="+", default=[], help="the run's config files, in order (as snakemake's)")
     parser.add_argument("--jobs", action="store_true", help="also list every job with what it asks for")
+    parser.add_argument(
+        "--backbone",
+        metavar="ID",
+        help="only the jobs this backbone adds once the others' results are there (the time to a new backbone's rank)",
+    )
     args = parser.parse_args(argv)
     battle, cells, detectors = load_battle(args.configfile)
-    plan = make_plan(battle, cells, detectors)
+    plan = make_plan(battle, cells, detectors, args.backbone)
     out = render(plan, battle, [str(f) for f in args.configfile])
     if args.jobs:
         out += "\n| rule | wildcards | GPU-hours | mem_mb | cores | runtime (min) |\n|---|---|---:|---:|---:|---:|\n"

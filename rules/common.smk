@@ -11,11 +11,16 @@ sys.path.insert(
 
 from bobench import config as bobench_config
 from bobench.datasets import prepared_filenames, raw_folders_shared_with
-from bobench.datasets.input_cache import cache_filenames, cache_short_side
+from bobench.datasets.input_cache import cache_filenames
 from bobench.datasets.entries import is_retrieval_benchmark
 from bobench.imports import closure_files, entry_point_files
 from bobench.names import FIGURE_NAMES, REPORT_TABLES
-from bobench.plan import Battle, finetune_recipe, planned_cells
+from bobench.plan import (
+    Battle,
+    finetune_recipe,
+    planned_cells,
+    training_cache_short_side,
+)
 from bobench.retrieval.splits import prepared_split_files
 from bobench.rehearsal.caps import apply_caps
 from bobench.rehearsal.standins import (
@@ -218,22 +223,10 @@ def input_cache_files(dataset, short_side):
 
 def training_input_cache(task, backbone, dataset):
     """The input cache a training job reads (config input_cache; none when off): the dataset's train split
-    at the short side of this job's input size (the recipe's image_size, else the registry's input.size;
-    a backbone with neither reads its image files)."""
-    if not config["input_cache"]["enabled"]:
-        return []
-    recipe = (
-        finetune_options(backbone, dataset)
-        if task == "finetune"
-        else config["frozen_probe"]
-    )
-    size = recipe.get("image_size") or (BACKBONES[backbone].get("input") or {}).get(
-        "size"
-    )
-    if size is None:
-        return []
-    short_side = cache_short_side(size, config["input_cache"]["short_side_ratio"])
-    return input_cache_files(dataset, short_side)
+    at the short side of this job's input size (bobench.plan.training_cache_short_side, which the planner
+    costs the prepare_input_cache jobs by)."""
+    short_side = training_cache_short_side(config, BACKBONES, task, backbone, dataset)
+    return [] if short_side is None else input_cache_files(dataset, short_side)
 
 
 def cell_record(task, backbone, dataset):

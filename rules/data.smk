@@ -42,6 +42,8 @@ rule prepare_input_cache:
         logfile("benchmarks/prepare_input_cache/{dataset}/short{short_side}.tsv")
     conda:
         "../environment.yml"
-    threads: 8
+    threads: BATTLE.model.constants["input_cache"]["threads"]
+    resources:
+        **job_resources("prepare_input_cache"),
     script:
         "../workflow_scripts/prepare_input_cache.py"

@@ -30,13 +30,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+# The memory law lives in a torch-free module (the cost model reads it too); its names are this module's.
+from bobench.tasks.probe_memory import (  # noqa: F401
+    BLOCK_BYTES,
+    BLOCK_COPIES,
+    LBFGS_HISTORY,
+    WEIGHT_COPIES,
+    default_block_rows,
+    device_bytes_needed,
+    fits_on_device,
+)
+
 log = logging.getLogger(__name__)
 
 ArrayLike = np.ndarray | torch.Tensor
-
-#: L-BFGS memory, as in scipy / scikit-learn; a longer history costs
-#: ``2 * history * num_classes * dim`` extra floats, too much for 1k classes.
-LBFGS_HISTORY = 10
 
 
 @dataclass(frozen=True)
@@ -222,36 +229,7 @@ def _fit(
     return weight.detach(), bias.detach(), n_iter
 
 
-#: Bytes of one row block's largest temporary: its features (streamed) or its ``(rows, classes)`` logits.
-#: A few such blocks are alive at once, a fixed cost next to the feature matrix at paper shapes.
-BLOCK_BYTES = 64 * 2**20
-#: Row-block temporaries alive at once, in units of ``rows × max(dim, classes)`` probe floats: the float64
-#: block of the column statistics and its centred copy (4), or the logits and their softmax/sigmoid terms.
-BLOCK_COPIES = 6
-#: Weight-sized buffers: weights, gradient, the ``2 * LBFGS_HISTORY`` L-BFGS history and L-BFGS's and the
-#: line search's working copies, the warm start and the best C's solution (30 measured, with margin).
-WEIGHT_COPIES = 2 * LBFGS_HISTORY + 16
 PLACEMENTS = ("auto", "device", "host")
-
-
-def default_block_rows(dim: int, num_classes: int, itemsize: int) -> int:
-    """Rows per block: as many as keep a block's features and its logits each within :data:`BLOCK_BYTES`."""
-    return max(1, BLOCK_BYTES // (max(dim, num_classes) * itemsize))
-
-
-def device_bytes_needed(n_rows: int, dim: int, num_classes: int, itemsize: int, block_rows: int | None = None,
-                        multilabel: bool = False) -> int:
-    """The law of the in-memory path's peak device memory: the feature matrix (train, val and test rows, one
-    copy, standardised in place), :data:`BLOCK_COPIES` row blocks of temporaries, :data:`WEIGHT_COPIES`
-    weight-sized buffers and the labels (int64 class indices, or float32 0/1 targets per class; twice: the
-    refit's train + val labels are a copy). Scores
-    leave the device block by block. At ImageNet's shape (1.33M rows × 2,048, 1,000 classes) this is 1.07×
-    the feature matrix (1.23× at 384 dimensions) (tested against measured peaks on scaled-down shapes, ``tests/test_linear_probe.py``)."""
-    block = min(block_rows or default_block_rows(dim, num_classes, itemsize), n_rows)
-    blocks = BLOCK_COPIES * block * max(dim, num_classes) * itemsize
-    weights = WEIGHT_COPIES * num_classes * (dim + 1) * itemsize
-    labels = 2 * n_rows * (num_classes * 4 if multilabel else 8)
-    return n_rows * dim * itemsize + blocks + weights + labels
 
 
 def choose_placement(placement: str, n_rows: int, dim: int, num_classes: int, dtype: torch.dtype,
@@ -269,7 +247,7 @@ def choose_placement(placement: str, n_rows: int, dim: int, num_classes: int, dt
     free, _ = torch.cuda.mem_get_info(device)
     free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     needed = device_bytes_needed(n_rows, dim, num_classes, dtype.itemsize, multilabel=multilabel)
-    if needed <= 0.9 * free:
+    if fits_on_device(needed, free):
         return "device"
     log.warning(
         "linear probe: the features need %.1f GB on %s, %.1f GB are free: streaming row blocks from pinned host "
