@@ -441,7 +441,7 @@ def _check_registry_entries(config: dict[str, Any], backbones: dict[str, Any], d
     from bobench.datasets.kinds import validate_dataset_entry
     from bobench.datasets.prepared import plan_splits
     from bobench.datasets.sources import LOADERS
-    from bobench.rehearsal.standins import needs_standin_data, needs_standin_weights
+    from bobench.rehearsal.needs import needs_standin_data, needs_standin_weights
 
     rehearsal = bool((config.get("rehearsal") or {}).get("enabled"))
     for backbone in config["backbones"]:

@@ -121,9 +121,10 @@ def eval_batches(
     model sees one input shape only (see :func:`bobench.features.extract_split`).
     """
     from bobench.datasets.images import ImageFiles
-    from bobench.eval_crops import EvalCrops
 
-    if isinstance(images, EvalCrops):  # crops stored once by the job: normalising is all that is left
+    # Crops stored once by the job (EvalCrops, which itself crops through this function, hence no import
+    # of it here) hand out their normalised batches: normalising is all that is left.
+    if callable(getattr(images, "batches", None)):
         for batch in images.batches(transform, batch_size):
             n_real = len(batch)
             if pad_to_batch and n_real < batch_size:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bobench.rehearsal.manifest import apply_manifest, read_manifest
+from bobench.rehearsal.needs import NETWORK_WEIGHT_SOURCES, needs_standin_data, needs_standin_weights
 
-#: Weight sources fetched from the network: the ones a rehearsal replaces by stand-ins.
-NETWORK_WEIGHT_SOURCES = ("timm", "url", "hf_hub")
+__all__ = ["NETWORK_WEIGHT_SOURCES", "needs_standin_data", "needs_standin_weights"]
 
 
 def dataset_makers() -> dict[str, Callable[..., Path]]:
@@ -28,12 +28,6 @@ def dataset_makers() -> dict[str, Callable[..., Path]]:
     from bobench.rehearsal.standin_retrieval import RETRIEVAL_MAKERS
 
     return {**CLASSIFICATION_MAKERS, **DETECTION_MAKERS, **RETRIEVAL_MAKERS}
-
-
-def needs_standin_data(entry: dict[str, Any]) -> bool:
-    """Whether a dataset comes from outside (downloads or manual copies): made-here and packaged data do not."""
-    source = entry.get("source") or {}
-    return source.get("loader") not in ("fashion_mnist", "animal_mnist", "sklearn_digits") and "from_dataset" not in source
 
 
 def make_standin_data(dataset_id: str, entry: dict[str, Any], raw_dir: str | Path, *, seed: int, images_per_class: int) -> Path:
@@ -50,10 +44,6 @@ def make_standin_data(dataset_id: str, entry: dict[str, Any], raw_dir: str | Pat
 def standin_entry(entry: dict[str, Any], raw_dir: str | Path) -> dict[str, Any]:
     """The registry entry a rehearsal prepares with: the stand-in's checksums and counts, marked ``standin``."""
     return apply_manifest(entry, read_manifest(raw_dir))
-
-
-def needs_standin_weights(entry: dict[str, Any]) -> bool:
-    return entry["weights"]["source"] in NETWORK_WEIGHT_SOURCES
 
 
 def standin_weights_dir(root: str | Path, weights_task: str | None) -> Path:
