@@ -1,7 +1,7 @@
 """A FABRICATED results table with the shape of the paper run, for drawing tests only.
 
 Every number in it is random (a seeded latent "quality" per backbone plus noise): it is layout
-data, made so that the figures can be checked for legibility at paper scale (48 backbones with
+data, made so that the figures can be checked for legibility at paper scale (51 backbones with
 their real, long display names × every setting of ``config/paper.yaml``). It is NOT a result,
 says nothing about any backbone, and must never be ranked, reported or compared with the paper.
 The provenance columns say so too (``host`` = ``fabricated-layout-data``).

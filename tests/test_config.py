@@ -361,6 +361,7 @@ def test_results_table_must_be_an_existing_table_other_than_the_runs_own(tmp_pat
         with pytest.raises(ConfigError, match=re.escape(f"config key 'results_table': {message}")):
             check_config(config, *registries)
     Path("shared/results.csv").write_text("backbone,task\n")
+    config["results_table"] = "shared/results.csv"
     with pytest.raises(ConfigError, match="'shared/results.csv' lacks the column.s. backbone_name, family"):
         check_config(config, *registries)  # columns are checked when the workflow is parsed, not when collect runs
     Path("shared/results.csv").write_text(RESULTS_HEADER)

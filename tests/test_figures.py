@@ -273,7 +273,7 @@ def test_the_library_draws_every_figure_it_names():
 
 
 # --------------------------------------------------------------------------- paper scale
-# Legibility at the paper's size: 48 backbones with long names × every setting of config/paper.yaml, drawn from
+# Legibility at the paper's size: 51 backbones with long names × every setting of config/paper.yaml, drawn from
 # a FABRICATED table of that shape (tests/paper_shaped_table.py: random numbers, layout data only).
 
 PNG_DPI = 40  # rendering resolution in these tests (see low_dpi); sizes below are converted to the real DPI
@@ -338,7 +338,7 @@ def test_paper_shaped_table_has_the_paper_layout():
 
     results = paper_shaped_results()
     assert list(results.columns) == COLUMNS and set(results["host"]) == {FABRICATED}
-    assert results["backbone"].nunique() == 48
+    assert results["backbone"].nunique() == 51
     settings = results[results["primary"]].groupby(["task", "dataset", "protocol"])["backbone"].nunique()
     assert settings["classification"].size == 16 and settings["retrieval"].size == 8
     assert settings["detection", "coco2017", "frozen"] < settings["detection", "coco2017", "finetune"] == 33
@@ -375,7 +375,7 @@ def test_paper_scale_names_every_backbone_in_full(paper_drawn, name):
     shown = [text for text, _ in tick_label_boxes(fig, "y")]
     for _, row in ranking.overall.set_index("backbone").iterrows():
         assert f"{int(row['rank'])}. {row['backbone_name']}" in shown, row["backbone_name"]
-    assert len(shown) == results["backbone"].nunique() == 48
+    assert len(shown) == results["backbone"].nunique() == 51
     # Nothing drawn outside what is saved (bbox_inches="tight" keeps every label whole).
     renderer = rendered(fig)
     saved = fig.get_tightbbox(renderer).transformed(fig.dpi_scale_trans)
@@ -396,7 +396,7 @@ def test_paper_scale_heatmap_groups_settings_by_task_without_cell_numbers(paper_
         if header.arrow_patch is not None:
             x = ax.transData.transform((header.xy[0], 0))[0]
             assert not any(other.x0 < x < other.x1 and other.y1 <= box.y0 for other in boxes), header.get_text()
-    assert not [t for t in ax.texts if t not in headers]  # 48 × 35 cells: colours only, no printed numbers
+    assert not [t for t in ax.texts if t not in headers]  # 51 × 35 cells: colours only, no printed numbers
 
 
 @pytest.mark.parametrize("name", ["figure1", "task_scatter"])
