@@ -30,7 +30,6 @@ from bobench.rehearsal.standins import (
     with_standin_weights,
 )
 
-
 # Structure and types first (fills defaults), then ids against the registries.
 bobench_config.check_configfile_options(sys.argv)
 # The files this run's config came from (the demo's only when no --configfile was given).
@@ -109,7 +108,8 @@ def code(script, task=None):
     """The library files a rule's script can import (bobench.imports), as the rule's inputs: editing
     one reruns exactly the rules that can run it (Snakemake itself watches only the script file).
     For a rule with a backbone wildcard, also the module the backbone's registry entry (its task's
-    variant, for a detector or for ``task``'s jobs) names as its architecture's entry point."""
+    variant, for a detector or for ``task``'s jobs) names as its architecture's entry point.
+    """
     files = closure_files(
         Path(workflow.basedir) / "workflow_scripts" / script, workflow.basedir
     )
@@ -120,7 +120,9 @@ def code(script, task=None):
             return files
         entry = task_backbone(
             backbone,
-            getattr(wc, "detection_task", None) or getattr(wc, "weights_task", None) or task,
+            getattr(wc, "detection_task", None)
+            or getattr(wc, "weights_task", None)
+            or task,
         )
         return sorted({*files, *entry_point_files(entry, workflow.basedir)})
 
@@ -252,7 +254,8 @@ def retrieval_split(dataset):
 
 def retrieval_inputs(wildcards):
     """A retrieval benchmark's split and features, or a classification dataset's cached features
-    (extracted with the entry's own weights: a backbone with a retrieval variant cannot use them)."""
+    (extracted with the entry's own weights: a backbone with a retrieval variant cannot use them).
+    """
     if is_retrieval_benchmark(DATASETS[wildcards.dataset]):
         return {
             "split": retrieval_split(wildcards.dataset),

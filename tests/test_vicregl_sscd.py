@@ -119,7 +119,7 @@ def test_vicregl_registry_entry_is_bobs_convnext_xl():
     assert not any(key.endswith(".gamma") for key in keys)  # VICRegL trained without layer scale
     assert {"norm_pre.weight", "norm_pre.bias"} <= keys and not any(key.startswith("head.norm") for key in keys)
     assert model.num_features == 2048 and [len(stage.blocks) for stage in model.stages] == [3, 3, 27, 3]
-    assert sum(p.numel() for p in model.parameters()) == pytest.approx(348.1e6, rel=1e-3)  # digest §2.2
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(348.1e6, rel=1e-3)  # docs/protocol.md §2.1
 
 
 def test_vicregl_converter_refuses_a_model_that_pools_before_its_norm():
