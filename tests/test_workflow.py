@@ -64,7 +64,7 @@ def snakemake_command(workdir: Path, *args: str) -> list[str]:
     ]
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     return subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True, timeout=timeout)
 
 
