@@ -188,6 +188,7 @@ def test_a_bootstrap_resample_equals_cocoeval_on_the_resampled_images(tmp_path):
             evaluator.evaluate()
             evaluator.accumulate()
         (ours,) = _bootstrap_ap_stats(evaluator, 1, seed=5)
+        assert evaluator.params.maxDets == [1, 10, 100]  # the replicates accumulate at 100 alone, then restore
         ids = sorted(coco.imgs)
         drawn = [ids[i] for i in np.random.default_rng(5).integers(0, len(ids), len(ids))]
         data = json.loads(path.read_text())

@@ -126,7 +126,9 @@ def _ap_stats(precision: np.ndarray) -> list[float]:
 def _bootstrap_ap_stats(evaluator: Any, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, 6) AP stats of image resamples, reusing the per-image matches of ``evaluator``."""
     params, evaluated = evaluator.params, evaluator._paramsEval
-    image_ids, per_image = list(evaluated.imgIds), evaluator.evalImgs
+    image_ids, per_image, max_dets = list(evaluated.imgIds), evaluator.evalImgs, list(params.maxDets)
+    # The stats read only the last maxDets (100): accumulating it alone gives the same precision there, 3x sooner.
+    params.maxDets = evaluated.maxDets = max_dets[-1:]
     n_images, n_areas = len(image_ids), len(evaluated.areaRng)
     n_classes = len(evaluated.catIds) if evaluated.useCats else 1
     rng = np.random.default_rng(seed)
@@ -142,6 +144,7 @@ def _bootstrap_ap_stats(evaluator: Any, n_boot: int, seed: int) -> np.ndarray:
             samples.append(_ap_stats(evaluator.eval["precision"]))
     finally:
         evaluator.evalImgs, params.imgIds, evaluated.imgIds = per_image, image_ids, image_ids
+        params.maxDets = evaluated.maxDets = max_dets
     return np.asarray(samples)
 
 
