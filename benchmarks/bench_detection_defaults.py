@@ -129,7 +129,7 @@ def main() -> None:
         )
     lines += [
         "",
-        "A few dozen steps from the ImageNet backbone on a few canvases and one seed: a difference of a point or two "
+        f"{steps} steps from the ImageNet backbone on a few canvases and one seed: a difference of a point or two "
         "of AP may be noise. The run shows the mechanism (what each switch costs per step, and which way it moves a "
         "young detector), not the size of the effect on BoB's COCO numbers.",
     ]
