@@ -17,86 +17,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import sys
 import tempfile
-import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bobench.datasets import prepare_dataset  # noqa: E402
-from bobench.detection.data import CocoInstances, collate, eval_transform, train_transform  # noqa: E402
+from demo_setup import canvases, demo_detection_options, interleaved_times, train_and_score  # noqa: E402
+
 from bobench.detection.heads import detector_name  # noqa: E402
-from bobench.detection.job import augmentation_used, build, evaluate_on, split_files, train_on  # noqa: E402
-from bobench.detection.sources import prepare_detection_dataset, read_manifest  # noqa: E402
-from bobench.detection.train import DetectionOptions  # noqa: E402
 from bobench.io import atomic_path  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "cascade_vs_mask.md"
 DETECTORS = ("mask_rcnn", "cascade_mask_rcnn")
-LOG = logging.getLogger("bench")
-
-
-def canvases(folder: Path, n_train: int, n_test: int) -> dict:
-    """The demo's synthetic_objects set (from Fashion-MNIST: the Debian package or the official mirror)."""
-    registry = yaml.safe_load((ROOT / "config" / "datasets.yaml").read_text())
-    prepare_dataset("fashion_mnist", registry["fashion_mnist"], out_dir=folder / "fashion_mnist", raw_dir=folder / "raw")
-    entry = {**registry["synthetic_objects"], "splits": {"train": n_train, "val": 0, "test": n_test}}
-    prepare_detection_dataset("synthetic_objects", entry, raw_dir=folder / "raw", out_dir=folder / "canvases",
-                              prepared_dirs={"fashion_mnist": str(folder / "fashion_mnist")}, log=LOG)
-    return read_manifest(folder / "canvases" / "manifest.json")
-
-
-def build_detector_for(detector: str, manifest: dict, options: DetectionOptions) -> tuple[torch.nn.Module, object]:
-    spec = yaml.safe_load((ROOT / "config" / "backbones.yaml").read_text())["effnet_lite0_in1k"]
-    return build("effnet_lite0_in1k", spec, manifest["categories"], True, "finetune", options, seed=0)
-
-
-def train_and_score(detector: str, manifest: dict, options: DetectionOptions, folder: Path) -> dict:
-    model, backbone = build_detector_for(detector, manifest, options)
-    classes, cpu = manifest["categories"], torch.device("cpu")
-    result = train_on(model, augmentation_used(backbone, options), manifest, classes, True, options, folder / f"{detector}.pt",
-                      seed=0, device=cpu)
-    _, metrics, _ = evaluate_on(model, manifest, classes, True, options, cpu, None)
-    heads = sum(p.numel() for name, p in model.named_parameters() if name.startswith("roi_heads."))
-    return {"heads": heads, "steps": result.iterations, "box": metrics["bbox"], "mask": metrics["segm"]}
-
-
-def interleaved_times(manifest: dict, options: dict[str, DetectionOptions], rounds: int) -> dict[str, dict[str, float]]:
-    """Median wall and CPU seconds of a training step (forward + backward) and of a test image, per detector."""
-    classes = manifest["categories"]
-    first = next(iter(options.values()))
-    torch.manual_seed(0)
-    train = CocoInstances(*split_files(manifest, "train"), classes, train_transform("multi_scale", first.augment_scale))
-    images, targets = collate([train[i] for i in range(first.batch_size)])
-    test_image = CocoInstances(*split_files(manifest, "test"), classes, eval_transform(), masks=False)[0][0]
-    models = {name: build_detector_for(name, manifest, opts)[0] for name, opts in options.items()}
-    times: dict[str, dict[str, list[float]]] = {name: defaultdict(list) for name in models}
-
-    def step(model: torch.nn.Module) -> None:
-        model.train()
-        model.zero_grad(set_to_none=True)
-        sum(model(images, targets).values()).backward()
-
-    @torch.inference_mode()
-    def test(model: torch.nn.Module) -> None:
-        model.eval()
-        model([test_image])
-
-    for _ in range(rounds + 1):
-        for name, model in models.items():
-            for what, run in (("step", step), ("test", test)):
-                wall, process = time.perf_counter(), time.process_time()
-                run(model)
-                times[name][f"{what}_wall"].append(time.perf_counter() - wall)
-                times[name][f"{what}_cpu"].append(time.process_time() - process)
-    return {name: {key: statistics.median(values[1:]) for key, values in kinds.items()} for name, kinds in times.items()}
 
 
 def main() -> None:
@@ -111,12 +47,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    demo = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["detection"]
-    recipe = {key: demo[key] for key in ("batch_size", "micro_batch", "augment_scale", "rois_per_image",
-                                         "proposals_per_image")}
-    options = {detector: DetectionOptions(detector=detector, epochs=args.epochs, steps=tuple(args.lr_steps) or (args.epochs,),
-                                          lr=demo["lrs"][0], warmup_iters=args.warmup_iters, precision="fp32", **recipe)
+    options = {detector: demo_detection_options(detector=detector, epochs=args.epochs, warmup_iters=args.warmup_iters,
+                                                steps=tuple(args.lr_steps) or (args.epochs,))
                for detector in args.detectors}
+    recipe = options[args.detectors[0]]
     with tempfile.TemporaryDirectory() as tmp:
         manifest = canvases(Path(tmp), args.train_images, args.test_images)
         times = interleaved_times(manifest, options, args.rounds)
@@ -124,15 +58,15 @@ def main() -> None:
         rows = {}
         for detector in args.detectors:
             rows[detector] = train_and_score(detector, manifest, options[detector], Path(tmp))
-            print(detector, {k: v for k, v in rows[detector].items() if k not in ("box", "mask")}, flush=True)
+            print(detector, {k: v for k, v in rows[detector].items() if k not in ("box", "mask", "losses")}, flush=True)
     lines = [
         "# Mask R-CNN against BoB's Cascade Mask R-CNN (CPU, demo canvases)",
         "",
         f"`python benchmarks/bench_cascade_vs_mask.py --train-images {args.train_images} --epochs {args.epochs} "
         f"--warmup-iters {args.warmup_iters} --test-images {args.test_images} --rounds {args.rounds}"
         f"{' --lr-steps ' + ' '.join(map(str, args.lr_steps)) if args.lr_steps else ''} --detectors {' '.join(args.detectors)}`: pretrained "
-        f"EfficientNet-Lite0 (FPN), the demo's recipe ({recipe['batch_size']} images per step, BoB's augmentations × "
-        f"{recipe['augment_scale']}, {recipe['rois_per_image']} RoIs per image, lr {demo['lrs'][0]:g}, "
+        f"EfficientNet-Lite0 (FPN), the demo's recipe ({recipe.batch_size} images per step, BoB's augmentations × "
+        f"{recipe.augment_scale}, {recipe.rois_per_image} RoIs per image, lr {recipe.lr:g}, "
         f"{args.warmup_iters} warm-up steps), {args.epochs} epochs of {args.train_images} canvases "
         f"({rows[args.detectors[0]]['steps']} steps), {args.test_images} test canvases; fp32, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads. Times: medians of {args.rounds} interleaved rounds of wall and process "
