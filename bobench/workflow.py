@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,24 @@ def start_job(snakemake: Any) -> logging.Logger:
         torch.set_num_threads(int(snakemake.threads))
         atexit.register(_log_peak_gpu_memory, logger)
     return logger
+
+
+def job_threads(setting: str | int, entry: dict[str, Any], rehearsal: bool) -> int:
+    """CPU threads of a job on a backbone (config ``job_threads``; ``entry``: the registry entry as the task
+    builds it). A number is used as it is. ``auto`` is 2, except in a rehearsal (on a CPU), where a light
+    backbone (timm, under 384 px, not a large variant) gets 1, so that two of its jobs share a 2-core CPU side
+    by side (start-up is much of their time, and two single-threaded jobs do more than one with both threads);
+    larger inputs and models, and Stable Diffusion, keep both cores and so run alone, which also keeps two
+    memory-heavy jobs apart (two light training jobs peak under 16 GB)."""
+    if setting != "auto":
+        return int(setting)
+    architecture = entry["architecture"]
+    light = (
+        architecture["library"] == "timm"
+        and (entry.get("input") or {}).get("size", 1024) < 384
+        and not re.search(r"large|huge|giant|x64", architecture["name"])
+    )
+    return 1 if rehearsal and light else 2
 
 
 def _log_peak_gpu_memory(logger: logging.Logger) -> None:

@@ -1,7 +1,6 @@
 # Helpers shared by every stage: config checks, registries, paths, code dependencies.
 
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from bobench.plan import (
     training_cache_short_side,
 )
 from bobench.retrieval.splits import prepared_split_files
+from bobench.workflow import job_threads as workflow_job_threads
 from bobench.rehearsal.caps import apply_caps
 from bobench.rehearsal.standins import (
     needs_standin_data,
@@ -130,21 +130,11 @@ def code(script, task=None):
 
 
 def job_threads(wildcards):
-    """CPU threads of a job on a backbone: 2, except in a rehearsal (on a CPU), where a light backbone
-    (timm, under 384 px, not a large variant) gets 1, so that two of its jobs share a 2-core CPU side by
-    side (start-up is much of their time, and two single-threaded jobs do more than one with both
-    threads); larger inputs and models, and Stable Diffusion, keep both cores and so run alone, which also
-    keeps two memory-heavy jobs apart (two light training jobs peak under 16 GB)."""
+    """CPU threads of a job on a backbone: config job_threads (bobench.workflow.job_threads)."""
     entry = task_backbone(
         wildcards.backbone, getattr(wildcards, "detection_task", None)
     )
-    architecture = entry["architecture"]
-    light = (
-        architecture["library"] == "timm"
-        and (entry.get("input") or {}).get("size", 1024) < 384
-        and not re.search(r"large|huge|giant|x64", architecture["name"])
-    )
-    return 1 if REHEARSAL and light else 2
+    return workflow_job_threads(config["job_threads"], entry, REHEARSAL)
 
 
 def job_resources(rule):
