@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_input_cache import jpegs
 
 import bobench.datasets.input_cache as input_cache
 from bobench.data_faults import RERUN
@@ -21,6 +20,7 @@ from bobench.datasets import ChecksumError, PreparedDataError, load_prepared, wr
 from bobench.datasets.input_cache import InputCacheError, load_input_cache, write_input_cache
 from bobench.datasets.sources import prepare_dataset
 from bobench.features import FeatureCacheError, FeatureSet
+from test_input_cache import jpegs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,10 @@ def test_a_damaged_prepared_dataset_is_unsealed(tmp_path, damage):
 def cache(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
-    splits = {s: (jpegs(raw, n, seed), np.arange(n, dtype=np.int64) % 2) for seed, (s, n) in enumerate([("train", 6), ("val", 2), ("test", 2)])}
+    splits = {
+        s: (jpegs(raw, n, seed), np.arange(n, dtype=np.int64) % 2)
+        for seed, (s, n) in enumerate([("train", 6), ("val", 2), ("test", 2)])
+    }
     write_prepared(tmp_path / "prepared", splits, ["a", "b"], {"test_split": "test"})
     prepared = load_prepared(tmp_path / "prepared", verify=True)
     write_input_cache(prepared, tmp_path / "cache", 64)
@@ -112,7 +115,9 @@ def test_an_input_cache_failing_its_checksum_with_its_stat_restored_is_caught_by
 @pytest.mark.parametrize("damage", ["a byte flipped", "truncated", "json garbled"])
 def test_cached_features_that_cannot_be_read_are_unsealed(tmp_path, damage):
     npz, info = tmp_path / "features" / "bb" / "ds.npz", tmp_path / "features" / "bb" / "ds.json"
-    FeatureSet({"train_features": np.ones((50, 8), np.float32), "train_labels": np.arange(50)}, {"fingerprint": "x"}).write(npz, info)
+    FeatureSet({"train_features": np.ones((50, 8), np.float32), "train_labels": np.arange(50)}, {"fingerprint": "x"}).write(
+        npz, info
+    )
     bad = info if damage == "json garbled" else npz
     if damage == "a byte flipped":
         flip_a_byte(npz, offset=300)  # inside the features: the zip member's CRC-32 catches it
