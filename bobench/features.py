@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from bobench.data_faults import unseal
 from bobench.io import read_json, save_npz, write_json
 
 if TYPE_CHECKING:  # types only: the probe rules import this module and need not depend on backbones/
@@ -37,6 +40,10 @@ class ExtractionOptions:
     num_workers: int = 0  # image-decoding processes for datasets kept as files
 
 
+class FeatureCacheError(ValueError):
+    """A cached feature pair cannot be read: damaged, truncated or failing its checksum."""
+
+
 @dataclass(frozen=True)
 class FeatureSet:
     """Cached features: arrays (``<split>_features``, ``<split>_labels``; a retrieval benchmark's
@@ -48,9 +55,18 @@ class FeatureSet:
 
     @classmethod
     def load(cls, npz_path: str, info_path: str) -> FeatureSet:
-        with np.load(npz_path) as data:
-            arrays = {key: data[key] for key in data.files}
-        return cls(arrays, read_json(info_path))
+        """Read a cached pair. An unreadable one (a zip member failing its CRC-32 checksum, a truncated or
+        damaged file) is unsealed, its json removed (:mod:`bobench.data_faults`): the next run extracts it again."""
+        rule = "extract_retrieval_features" if Path(npz_path).parent.parent.name == "retrieval_features" else "extract_features"
+        try:
+            with np.load(npz_path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+            info = read_json(info_path)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
+            if not Path(info_path).is_file():
+                raise
+            raise FeatureCacheError(unseal(info_path, rule, f"cached features {npz_path}: cannot be read ({exc})")) from exc
+        return cls(arrays, info)
 
     def write(self, npz_path: str, info_path: str) -> None:
         """The npz first and the json last: the json marks a complete pair."""

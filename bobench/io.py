@@ -8,9 +8,11 @@ on one filesystem).
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,10 +43,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         # mkstemp creates files owner-only; give the result the usual umask-based mode.
         os.chmod(tmp, 0o666 & ~_current_umask())
+        _pause_before_rename(path)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+#: Test-only (tests/test_crashes.py): glob patterns, separated by os.pathsep, of destinations at whose
+#: write a job stops with the temporary file complete and not yet renamed (the worst moment for a crash);
+#: it then writes the destination into a new file in BOBENCH_PAUSE_DIR and sleeps until it is killed.
+PAUSE_ENV, PAUSE_DIR_ENV = "BOBENCH_PAUSE_BEFORE_RENAME", "BOBENCH_PAUSE_DIR"
+PAUSE_SECONDS = 600  # then it goes on: a forgotten variable costs minutes, not a hung run
+
+
+def _pause_before_rename(path: Path) -> None:
+    patterns = os.environ.get(PAUSE_ENV)
+    if not patterns or not any(fnmatch.fnmatch(str(path), p) for p in patterns.split(os.pathsep)):
+        return
+    pause_dir = os.environ[PAUSE_DIR_ENV]
+    fd, tmp = tempfile.mkstemp(prefix=".", dir=pause_dir)
+    os.write(fd, str(path).encode())
+    os.close(fd)
+    os.replace(tmp, os.path.join(pause_dir, str(os.getpid())))
+    time.sleep(PAUSE_SECONDS)
 
 
 def _current_umask() -> int:

@@ -58,3 +58,33 @@ def test_stale_partial_files_of_the_same_output_are_removed(tmp_path):
     with atomic_path(tmp_path / "out.npz") as tmp:
         tmp.write_text("done")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.partial-abc123.npz", "out.npz"]
+
+
+def test_the_pause_hook_stops_a_writer_before_its_rename(tmp_path):
+    """The crash campaign's hook (tests/test_crashes.py): a matching write waits, complete but not renamed,
+    and says where; a write that matches no pattern goes through."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from bobench.io import PAUSE_DIR_ENV, PAUSE_ENV
+
+    (tmp_path / "pauses").mkdir()
+    script = "from bobench.io import write_json\nwrite_json('other.json', 1)\nwrite_json('out/a.json', {'x': 1})\n"
+    root = Path(__file__).resolve().parents[1]  # this checkout's bobench
+    env = {**os.environ, PAUSE_ENV: os.pathsep.join(["*never*", "out/*.json"]), PAUSE_DIR_ENV: str(tmp_path / "pauses"),
+           "PYTHONPATH": str(root)}  # fmt: skip
+    writer = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env)
+    deadline = time.monotonic() + 60
+    while not [p for p in (tmp_path / "pauses").iterdir() if not p.name.startswith(".")] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert (tmp_path / "pauses" / str(writer.pid)).read_text() == "out/a.json"
+        assert writer.poll() is None and (tmp_path / "other.json").exists()  # paused at the right write only
+        assert not (tmp_path / "out" / "a.json").exists()
+        assert [p.name for p in (tmp_path / "out").iterdir()][0].startswith(".a.partial-")
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()

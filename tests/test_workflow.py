@@ -1,4 +1,4 @@
-"""The whole pipe, end to end, on config/test.yaml: outputs, reruns, and a hard kill.
+"""The whole pipe, end to end, on config/test.yaml: outputs and reruns (kills: tests/test_crashes.py).
 
 These tests run real Snakemake in temporary working directories (a few minutes in all).
 """
@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -391,64 +390,6 @@ def test_edited_module_reruns_exactly_the_rules_that_can_import_it(battle, every
             assert "Input files updated by another job" in parts, (rule, parts)
     if module == "bobench/tasks/knn.py":  # the module of one task: its jobs and the aggregates only
         assert sorted(rule for rule, _ in jobs) == sorted(["knn"] * 3 + ["all", "collect", "figures", "rank", "report_tables"])
-
-
-def test_kill_during_extraction_leaves_nothing_that_looks_complete(battle, tmp_path):
-    workdir = make_workdir(tmp_path / "killed")
-    # The tasks on cached features only: the kill hits extraction, and the trained tasks' own
-    # resume after a kill is tested in test_finetune.py (this keeps the suite's time down).
-    config = yaml.safe_load((workdir / "config.yaml").read_text())
-    config["tasks"] = ["linear_probe", "knn", "retrieval"]
-    for key in ("task_datasets", "task_backbones"):
-        config[key] = {task: chosen for task, chosen in config[key].items() if task in config["tasks"]}
-    config["task_datasets"]["retrieval"] = ["digits"]  # the retrieval benchmark's route is the battle's
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    process = subprocess.Popen(
-        snakemake_command(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    results_dir = output_dir(workdir, "results_dir")
-    features_dir = results_dir / "features"
-    deadline = time.monotonic() + 300
-    # Wait until one extraction finished and the next is running, then kill everything hard.
-    while time.monotonic() < deadline:
-        done = list(features_dir.rglob("*.json")) if features_dir.exists() else []
-        running = [p for p in (results_dir / "logs" / "extract_features").rglob("*.log") if "train:" in p.read_text()] if (
-            results_dir / "logs" / "extract_features"
-        ).exists() else []
-        if done and len(running) > len(done):
-            break
-        time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("extraction never started")
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-    assert not (results_dir / "results.csv").exists()
-    for info in features_dir.rglob("*.json"):
-        with np.load(info.with_suffix(".npz")) as arrays:  # a json marks a complete pair
-            assert {"train_features", "val_features", "test_features"} <= set(arrays.files)
-    for path in results_dir.rglob("*"):
-        if path.is_file() and not path.name.startswith("."):  # a complete-looking file must be complete
-            if path.suffix == ".npz":
-                np.load(path).close()
-            elif path.suffix == ".json":
-                json.loads(path.read_text())
-            elif path.suffix == ".csv":
-                pd.read_csv(path)
-            else:
-                assert path.stat().st_size > 0, path
-
-    unlock = snakemake(workdir, "--unlock")
-    assert unlock.returncode == 0, unlock.stderr
-    rerun = snakemake(workdir)
-    assert rerun.returncode == 0, rerun.stdout[-5000:] + rerun.stderr[-5000:]
-    expected = metric_table(battle)
-    expected = expected[expected.protocol.isin(["linear_probe", "knn", "frozen"]) & expected.task.isin(["classification", "retrieval"])
-                        & (expected.dataset != "synthetic_copies")]
-    expected = expected.reset_index(drop=True)
-    pd.testing.assert_frame_equal(metric_table(workdir), expected, check_exact=False, atol=1e-6)
-    assert not [p for p in results_dir.rglob("*") if ".partial-" in p.name]  # the rerun cleaned up
 
 
 def _class_folder_archive(path: Path, top: str, classes: list[str], per_class: int, seed: int) -> str:

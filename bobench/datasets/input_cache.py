@@ -6,7 +6,8 @@ into one memory-mapped uint8 array::
 
     train_pixels.npy   uint8 (total,): the images one after the other, RGB, row-major (H, W, 3)
     train_index.npy    int64 (N, 3): offset into train_pixels, height, width of image i
-    cache.json         written last: short side, the prepared split it was made from, sha256 manifest
+    cache.json         written last: short side, the prepared split it was made from, sha256 manifest,
+                       each file's size and mtime when made
 
 Images whose shorter side exceeds ``short_side`` are resized to it (PIL bicubic, antialiased), the rest
 are kept exactly as decoded. The short side is tied to the backbone's input size
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bobench.data_faults import RERUN, unseal
 from bobench.datasets.images import ImageFiles
 from bobench.datasets.prepared import PreparedDataError, PreparedDataset
 from bobench.io import atomic_path, read_json, save_npy, sha256_file, write_json
@@ -128,9 +130,16 @@ def write_input_cache(prepared: PreparedDataset, out_dir: str | Path, short_side
         # The prepared split it was made from: a re-prepared dataset makes this cache stale.
         "made_from": {name: prepared.meta["manifest"][name] for name in ("train_images.npy", "train_labels.npy")},
         "manifest": {name: sha256_file(out / name) for name in CACHE_FILES},
+        # A file whose size or mtime changed since is hashed again by every job that reads it.
+        "stat": {name: _stat(out / name) for name in CACHE_FILES},
     }
     write_json(out / CACHE_META, meta)
     return meta
+
+
+def _stat(path: Path) -> list[int]:
+    stat = path.stat()
+    return [int(stat.st_size), int(stat.st_mtime_ns)]
 
 
 def _fill(pixels: np.ndarray, offsets: np.ndarray, decoded) -> None:
@@ -161,10 +170,15 @@ class CachedImages:
 def read_cache_meta(cache_dir: str | Path) -> dict[str, Any]:
     path = Path(cache_dir) / CACHE_META
     if not path.is_file():
-        raise InputCacheError(f"{path} is missing: the input cache in {cache_dir} was never made or did not finish")
-    meta = read_json(path)
+        raise InputCacheError(f"{path} is missing: the input cache in {cache_dir} was never made or did not finish; "
+                              f"{RERUN} to make it (rule prepare_input_cache)")
+    try:
+        meta = read_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputCacheError(unseal(path, "prepare_input_cache", f"input cache {cache_dir}: {path} is not valid JSON ({exc})")) from exc
     if meta.get("format_version") != FORMAT_VERSION:
-        raise InputCacheError(f"{path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}; make it again")
+        raise InputCacheError(unseal(path, "prepare_input_cache", f"input cache {cache_dir}: format_version "
+                                     f"{meta.get('format_version')!r}, expected {FORMAT_VERSION}"))
     return meta
 
 
@@ -172,24 +186,36 @@ def load_input_cache(cache_dir: str | Path, prepared: PreparedDataset, verify: b
     """The cached train split of ``prepared`` (None for a dataset of pixel arrays, which needs none).
 
     Refuses a cache made from another preparation of the dataset, one whose arrays disagree with their
-    index, and (``verify``) one whose files fail their sha256."""
+    index, and one whose files fail their sha256: hashed when ``verify``, or when a file's size or mtime
+    differs from cache.json's record (a file changed since it was made), else trusted (hashing hundreds of
+    GB costs each job minutes). A refused cache is unsealed (cache.json removed, see
+    :mod:`bobench.data_faults`): no job reads it, and the next run makes it again."""
     root = Path(cache_dir)
     meta = read_cache_meta(root)
+
+    def fault(problem: str) -> InputCacheError:
+        return InputCacheError(unseal(root / CACHE_META, "prepare_input_cache", f"input cache {root}: {problem}"))
+
     made_from = {name: prepared.meta["manifest"][name] for name in ("train_images.npy", "train_labels.npy")}
     if meta["made_from"] != made_from:
-        raise InputCacheError(f"{root / CACHE_META} was made from another preparation of {prepared.root}; make the cache again")
+        raise fault(f"made from another preparation of {prepared.root}")
     for name, expected in meta["manifest"].items():
-        if not (root / name).is_file():
-            raise InputCacheError(f"{root / name} is missing (listed in {root / CACHE_META})")
-        if verify and sha256_file(root / name) != expected:
-            raise InputCacheError(f"{root / name} fails its checksum (sha256 in {root / CACHE_META}: {expected})")
+        path = root / name
+        if not path.is_file():
+            raise fault(f"{path} is missing (listed in {root / CACHE_META})")
+        changed = meta.get("stat", {}).get(name) != _stat(path)
+        if (verify or changed) and sha256_file(path) != expected:
+            raise fault(f"{path} fails its checksum (sha256 in {root / CACHE_META}: {expected})")
     if meta["storage"] != "files":
         return None
-    pixels = np.load(root / "train_pixels.npy", mmap_mode="r", allow_pickle=False)
-    index = np.load(root / "train_index.npy", allow_pickle=False)
+    try:
+        pixels = np.load(root / "train_pixels.npy", mmap_mode="r", allow_pickle=False)
+        index = np.load(root / "train_index.npy", allow_pickle=False)
+    except ValueError as exc:
+        raise fault(f"its arrays cannot be read ({exc})") from exc
     ends = index[:, 0] + index[:, 1] * index[:, 2] * 3
     if len(index) != meta["size"] or pixels.shape != (meta["bytes"],) or (len(index) and ends.max() > len(pixels)):
-        raise InputCacheError(f"{root}: train_index.npy and train_pixels.npy disagree with {CACHE_META}")
+        raise fault(f"train_index.npy and train_pixels.npy disagree with {CACHE_META}")
     return CachedImages(pixels, index)
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from bobench.data_faults import RERUN, unseal
 from bobench.datasets.images import ImageFiles
 from bobench.io import read_json, save_npy, sha256_file, write_json
 
@@ -193,43 +194,49 @@ def load_prepared(out_dir: str | Path, verify: bool = False) -> PreparedDataset:
     """Open a prepared folder; ``verify=True`` also re-checks every sha256 in the manifest.
 
     Without ``verify`` only cheap checks run (files present, array headers match
-    the metadata), so opening a dataset costs no full read.
+    the metadata), so opening a dataset costs no full read. A job reads its dataset
+    with ``verify=True``: a folder that fails a check is then unsealed (its ``meta.json``
+    removed, see :mod:`bobench.data_faults`), so that no other job reads it and the
+    next run prepares it again.
     """
     root = Path(out_dir)
     meta_path = root / META_FILENAME
+
+    def fault(problem: str) -> PreparedDataError:
+        if not verify:
+            return PreparedDataError(f"{problem}; prepare it again (rule prepare_dataset)")
+        return PreparedDataError(unseal(meta_path, "prepare_dataset", f"prepared dataset {root}: {problem}"))
+
     if not meta_path.is_file():
         raise PreparedDataError(
-            f"{meta_path} is missing: {root} was never prepared or its preparation did not finish"
+            f"{meta_path} is missing: {root} was never prepared or its preparation did not finish; "
+            f"{RERUN} to prepare it (rule prepare_dataset)"
         )
     try:
         meta = read_json(meta_path)
-    except json.JSONDecodeError as exc:
-        raise PreparedDataError(f"{meta_path} is not valid JSON: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise fault(f"{meta_path} is not valid JSON ({exc})") from exc
     if meta.get("format_version") != FORMAT_VERSION:
-        raise PreparedDataError(
-            f"{meta_path}: format_version {meta.get('format_version')!r}, "
-            f"expected {FORMAT_VERSION}; re-prepare it"
-        )
+        raise fault(f"{meta_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
     manifest: dict[str, str] = meta.get("manifest", {})
     expected_files = prepared_filenames()[:-1]
     if sorted(manifest) != sorted(expected_files):
-        raise PreparedDataError(
-            f"{meta_path}: manifest lists {sorted(manifest)}, expected {sorted(expected_files)}"
-        )
+        raise fault(f"{meta_path}: manifest lists {sorted(manifest)}, expected {sorted(expected_files)}")
     for filename, expected in manifest.items():
         path = root / filename
         if not path.is_file():
-            raise PreparedDataError(f"{path} is missing (listed in the manifest of {meta_path})")
+            raise fault(f"{path} is missing (listed in the manifest of {meta_path})")
         if verify:
             actual = sha256_file(path)
             if actual != expected:
-                raise PreparedDataError(
-                    f"{path} fails its checksum: manifest sha256 {expected}, file has {actual}"
-                )
+                raise fault(f"{path} fails its checksum: manifest sha256 {expected}, file has {actual}")
 
     dataset = PreparedDataset(root=root, meta=meta)
     for split in SPLITS:
-        images, labels = dataset.split(split)
+        try:
+            images, labels = dataset.split(split)
+        except ValueError as exc:  # a header numpy cannot read
+            raise fault(f"{root / split}_*.npy cannot be read ({exc})") from exc
         size = meta["splits"][split]["size"]
         if meta["storage"] == "files":
             checks = [("images", images.paths, images.paths.dtype, (size,))]
@@ -246,7 +253,7 @@ def load_prepared(out_dir: str | Path, verify: bool = False) -> PreparedDataset:
         label_shape = (size, meta["num_classes"]) if meta["label_type"] == "multilabel" else (size,)
         for kind, array, dtype, shape in [*checks, ("labels", labels, np.int64, label_shape)]:
             if array.dtype != dtype or array.shape != shape:
-                raise PreparedDataError(
+                raise fault(
                     f"{root / f'{split}_{kind}.npy'}: {array.dtype} {array.shape}, "
                     f"meta.json says {np.dtype(dtype)} {shape}"
                 )

@@ -23,7 +23,9 @@ import numpy as np
 
 import bobench
 import bobench.datasets.downloads as downloads
+from bobench.data_faults import RERUN, unseal
 from bobench.datasets.downloads import (
+    ChecksumError,
     DataUnavailableError,
     DownloadError,
     check_sha256,
@@ -159,7 +161,13 @@ def prepare_dataset(
     """
     validate_classification_entry(dataset_id, entry)
     source = entry["source"]
-    raw = LOADERS[source["loader"]](source, Path(raw_dir), log)
+    try:
+        raw = LOADERS[source["loader"]](source, Path(raw_dir), log)
+    except ChecksumError as exc:
+        if entry.get("standin"):  # a rehearsal's stand-in: its maker's seal (rehearsal.manifest.MANIFEST_NAME)
+            raise ChecksumError(unseal(Path(raw_dir) / "STANDIN.json", "make_standin_data", f"stand-in data of {dataset_id!r}: {exc}")) from exc
+        raise ChecksumError(f"{exc}. A file the workflow downloaded: delete it and {RERUN}, which downloads it again; "
+                            "a file you put there: replace it with the version the registry pins") from exc
     official = {
         name: _normalise(dataset_id, name, images, labels, len(raw.class_names))
         for name, (images, labels) in raw.splits.items()

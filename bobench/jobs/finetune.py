@@ -178,8 +178,8 @@ def cached_splits(splits: dict[str, tuple[Any, Any]], prepared: PreparedDataset,
     ``max_bytes``. A dataset of pixel arrays is returned as it is."""
     from bobench.eval_crops import crop_once
 
-    # Cheap checks only (made from this preparation, index and arrays agree): hashing a cache of hundreds
-    # of GB would cost each job minutes; the rule checked its sha256 after writing it.
+    # Cheap checks (made from this preparation, index and arrays agree, files unchanged since made): hashing
+    # a cache of hundreds of GB would cost each job minutes; a file changed since is hashed again.
     cached = load_input_cache(cache_dir, prepared)
     if cached is None:
         return splits

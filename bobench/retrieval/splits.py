@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from bobench.data_faults import RERUN, unseal
 from bobench.datasets.images import ImageFiles
 from bobench.io import read_json, save_npy, save_npz, sha256_file, write_json
 from bobench.provenance import canonical_hash
@@ -189,18 +191,32 @@ def load_split(out_dir: str | Path, verify: bool = False) -> tuple[RetrievalSpli
     out_dir = Path(out_dir)
     meta_path = out_dir / SPLIT_FILENAME
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} is missing: the retrieval split in {out_dir} is unfinished or was never written")
-    meta = read_json(meta_path)
+        raise FileNotFoundError(f"{meta_path} is missing: the retrieval split in {out_dir} is unfinished or was never "
+                                f"written; {RERUN} to make it (rule prepare_retrieval_dataset)")
+
+    def fault(problem: str) -> ValueError:
+        # A job reads with verify: it unseals a damaged split, so that the next run makes it again.
+        if not verify:
+            return ValueError(f"{problem}; rerun prepare_retrieval_dataset")
+        return ValueError(unseal(meta_path, "prepare_retrieval_dataset", f"retrieval split {out_dir}: {problem}"))
+
+    try:
+        meta = read_json(meta_path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise fault(f"{meta_path} is not valid JSON ({exc})") from exc
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{meta_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}; rerun prepare_retrieval_dataset")
-    with np.load(out_dir / "ground_truth.npz") as stored:
-        arrays = {key: stored[key] for key in stored.files}
+        raise fault(f"{meta_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+    try:
+        with np.load(out_dir / "ground_truth.npz", allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise fault(f"{out_dir / 'ground_truth.npz'} cannot be read ({exc})") from exc
     if verify:
         actual = {name: sha256_file(out_dir / name) for name in ("queries.npy", "database.npy")}
         actual["ground_truth.npz"] = arrays_sha256(arrays)
         for name, expected in meta["manifest"].items():
             if actual[name] != expected:
-                raise ValueError(f"{out_dir / name} does not match the sha256 in {meta_path}; rerun prepare_retrieval_dataset")
+                raise fault(f"{out_dir / name} fails its checksum: sha256 in {meta_path} {expected}, file has {actual[name]}")
     truth = {name: GroundTruth.from_arrays(arrays, name) for name in meta["protocols"]}
     split = RetrievalSplit(
         image_root=Path(meta["image_root"]),
