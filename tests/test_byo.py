@@ -82,7 +82,8 @@ def byo_battle(tmp_path_factory):
     (work / "backbones.yaml").write_text(yaml.safe_dump(registry))
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     config.update(
-        backbones=["byo_timm", "byo_hub", "byo_file", "byo_python"], datasets=["digits"], dataset_splits={},
+        backbones=["byo_timm", "byo_hub", "byo_file", "byo_python"], datasets=["digits"],
+        dataset_splits={"digits": {"train": 150, "val": 50, "test": 100}},
         # The routes differ in how the model is built and loaded: the tasks on cached features and fine-tuning
         # (which builds the trainable model) cover both paths. The frozen-backbone probe and OOD reuse them
         # (the battle of tests/test_workflow.py runs them); detection needs timm-style multi-scale maps, which
