@@ -519,7 +519,9 @@ def dataset_entry(config: dict[str, Any], datasets: dict[str, Any], dataset: str
     if rehearsal.get("enabled") and entry.get("splits"):
         from bobench.rehearsal.caps import cap_splits
 
-        entry["splits"] = cap_splits(entry["splits"], rehearsal.get("max_images_per_split"))
+        detection = {"detection", "ood_detection"} & set(entry.get("tasks") or ())
+        cap = rehearsal.get("max_detection_images_per_split") if detection else None
+        entry["splits"] = cap_splits(entry["splits"], cap or rehearsal.get("max_images_per_split"))
     source = entry.get("source") or {}
     if config.get("bob_validation_as_test") and "bob_test_split" in source:
         # The original code's choice: evaluate on the official validation split (Flowers-102, Aircraft).

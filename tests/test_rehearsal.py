@@ -182,6 +182,19 @@ def test_split_caps():
     assert cap_splits({"train": "all"}, None) == {"train": "all"}
 
 
+def test_detection_datasets_take_their_own_cap():
+    from bobench.config import dataset_entry
+
+    datasets = yaml.safe_load((ROOT / "config" / "datasets.yaml").read_text())
+    rehearsal = yaml.safe_load((ROOT / "config" / "rehearsal.yaml").read_text())["rehearsal"]
+    config = {"rehearsal": rehearsal}
+    assert dataset_entry(config, datasets, "coco2017")["splits"] == {"train": 1, "val": 0, "test": 1}
+    assert dataset_entry(config, datasets, "cityscapes_cars")["splits"]["test"] == 1
+    assert dataset_entry(config, datasets, "flowers102")["splits"]["test"] == rehearsal["max_images_per_split"] == 3
+    without = {"rehearsal": {**rehearsal, "max_detection_images_per_split": None}}
+    assert dataset_entry(without, datasets, "coco2017")["splits"]["test"] == 3
+
+
 def test_greedy_cover_covers_every_value_with_few_items():
     items = [(b, d) for b in "abcd" for d in "xy"]
     chosen = greedy_cover(items, (0, 1))
