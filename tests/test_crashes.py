@@ -12,7 +12,7 @@ results folders that looks complete may be partial; at the end the results table
 uninterrupted run's, bit for bit.
 
 **Bitwise rerun.** The uninterrupted reference and the campaign's run both start from scratch in fresh
-directories: their results tables (less the columns :data:`NOT_REPRODUCIBLE` names), bootstrap replicates,
+directories: their results tables (less the columns :data:`NOT_REPRODUCIBLE` names and the timings in ``protocol_params``), bootstrap replicates,
 ranking, report tables and figures must be byte-identical. (The campaign's run is the second run from
 scratch: killed jobs are rerun from their start or resumed from an epoch checkpoint, so it checks
 everything a clean second run would, and resumption besides; one run fewer keeps the suite's time down.)
@@ -45,6 +45,9 @@ KEYS = ["backbone", "task", "dataset", "protocol", "metric"]
 #: Columns of results.csv that differ between two runs by design: how long each job ran. (``host`` too,
 #: between machines; these runs share one.)
 NOT_REPRODUCIBLE = ["wall_time_s"]
+#: Keys of a row's ``protocol_params`` that are timings (a training history's ``seconds``, ``train_seconds``):
+#: dropped before the comparison, for the same reason.
+TIMING_KEYS = ("seconds", "train_seconds")
 
 
 def campaign_config() -> dict:
@@ -162,6 +165,8 @@ def assert_nothing_complete_looking_is_partial(directory: Path) -> None:
             assert path.stat().st_size > 0, path
     # A sealed folder or pair is whole: features' json marks its npz, meta.json its prepared arrays.
     for info in (directory / RESULTS / "features").rglob("*.json"):
+        if info.name.startswith("."):  # a writer's temporary file (``.<name>.partial-*``), not a seal
+            continue
         with np.load(info.with_suffix(".npz")) as arrays:
             assert {"train_features", "val_features", "test_features"} <= set(arrays.files), info
     for meta in (directory / DATA / "prepared").rglob("meta.json"):
@@ -187,8 +192,18 @@ def campaign(reference, tmp_path_factory) -> tuple[Path, list[str]]:
     return directory, stops
 
 
+def without_timings(value):
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
 def metric_table(directory: Path) -> pd.DataFrame:
     frame = pd.read_csv(directory / RESULTS / "results.csv")
+    params = frame["protocol_params"].map(lambda text: json.dumps(without_timings(json.loads(text)), sort_keys=True))
+    frame = frame.assign(protocol_params=params)
     return frame.drop(columns=NOT_REPRODUCIBLE).sort_values(KEYS).reset_index(drop=True)
 
 
