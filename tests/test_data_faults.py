@@ -20,7 +20,7 @@ from bobench.datasets import ChecksumError, PreparedDataError, load_prepared, wr
 from bobench.datasets.input_cache import InputCacheError, load_input_cache, write_input_cache
 from bobench.datasets.sources import prepare_dataset
 from bobench.features import FeatureCacheError, FeatureSet
-from test_input_cache import jpegs
+from photos import jpegs
 
 ROOT = Path(__file__).resolve().parents[1]
 
