@@ -217,6 +217,12 @@ def write_record(path: str, **fields: Any) -> dict[str, Any]:
     return record
 
 
+#: What a training job reports about how its run went, not what it was asked to do: left out of ``config_hash``,
+#: which must be the same for the same job however it ran (interrupted and resumed, or with its micro-batch
+#: halved on out-of-memory; a history's seconds are never the same twice).
+RUN_OUTCOME_KEYS = ("history", "resumed_from_epoch", "micro_batch_used")
+
+
 def build_record(
     *,
     task_name: str,
@@ -232,9 +238,8 @@ def build_record(
 ) -> dict[str, Any]:
     """``protocol`` overrides the task's own (a detection job's setting: finetune or frozen)."""
     spec = _check_primary(task_name, metrics)
-    config_hash = canonical_hash(
-        {"features": features_info["fingerprint"], "task": task_name, "protocol": protocol_params, "seed": seed}
-    )
+    choices = {key: value for key, value in protocol_params.items() if key not in RUN_OUTCOME_KEYS}
+    config_hash = canonical_hash({"features": features_info["fingerprint"], "task": task_name, "protocol": choices, "seed": seed})
     record = {
         "backbone": backbone,
         "dataset": dataset,

@@ -12,7 +12,7 @@ results folders that looks complete may be partial; at the end the results table
 uninterrupted run's, bit for bit.
 
 **Bitwise rerun.** The uninterrupted reference and the campaign's run both start from scratch in fresh
-directories: their results tables (less the columns :data:`NOT_REPRODUCIBLE` names and the timings in ``protocol_params``), bootstrap replicates,
+directories: their results tables (less the columns :data:`NOT_REPRODUCIBLE` names and how each run went in ``protocol_params``), bootstrap replicates,
 ranking, report tables and figures must be byte-identical. (The campaign's run is the second run from
 scratch: killed jobs are rerun from their start or resumed from an epoch checkpoint, so it checks
 everything a clean second run would, and resumption besides; one run fewer keeps the suite's time down.)
@@ -45,9 +45,10 @@ KEYS = ["backbone", "task", "dataset", "protocol", "metric"]
 #: Columns of results.csv that differ between two runs by design: how long each job ran. (``host`` too,
 #: between machines; these runs share one.)
 NOT_REPRODUCIBLE = ["wall_time_s"]
-#: Keys of a row's ``protocol_params`` that are timings (a training history's ``seconds``, ``train_seconds``):
-#: dropped before the comparison, for the same reason.
-TIMING_KEYS = ("seconds", "train_seconds")
+#: Keys of a row's ``protocol_params`` that say how the run went: timings (a training history's ``seconds``,
+#: ``train_seconds``) and the epoch a job resumed from (a killed fine-tune resumes from its checkpoint; the
+#: numbers it then computes are the same). Dropped before the comparison.
+RUN_KEYS = ("seconds", "train_seconds", "resumed_from_epoch")
 
 
 def campaign_config() -> dict:
@@ -194,7 +195,7 @@ def campaign(reference, tmp_path_factory) -> tuple[Path, list[str]]:
 
 def without_timings(value):
     if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if k not in TIMING_KEYS}
+        return {k: without_timings(v) for k, v in value.items() if k not in RUN_KEYS}
     if isinstance(value, list):
         return [without_timings(v) for v in value]
     return value
