@@ -14,6 +14,7 @@ import copy
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -444,10 +445,33 @@ def prepare(case: Case, tmp: Path) -> tuple[Path, str]:
     return config_file, f"snakemake -n --cores 2 --configfile {config_file} {case.args}"
 
 
+@dataclass
+class Outcome:
+    config_file: Path
+    folder: Path
+    run: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, tmp_path_factory) -> dict[str, Outcome]:
+    """Each selected case's command, run from the repository root, two at a time: a dry run is one Python
+    process on one core, so a 2-core machine runs two side by side in the time of one."""
+    selected = [item.callspec.params["case"] for item in request.session.items
+                if item.module is request.module and hasattr(item, "callspec")]  # fmt: skip
+
+    def run(case: Case) -> tuple[str, Outcome]:
+        folder = tmp_path_factory.mktemp(case.id)
+        config_file, command = prepare(case, folder)
+        done = subprocess.run([SNAKEMAKE, *shlex.split(command)[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        return case.id, Outcome(config_file, folder, done)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(run, selected))
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_stops_before_any_job_with_one_message(case: Case, tmp_path: Path):
-    config_file, command = prepare(case, tmp_path)
-    run = subprocess.run([SNAKEMAKE, *shlex.split(command)[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
+def test_bad_input_stops_before_any_job_with_one_message(case: Case, outcomes: dict[str, Outcome]):
+    config_file, tmp_path, run = outcomes[case.id].config_file, outcomes[case.id].folder, outcomes[case.id].run
     output = run.stdout + run.stderr
     if case.ok:
         assert run.returncode == 0, output[-3000:]
