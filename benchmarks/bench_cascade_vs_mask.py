@@ -26,10 +26,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from demo_setup import canvases, demo_detection_options, interleaved_times, train_and_score  # noqa: E402
+from demo_setup import canvases, demo_detection_options, interleaved_times, train_and_score, write_markdown  # noqa: E402
 
 from bobench.detection.heads import detector_name  # noqa: E402
-from bobench.io import atomic_path  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "cascade_vs_mask.md"
 DETECTORS = ("mask_rcnn", "cascade_mask_rcnn")
@@ -87,10 +86,7 @@ def main() -> None:
                   f"({cascade['step_wall'] / base['step_wall']:.2f}× its wall time) and "
                   f"{cascade['test_cpu'] / base['test_cpu']:.2f}× the CPU time per test image "
                   f"({cascade['test_wall'] / base['test_wall']:.2f}× wall)."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp_out:
-        Path(tmp_out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -37,11 +37,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from demo_setup import canvases, demo_detection_options, train_and_score  # noqa: E402
+from demo_setup import canvases, demo_detection_options, train_and_score, write_markdown  # noqa: E402
 
 from bobench.detection.model import train_proposals  # noqa: E402
 from bobench.detection.train import DetectionOptions  # noqa: E402
-from bobench.io import atomic_path  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "detection_defaults.md"
 
@@ -133,10 +132,7 @@ def main() -> None:
         "of AP may be noise. The run shows the mechanism (what each switch costs per step, and which way it moves a "
         "young detector), not the size of the effect on BoB's COCO numbers.",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp_out:
-        Path(tmp_out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(args.out, lines)
 
 
 if __name__ == "__main__":

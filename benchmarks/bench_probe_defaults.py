@@ -38,9 +38,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from demo_setup import prepared_dataset, registry  # noqa: E402
+from demo_setup import prepared_dataset, registry, write_markdown  # noqa: E402
 
-from bobench.io import atomic_path  # noqa: E402
 from bobench.jobs.finetune import finetune_recipe, resolved_probe_head, train_classifier  # noqa: E402
 from bobench.stats import percentile_interval  # noqa: E402
 
@@ -178,10 +177,7 @@ def main() -> None:
         "shows which way each switch moves a short probe and what it costs, not the size of its effect on BoB's "
         "ImageNet probe (90 epochs × 620 steps at 224 px).",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp_out:
-        Path(tmp_out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from bobench.detection.data import CocoInstances, collate, eval_transform, train
 from bobench.detection.job import augmentation_used, build, evaluate_on, split_files, train_on
 from bobench.detection.sources import prepare_detection_dataset, read_manifest
 from bobench.detection.train import DetectionOptions
+from bobench.io import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_BACKBONE = "effnet_lite0_in1k"  # ImageNet weights from a pip package: offline
@@ -119,3 +120,11 @@ def interleaved_times(manifest: dict, options: dict[str, DetectionOptions], roun
                 times[name][f"{what}_wall"].append(time.perf_counter() - wall)
                 times[name][f"{what}_cpu"].append(time.process_time() - process)
     return {name: {key: statistics.median(values[1:]) for key, values in kinds.items()} for name, kinds in times.items()}
+
+
+def write_markdown(out: Path, lines: list[str]) -> None:
+    """A benchmark's result file, written atomically, and echoed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp_out:
+        Path(tmp_out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
