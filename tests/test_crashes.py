@@ -44,7 +44,7 @@ pytestmark = pytest.mark.slow
 KEYS = ["backbone", "task", "dataset", "protocol", "metric"]
 #: Columns of results.csv that differ between two runs by design: how long each job ran. (``host`` too,
 #: between machines; these runs share one.)
-NOT_REPRODUCIBLE = ["wall_time_s"]
+NOT_REPRODUCIBLE = ["wall_time_s", "git_commit"]  # git_commit: a commit made while the test runs changes it
 #: Keys of a row's ``protocol_params`` that say how the run went: timings (a training history's ``seconds``,
 #: ``train_seconds``) and the epoch a job resumed from (a killed fine-tune resumes from its checkpoint; the
 #: numbers it then computes are the same). Dropped before the comparison.
