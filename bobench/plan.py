@@ -342,7 +342,7 @@ class Battle:
     def added_jobs(self, cells: Sequence[Cell], detectors: Sequence[Detector], backbone: str) -> list[Job]:
         """The jobs a run makes for ``backbone`` once every other backbone's results are there: the jobs of
         all the cells less those of the other backbones' cells (its own cells, and any preparation only it
-        needs, such as an input cache at a resolution no other backbone has)."""
+        needs, such as an input cache no other backbone reads)."""
         others = self.jobs([c for c in cells if c[1] != backbone], [d for d in detectors if d[1] != backbone])
         done = set(others)
         return [j for j in self.jobs(cells, detectors) if j not in done]
