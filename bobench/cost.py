@@ -111,17 +111,24 @@ class CostModel:
         """Whether the dataset is kept as image files (decoded per pass), not as a prepared pixel array."""
         return self.dataset(dataset)["storage"] == "files"
 
-    def decode_s(self, dataset: str, images: float, path: str = "evaluation", cached: bool = False) -> float:
+    def decode_s(
+        self, dataset: str, images: float, path: str = "evaluation", cached: bool = False, source_pixels: float = 1.0
+    ) -> float:
         """Core-seconds to decode and transform ``images`` of ``dataset`` (one pass each) on an input
         ``path`` (``decode.path_factor``: evaluation, finetune, frozen_probe, detection); ``cached``: from
         the input cache (training) or the job's stored crops (evaluation), ``input_cache.speedup`` faster.
-        A pixel-array dataset is only cropped and resized, whatever the path."""
+        ``source_pixels``: a cached training image's pixels over those of the job's own short side (a shared
+        cache larger than it needs), each extra one costing ``input_cache.source_pixel_cost`` of the cached
+        path. A pixel-array dataset is only cropped and resized, whatever the path."""
         info, decode = self.dataset(dataset), self.constants["decode"]
         if info["storage"] == "array":
             return images / decode["array_images_per_core_s"]
         per_image = info["megapixels"] / decode["jpeg_megapixels_per_core_s"] * decode["path_factor"][path]
         if cached:
-            per_image /= self.constants["input_cache"]["speedup"][path]
+            options = self.constants["input_cache"]
+            per_image /= options["speedup"][path]
+            if source_pixels != 1.0:
+                per_image *= 1 + options["source_pixel_cost"][path] * (source_pixels - 1)
         return images * per_image
 
     def cpus(self, gpu_s: float, cpu_s: float, workers: int) -> int:
@@ -240,6 +247,7 @@ class CostModel:
         micro_batch: int | None = None,
         eval_batch: int = 256,
         cached: bool = False,
+        cache_pixels: float = 1.0,
         eval_crops_max_gb: float = 0.0,
     ) -> JobCost:
         """Fine-tuning (``frozen``: BoB's frozen-backbone LARS probe, whose head costs nothing beside the
@@ -247,7 +255,8 @@ class CostModel:
         the validation split after every epoch, the test split once.
 
         Decoding: each pass through the recipe's augmentation (``decode_s``). With the input cache
-        (``cached``, a dataset of image files) the training images come decoded from the cache, and val and
+        (``cached``, a dataset of image files) the training images come decoded from the cache (one larger than
+        the job's own short side: ``cache_pixels`` × its pixels, :meth:`cached_megapixels`), and val and
         test are cropped once (``input_cache.crop_once_factor`` × one evaluation) and then only normalised at
         each evaluation, for a split whose crops fit in ``eval_crops_max_gb`` (else read from its files as
         before), as ``bobench.eval_crops.crop_once`` decides. Host memory: the model's copies (weights,
@@ -263,7 +272,7 @@ class CostModel:
         gpu_s = self.forward_s(backbone, trained, resolution, passes) + self.forward_s(backbone, evaluated, resolution)
         path = "frozen_probe" if frozen else "finetune"
         cached = cached and self.files(dataset)
-        cpu_s = self.decode_s(dataset, trained, path, cached=cached)
+        cpu_s = self.decode_s(dataset, trained, path, cached=cached, source_pixels=cache_pixels)
         crop_once = self.constants["input_cache"]["crop_once_factor"]
         for images, times in ((val, evaluations), (test, 1)):
             if cached and images * 3 * resolution**2 * 4 <= eval_crops_max_gb * 1e9:
@@ -363,7 +372,7 @@ class CostModel:
                 disk_gb=0.0,
             )
         megapixels = self.dataset(dataset)["megapixels"]
-        cached = min(megapixels, short_side**2 * options["aspect"] / 1e6)  # the shorter side at most short_side
+        cached = self.cached_megapixels(dataset, short_side)
         cpu_s = images * megapixels * options["write_s_per_megapixel"]
         runtime = cpu_s / options["threads"] * memory["runtime_safety"] / 60 + memory["startup_min"]
         return JobCost(
@@ -375,6 +384,12 @@ class CostModel:
             runtime_min=int(max(math.ceil(runtime), memory["min_runtime_min"])),
             disk_gb=images * cached * 1e6 * 3 / 1e9,
         )
+
+    def cached_megapixels(self, dataset: str, short_side: int) -> float:
+        """Mean megapixels of a cached image of ``dataset`` at ``short_side``: the images' own, their shorter
+        side brought down to ``short_side`` (taken at ``input_cache.aspect``)."""
+        megapixels = self.dataset(dataset)["megapixels"]
+        return min(megapixels, short_side**2 * self.constants["input_cache"]["aspect"] / 1e6)
 
     def light(self) -> JobCost:
         """An aggregate rule (collect, rank, figures, tables): fixed, small."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +61,10 @@ def finetune_recipe(config: dict[str, Any], backbone: str, dataset: str) -> dict
 def training_cache_short_side(
     config: dict[str, Any], backbones: dict[str, Any], task: str, backbone: str, dataset: str
 ) -> int | None:
-    """The short side of the input cache a training job (``finetune``, ``frozen_probe``) reads, or None
-    (config ``input_cache`` off, or a backbone with no input size: it reads its image files). The size is the
-    recipe's ``image_size``, else the registry's ``input.size``. The Snakefile (rules/common.smk
-    ``training_input_cache``) and the planner both take the rule ``prepare_input_cache``'s jobs from here."""
+    """The short side a training job (``finetune``, ``frozen_probe``) needs of an input cache, or None (config
+    ``input_cache`` off, or a backbone with no input size: it reads its image files): round(input size ×
+    ``short_side_ratio``), the input size being the recipe's ``image_size``, else the registry's ``input.size``.
+    Which cache the job reads is :class:`InputCaches`' decision."""
     options = config.get("input_cache") or {}
     if not options.get("enabled"):
         return None
@@ -73,6 +73,51 @@ def training_cache_short_side(
     if size is None:
         return None
     return cache_short_side(size, options["short_side_ratio"])
+
+
+TRAINING_TASKS = ("finetune", "frozen_probe")
+
+
+class InputCaches:
+    """The training input caches a run makes (rule ``prepare_input_cache``, one job per dataset and short side)
+    and the one each training job reads. The Snakefile (rules/common.smk ``training_input_cache``) and the
+    planner both take them from here, so the plan's disk is the DAG's.
+
+    A job may read any cache of its dataset whose short side is at least the one it needs
+    (:func:`training_cache_short_side`): its random-resized crop then draws from a larger image, closer to
+    BoB's, who cropped from the JPEG. With ``input_cache.share`` (the default) a dataset's caches are at the
+    ``shared_short_sides`` (256 and 512 px: every 224-px backbone reads the first, every other one up to
+    448 px the second) and a job reads the smallest that is large enough. A job that needs more than the
+    largest reads its image files, unless ``min_jobs`` is set (default: never) and that many of the cells'
+    jobs need its short side: then they share a cache of their own.
+
+    The shared short sides are fixed by the config, not taken from what the cells happen to need, and caches
+    above them are off by default, so that which cache a job reads depends on its own short side only: adding
+    or changing a backbone never changes another backbone's input (Snakemake would rerun its jobs).
+    ``share: false``: one cache per short side a job needs, each job reading its own (the layout before the
+    shared caches)."""
+
+    def __init__(self, config: dict[str, Any], backbones: dict[str, Any], cells: Iterable[Cell]):
+        self.config, self.backbones = config, backbones
+        options = config.get("input_cache") or {}
+        self.share = options.get("share", True)
+        self.shared = sorted(options.get("shared_short_sides", [256, 512]))
+        min_jobs = options.get("min_jobs")
+        needs: Counter[tuple[str, int]] = Counter()  # (dataset, short side) → training jobs that need it
+        for task, b, d in dict.fromkeys(cells):
+            if task in TRAINING_TASKS and (side := training_cache_short_side(config, backbones, task, b, d)) is not None:
+                needs[d, side] += 1
+        largest = max(self.shared, default=0)
+        #: (dataset, short side) of the caches above the shared ones (min_jobs or more jobs need them).
+        self.larger = sorted(k for k, n in needs.items() if k[1] > largest and min_jobs and n >= min_jobs)
+
+    def short_side(self, task: str, backbone: str, dataset: str) -> int | None:
+        """The short side of the cache this training job reads, or None: it reads its image files."""
+        needed = training_cache_short_side(self.config, self.backbones, task, backbone, dataset)
+        if needed is None or not self.share:
+            return needed
+        sides = self.shared + [s for d, s in self.larger if d == dataset]
+        return min((s for s in sides if s >= needed), default=None)
 
 
 @dataclass(frozen=True)
@@ -104,9 +149,15 @@ class Battle:
     """A run's config and registries, and what each of its jobs costs (the rules' ``resources:``)."""
 
     def __init__(
-        self, config: dict[str, Any], backbones: dict[str, Any], datasets: dict[str, Any], model: CostModel | None = None
+        self,
+        config: dict[str, Any],
+        backbones: dict[str, Any],
+        datasets: dict[str, Any],
+        model: CostModel | None = None,
+        cells: Iterable[Cell] = (),
     ):
         self.config, self.backbones, self.datasets = config, backbones, datasets
+        self.input_caches = InputCaches(config, backbones, cells)  # decided by the run's cells (planned_cells)
         self.model = model or load_cost_model()
         self.ood_plan = bobench_config.ood_plan(config)
         self.detection_sets = bobench_config.detection_sets(config)
@@ -184,12 +235,17 @@ class Battle:
         if rule in ("finetune", "frozen_probe"):
             recipe = finetune_recipe(config, b, d) if rule == "finetune" else config["frozen_probe"]
             n = self.sizes(d)
+            side, cache_pixels = self.input_caches.short_side(rule, b, d), 1.0
+            if side is not None:  # a shared cache may hold more pixels than the job's own short side would
+                own = training_cache_short_side(config, self.backbones, rule, b, d)
+                cache_pixels = model.cached_megapixels(d, side) / model.cached_megapixels(d, own)
             return model.training(
                 b,
                 d,
                 micro_batch=recipe.get("micro_batch"),
                 eval_batch=recipe.get("eval_batch_size", 256),
-                cached=training_cache_short_side(config, self.backbones, rule, b, d) is not None,
+                cached=side is not None,
+                cache_pixels=cache_pixels,
                 eval_crops_max_gb=(config.get("input_cache") or {}).get("eval_crops_max_gb", 0.0),
                 train=n["train"],
                 val=n["val"],
@@ -262,7 +318,7 @@ class Battle:
             if task == "ood":
                 prepared.update((s.dataset, None) for s in self.ood_plan.get(d, []) if s.kind == "dataset")
             if task in ("finetune", "frozen_probe"):
-                short_side = training_cache_short_side(self.config, self.backbones, task, b, d)
+                short_side = self.input_caches.short_side(task, b, d)
                 if short_side is not None:
                     out[job("prepare_input_cache", dataset=d, short_side=str(short_side))] = None
             out[job({"ood": "ood_classification"}.get(task, task), backbone=b, dataset=d)] = None
@@ -286,7 +342,7 @@ class Battle:
     def added_jobs(self, cells: Sequence[Cell], detectors: Sequence[Detector], backbone: str) -> list[Job]:
         """The jobs a run makes for ``backbone`` once every other backbone's results are there: the jobs of
         all the cells less those of the other backbones' cells (its own cells, and any preparation only it
-        needs, such as an input cache at a resolution no other backbone has)."""
+        needs, such as an input cache no other backbone reads)."""
         others = self.jobs([c for c in cells if c[1] != backbone], [d for d in detectors if d[1] != backbone])
         done = set(others)
         return [j for j in self.jobs(cells, detectors) if j not in done]
@@ -338,7 +394,7 @@ def load_battle(
     backbones, datasets = bobench_config.check_run(config, files, None, ROOT)
     config = apply_caps(config)
     cells, detectors = planned_cells(config, datasets, backbones)
-    return Battle(config, backbones, datasets), cells, detectors
+    return Battle(config, backbones, datasets, cells=cells), cells, detectors
 
 
 @dataclass(frozen=True)

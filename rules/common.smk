@@ -18,7 +18,6 @@ from bobench.plan import (
     Battle,
     finetune_recipe,
     planned_cells,
-    training_cache_short_side,
 )
 from bobench.retrieval.splits import prepared_split_files
 from bobench.workflow import job_threads as workflow_job_threads
@@ -65,8 +64,9 @@ OOD_DATASETS = sorted(
 # Every cell and detector of the config, or a rehearsal's covering selection: the fewest jobs that still take
 # every code path. The planner (python -m bobench.plan) takes its jobs from the same function.
 CELLS, DETECTION_JOBS = planned_cells(config, DATASETS, BACKBONES)
-# What each job costs and asks for (resources), from the cost model the planner prints (bobench/cost.py).
-BATTLE = Battle(config, BACKBONES, DATASETS)
+# What each job costs and asks for (resources), from the cost model the planner prints (bobench/cost.py),
+# and the input caches the training jobs read (BATTLE.input_caches, decided from the cells).
+BATTLE = Battle(config, BACKBONES, DATASETS, cells=CELLS)
 DETECTION_SETS = bobench_config.detection_sets(
     config
 )  # OOD detection: training set → test sets
@@ -214,10 +214,10 @@ def input_cache_files(dataset, short_side):
 
 
 def training_input_cache(task, backbone, dataset):
-    """The input cache a training job reads (config input_cache; none when off): the dataset's train split
-    at the short side of this job's input size (bobench.plan.training_cache_short_side, which the planner
-    costs the prepare_input_cache jobs by)."""
-    short_side = training_cache_short_side(config, BACKBONES, task, backbone, dataset)
+    """The input cache a training job reads (config input_cache; none when off, or for a job that reads its
+    image files): the dataset's shared cache, or one of a larger short side (bobench.plan.InputCaches, from
+    which the planner costs the prepare_input_cache jobs)."""
+    short_side = BATTLE.input_caches.short_side(task, backbone, dataset)
     return [] if short_side is None else input_cache_files(dataset, short_side)
 
 

@@ -28,8 +28,8 @@ rule prepare_dataset:
         "../workflow_scripts/prepare_dataset.py"
 
 
-# The train split of a dataset kept as image files, decoded once per training resolution (config
-# input_cache; bobench.datasets.input_cache): every epoch of every training job at that resolution reads it.
+# The train split of a dataset kept as image files, decoded once per cache short side (config input_cache;
+# bobench.datasets.input_cache): every epoch of every training job that reads it (bobench.plan.InputCaches).
 rule prepare_input_cache:
     input:
         dataset=prepared("{dataset}"),

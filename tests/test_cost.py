@@ -98,6 +98,17 @@ def test_paper_resources_follow_the_job_shapes():
     frozen = cost("train_detector", "sup_vit_b_in1k", "coco2017", "detection", "0.0001", "frozen")
     tuned = cost("train_detector", "sup_vit_b_in1k", "coco2017", "detection", "0.0001", "finetune")
     assert frozen.gpu_s < tuned.gpu_s and frozen.gpu == tuned.gpu == 1
+    # The input caches: each training dataset's train split at the two shared short sides (256 px for the
+    # 224-px backbones, 512 px for the rest up to 448 px; SAM reads its JPEGs), not one copy per input size.
+    caches = {v for r, v in costs if r == "prepare_input_cache"}
+    assert {s for _, s in caches} == {"256", "512"} and {("imagenet", "256"), ("imagenet", "512")} <= caches
+    assert ("chexpert", "512") in caches and ("chexpert", "256") not in caches  # its 256-px recipe needs 293
+    n = battle.sizes("imagenet")["train"]
+    # 256 × 341 px (a 4:3 image of 0.18 MP brought down to 256) and ImageNet's own 0.18 MP, 3 bytes a pixel.
+    assert cost("prepare_input_cache", "imagenet", "256").disk_gb + cost("prepare_input_cache", "imagenet", "512").disk_gb == (
+        pytest.approx(n * (256**2 * 1.333 + 0.18e6) * 3 / 1e9)
+    )
+    assert battle.input_caches.short_side("finetune", "sam_vit_b", "imagenet") is None
     assert cost("prepare_dataset", "imagenet").gpu == 0
 
 
@@ -195,6 +206,14 @@ def test_input_cache_job_and_cached_training_against_hand_arithmetic():
     assert cached.gpu_s == plain.gpu_s
     probe = model.training("sup_vit_s_in1k", "imagenet", **(shape | dict(frozen=True)), cached=True, eval_crops_max_gb=64)
     assert probe.cpu_s == pytest.approx(20480 * 0.61 * jpeg / 2.2 + (1.1 + 2 / 7.8) * 1000 * jpeg + (1.1 + 1 / 7.8) * 2000 * jpeg)
+    # From the shared cache at 512 px (ImageNet's images as decoded, 0.18 MP) instead of its own 256 px
+    # (0.0874 MP): 2.06 × the source pixels, each extra one source_pixel_cost of the cached path more.
+    ratio = model.cached_megapixels("imagenet", 512) / model.cached_megapixels("imagenet", 256)
+    assert ratio == pytest.approx(0.18 / (256**2 * 1.333 / 1e6))
+    shared = model.training("sup_vit_s_in1k", "imagenet", **shape, cached=True, cache_pixels=ratio, eval_crops_max_gb=64)
+    extra = model.constants["input_cache"]["source_pixel_cost"]["finetune"] * (ratio - 1)
+    assert shared.cpu_s - cached.cpu_s == pytest.approx(20480 * 0.77 * jpeg / 1.9 * extra)
+    assert cached.cpu_s < shared.cpu_s < plain.cpu_s
 
 
 #: The rules the planner lists (every rule with a cost); the aggregates (collect, rank, ...) are left out.
@@ -215,20 +234,26 @@ PLANNED_RULES = {
 }
 
 
+#: The input cache on in config/test.yaml: one shared cache at short side 100, and random_vit_s16 fine-tuned at
+#: 96 px (short side 110, above it) with a cache of its own (min_jobs 1).
+CACHE_OVERLAY = {
+    "input_cache": {"enabled": True, "shared_short_sides": [100], "min_jobs": 1},
+    "finetune": {"overrides": {"random_vit_s16": {"image_size": 96}}},
+}
+
+
 def test_planner_lists_a_dry_runs_jobs_with_the_input_cache_on(tmp_path):
     """config/test.yaml with the input cache on and one backbone fine-tuned at another size: the planner's
-    jobs per rule are a dry run's (two prepare_input_cache jobs: Fashion-MNIST at short side 73 for the 64-px
-    recipes, at 110 for random_vit_s16's 96 px)."""
+    jobs per rule are a dry run's (two prepare_input_cache jobs: Fashion-MNIST's shared cache at short side 100,
+    which the 64-px recipes read (they need 73), and its own at 110 for random_vit_s16's 96 px, min_jobs 1)."""
     overlay = tmp_path / "cache.yaml"
-    overlay.write_text(
-        yaml.safe_dump({"input_cache": {"enabled": True}, "finetune": {"overrides": {"random_vit_s16": {"image_size": 96}}}})
-    )
+    overlay.write_text(yaml.safe_dump(CACHE_OVERLAY))
     files = [ROOT / "config" / "test.yaml", overlay]
     battle, cells, detectors = load_battle(files)
     jobs = make_plan(battle, cells, detectors).jobs
     planned = Counter(j.rule for j, _ in jobs)
     caches = sorted((j.values["dataset"], j.values["short_side"]) for j, _ in jobs if j.rule == "prepare_input_cache")
-    assert caches == [("fashion_mnist", "110"), ("fashion_mnist", "73")]
+    assert caches == [("fashion_mnist", "100"), ("fashion_mnist", "110")]
     run = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--forceall", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path)]
         + ["--configfile", *map(str, files)],
@@ -251,11 +276,9 @@ def test_planner_lists_a_dry_runs_jobs_with_the_input_cache_on(tmp_path):
 
 def test_adding_one_backbone_plans_only_its_jobs(tmp_path, capsys):
     """--backbone: the jobs a backbone adds once the others' results are there: its own cells, and a
-    preparation only it needs (random_vit_s16's input cache at 96 px; the 64-px one the others use is there)."""
+    preparation only it needs (random_vit_s16's input cache for 96 px; the shared one the others use is there)."""
     overlay = tmp_path / "cache.yaml"
-    overlay.write_text(
-        yaml.safe_dump({"input_cache": {"enabled": True}, "finetune": {"overrides": {"random_vit_s16": {"image_size": 96}}}})
-    )
+    overlay.write_text(yaml.safe_dump(CACHE_OVERLAY))
     battle, cells, detectors = load_battle([ROOT / "config" / "test.yaml", overlay])
     full = make_plan(battle, cells, detectors)
     added = make_plan(battle, cells, detectors, "random_vit_s16")

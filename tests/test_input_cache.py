@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.functional as F
 from PIL import Image
 
 from bobench.backbones.transforms import EvalTransform
@@ -21,7 +24,9 @@ from bobench.datasets.input_cache import (
 from bobench.eval_crops import EvalCrops, crop_once
 from bobench.features import eval_batches
 from bobench.jobs.finetune import cached_splits
+from bobench.plan import InputCaches
 from bobench.tasks.finetune import AugmentedImages, FinetuneOptions, train_transform
+from bobench.tasks.probe_input import bob_probe_train_transform
 from photos import jpegs
 
 CPU = torch.device("cpu")
@@ -166,3 +171,75 @@ def test_a_dataset_of_pixel_arrays_needs_no_cache(tmp_path):
     assert load_input_cache(tmp_path / "cache", prepared, verify=True) is None
     loaded = {s: prepared.split(s) for s in splits}
     assert cached_splits(loaded, prepared, tmp_path / "cache", TRANSFORMS[1], tmp_path, FinetuneOptions(), 10**9) is loaded
+
+
+def test_a_job_reads_the_smallest_shared_cache_at_least_its_short_side():
+    """bobench.plan.InputCaches, which both the Snakefile and the planner ask: 224-px jobs the cache at 256,
+    240..448-px ones the one at 512, larger ones their files (or, with min_jobs, a cache of their own)."""
+    backbones = {name: {"input": {"size": size}} for name, size in [("a", 224), ("b", 256), ("c", 448), ("d", 1024), ("e", 1024)]}
+    cells = [("frozen_probe", b, "imagenet") for b in backbones] + [("frozen_probe", "d", "flowers102")]
+    options = {"enabled": True, "short_side_ratio": 1.142857}
+    config = {"frozen_probe": {}, "input_cache": options}
+    caches = InputCaches(config, backbones, cells)
+    assert [caches.short_side("frozen_probe", b, "imagenet") for b in backbones] == [256, 512, 512, None, None]
+    # min_jobs: 1170 px is needed by two ImageNet jobs (a cache), by one Flowers-102 job (its files).
+    caches = InputCaches({**config, "input_cache": {**options, "min_jobs": 2}}, backbones, cells)
+    assert [caches.short_side("frozen_probe", b, "imagenet") for b in backbones] == [256, 512, 512, 1170, 1170]
+    assert caches.short_side("frozen_probe", "d", "flowers102") is None
+    # One shared cache; and share: false, one cache per short side as before.
+    caches = InputCaches({**config, "input_cache": {**options, "shared_short_sides": [512]}}, backbones, cells)
+    assert [caches.short_side("frozen_probe", b, "imagenet") for b in backbones] == [512, 512, 512, None, None]
+    caches = InputCaches({**config, "input_cache": {**options, "share": False}}, backbones, cells)
+    assert [caches.short_side("frozen_probe", b, "imagenet") for b in backbones] == [256, 293, 512, 1170, 1170]
+    # Off: every job reads its files.
+    caches = InputCaches({**config, "input_cache": {"enabled": False}}, backbones, cells)
+    assert caches.short_side("frozen_probe", "a", "imagenet") is None
+
+
+@pytest.mark.parametrize("recipe", ["bob_probe", "finetune"])
+def test_a_smaller_job_reads_the_shared_cache_and_crops_as_from_an_image_of_its_size(prepared, tmp_path, recipe):
+    """A 56-px job (short side 64) trains from the cache at 128: its random-resized crop takes the same share of
+    the image (scale and aspect drawn as from the 64-px image), and the same box gives the same picture."""
+    size, own, shared = 56, cache_short_side(56, 8 / 7), 128
+    write_input_cache(prepared, tmp_path / "own", own)
+    write_input_cache(prepared, tmp_path / "shared", shared)
+    splits = {name: prepared.split(name) for name in ("train", "val", "test")}
+    options = FinetuneOptions()
+    out = cached_splits(splits, prepared, tmp_path / "shared", TRANSFORMS[1], tmp_path, options, 10**9)
+    small, large = load_input_cache(tmp_path / "own", prepared), out["train"][0]
+    assert min(large[0].shape[:2]) == shared  # the job reads the larger images ...
+    if recipe == "bob_probe":
+        transform = bob_probe_train_transform(size)
+    else:
+        transform = train_transform(options, size, TRANSFORMS[0].mean, TRANSFORMS[0].std)
+    crop = transform.transforms[0]  # the random-resized crop: the only step that sees the source's size
+    dataset = AugmentedImages(large, out["train"][1], transform)
+    assert dataset[0][0].shape == (3, size, size)  # ... and trains at its own size
+
+    def crop_at(image, *box):
+        return np.asarray(F.resized_crop(image, *box, [size, size], F.InterpolationMode.BICUBIC), float)
+
+    agree, same, elsewhere = [], [], []
+    for i in range(len(large)):
+        a, b = Image.fromarray(small[i]), Image.fromarray(large[i])
+        (h_a, w_a), (h_b, w_b) = small[i].shape[:2], large[i].shape[:2]
+        ky, kx = h_b / h_a, w_b / w_a
+        for seed in range(10):
+            boxes = []
+            for image in (a, b):
+                random.seed(seed)  # timm's crop draws from random, BoB's (MAE's) from torch
+                torch.manual_seed(seed)
+                boxes.append(crop.get_params(image, crop.scale, crop.ratio))
+            (top, left, h1, w1), (_, _, h2, w2) = boxes
+            # The same share of the image, up to the rounding of each side to whole pixels.
+            agree.append(abs(h1 / h_a - h2 / h_b) <= 1 / h_a + 1 / h_b and abs(w1 / w_a - w2 / w_b) <= 1 / w_a + 1 / w_b)
+            # The same box, scaled to the larger image, gives the same picture up to the resampling.
+            mine = crop_at(a, top, left, h1, w1)
+            scaled = round(top * ky), round(left * kx), round(h1 * ky), round(w1 * kx)
+            same.append(np.abs(mine - crop_at(b, *scaled)).mean())
+            moved = (h_b - scaled[2]) // 2 if scaled[0] < (h_b - scaled[2]) // 4 else 0, scaled[1], *scaled[2:]
+            if moved[0] != scaled[0]:
+                elsewhere.append(np.abs(mine - crop_at(b, *moved)).mean())
+    # A few draws fall on either side of a whole pixel (an image of exactly 4:3, the aspect bound, taken whole).
+    assert np.mean(agree) >= 0.9
+    assert np.mean(same) < 0.2 * np.mean(elsewhere) and np.percentile(same, 90) < 0.5 * np.mean(elsewhere)

@@ -1,8 +1,9 @@
 """The training input cache: a dataset's training images decoded once, for every epoch of every job.
 
 A dataset kept as image files (ImageNet ...) is otherwise decoded from JPEG at every epoch of every
-training job. The rule ``prepare_input_cache`` decodes its train split once per training resolution
-into one memory-mapped uint8 array::
+training job. The rule ``prepare_input_cache`` decodes its train split once per cache short side (the
+config's ``input_cache.shared_short_sides``: :class:`bobench.plan.InputCaches`) into one memory-mapped
+uint8 array::
 
     train_pixels.npy   uint8 (total,): the images one after the other, RGB, row-major (H, W, 3)
     train_index.npy    int64 (N, 3): offset into train_pixels, height, width of image i
@@ -10,9 +11,10 @@ into one memory-mapped uint8 array::
                        each file's size and mtime when made
 
 Images whose shorter side exceeds ``short_side`` are resized to it (PIL bicubic, antialiased), the rest
-are kept exactly as decoded. The short side is tied to the backbone's input size
-(:func:`cache_short_side`): the random-resized crop still draws its crop at every epoch, from the cached
-image instead of the JPEG (docs/protocol.md, deviations). :class:`CachedImages` reads it back in
+are kept exactly as decoded. A training job needs a short side of :func:`cache_short_side` (its input size
+× 8/7) and reads the smallest cache at least that large: the random-resized crop still draws its crop at
+every epoch, from the cached image instead of the JPEG, the same share of it whatever the cache's size
+(docs/protocol.md, deviations). :class:`CachedImages` reads it back in
 :class:`~bobench.datasets.images.ImageFiles`' shape (``len``, ``[i]`` → uint8 ``(H, W, 3)``,
 ``[indices]`` → a subset), so the training Dataset and its transforms are unchanged.
 

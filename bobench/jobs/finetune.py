@@ -99,9 +99,9 @@ def train_classifier(
     """Train on the prepared dataset in ``dataset_dir`` (resuming from ``checkpoint``), pick the epoch on
     val, score it on test: top-1 with calibration, or mean AUROC on multi-label data (CheXpert).
 
-    ``input_cache``: the folder of the dataset's training input cache at this backbone's resolution
-    (:func:`cached_splits`), val and test then cropped once within ``eval_crops_max_gb`` of scratch disk
-    a split; None reads every image from its file at every epoch."""
+    ``input_cache``: the folder of the dataset's training input cache this job reads, at its own short side
+    or a larger shared one (:func:`cached_splits`), val and test then cropped once within
+    ``eval_crops_max_gb`` of scratch disk a split; None reads every image from its file at every epoch."""
     if task not in TRAINING_TASKS:
         raise ValueError(f"a training task is one of {TRAINING_TASKS}, not {task!r}")
     started = time.perf_counter()
