@@ -14,8 +14,8 @@ PEAK_GPU = re.compile(r"peak GPU memory: ([0-9.]+) GiB")
 
 
 def rule_times(results_dir: str | Path) -> pd.DataFrame:
-    """One row per job that has a benchmark record: rule, job (its wildcards as a path), seconds, max RSS (MB),
-    and peak GPU memory (GiB) where its log reports one."""
+    """One row per job that has a benchmark record: rule, job (its wildcards as a path), seconds, CPU seconds
+    (NaN in a record without them), max RSS (MB), and peak GPU memory (GiB) where its log reports one."""
     root = Path(results_dir) / "logs"
     rows = []
     for tsv in sorted((root / "benchmarks").rglob("*.tsv")):
@@ -24,9 +24,10 @@ def rule_times(results_dir: str | Path) -> pd.DataFrame:
         record = pd.read_csv(tsv, sep="\t").iloc[-1]
         log = root / rule / f"{job}.log"
         peak = PEAK_GPU.findall(log.read_text(errors="replace")) if log.is_file() else []
-        rows.append({"rule": rule, "job": job, "seconds": float(record["s"]), "max_rss_mb": float(record["max_rss"]),
+        rows.append({"rule": rule, "job": job, "seconds": float(record["s"]),
+                     "cpu_s": float(record.get("cpu_time", float("nan"))), "max_rss_mb": float(record["max_rss"]),
                      "peak_gpu_gib": float(peak[-1]) if peak else None})
-    return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb", "peak_gpu_gib"])
+    return pd.DataFrame(rows, columns=["rule", "job", "seconds", "cpu_s", "max_rss_mb", "peak_gpu_gib"])
 
 
 def coverage(results: pd.DataFrame, planned: list[tuple[str, str, str]]) -> dict[str, Any]:
@@ -56,14 +57,16 @@ def markdown_report(title: str, wall_s: float, times: pd.DataFrame, covered: dic
     lines = [f"# {title}", "", f"Command: `{command}`", "", f"Wall time: {wall_s / 60:.1f} min ({wall_s:.0f} s)", ""]
     if not times.empty:
         per_rule = times.groupby("rule").agg(
-            jobs=("seconds", "size"), total_s=("seconds", "sum"), median_s=("seconds", "median"),
+            jobs=("seconds", "size"), total_s=("seconds", "sum"), cpu_s=("cpu_s", "sum"), median_s=("seconds", "median"),
             max_s=("seconds", "max"), max_rss_mb=("max_rss_mb", "max"), peak_gpu_gib=("peak_gpu_gib", "max"),
         ).sort_values("total_s", ascending=False)
-        lines += ["| rule | jobs | total s | median s | max s | max RSS MB | peak GPU GiB |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += ["| rule | jobs | total s | CPU s | median s | max s | max RSS MB | peak GPU GiB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for rule, row in per_rule.iterrows():
             gpu = "" if pd.isna(row.peak_gpu_gib) else f"{row.peak_gpu_gib:.1f}"
-            lines.append(f"| {rule} | {int(row.jobs)} | {row.total_s:.0f} | {row.median_s:.1f} | {row.max_s:.1f} | "
-                         f"{row.max_rss_mb:.0f} | {gpu} |")
+            lines.append(f"| {rule} | {int(row.jobs)} | {row.total_s:.0f} | {row.cpu_s:.0f} | {row.median_s:.1f} | "
+                         f"{row.max_s:.1f} | {row.max_rss_mb:.0f} | {gpu} |")
+        lines.append(f"| all | {len(times)} | {times.seconds.sum():.0f} | {times.cpu_s.sum():.0f} | | | | |")
         slowest = times.sort_values("seconds", ascending=False).head(10)
         lines += ["", "Slowest jobs:", "", "| rule | job | s |", "|---|---|---:|"]
         lines += [f"| {r.rule} | {r.job} | {r.seconds:.0f} |" for r in slowest.itertuples()]
