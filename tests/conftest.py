@@ -1,13 +1,43 @@
-"""Shared fixtures: the repository root, registries, and a thread cap for speed."""
+"""Shared fixtures (the repository root, registries) and how the suite is spread over cores.
+
+``pytest`` runs on every core (pytest-xdist, ``-n auto --dist loadgroup`` in pyproject.toml). Each test
+module stays on one worker, so that its module fixtures (a whole battle, for some) are built once; the few
+tests that run the workflow for real in the repository root share one worker, so that two of them never hold
+the root's Snakemake lock at once. Modules that run whole battles start first (longest first), so that the
+many short modules fill the other core beside them instead of leaving one battle to run alone at the end.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: Modules whose fixtures run battles, longest first (measured with ``pytest --durations``); the rest follow
+#: in collection order.
+LONGEST_FIRST = ["test_workflow", "test_crashes", "test_slurm", "test_byo", "test_bad_inputs", "test_zoo", "test_figures"]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__
+        group = "repository_root" if item.get_closest_marker("repository_root") else module
+        item.add_marker(pytest.mark.xdist_group(group))
+    start = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: start.get(item.module.__name__, len(start)))  # stable: the rest keep their order
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_per_worker():
+    """Under xdist every core runs a worker: in-process torch work takes one thread, not every core."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
