@@ -107,14 +107,21 @@ def reference(tmp_path_factory) -> Path:
     return directory
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stop_at_next_moment(directory: Path, pending: list[Moment], pause_dir: Path) -> tuple[list[Moment], list[Path]]:
     """Run with every pending moment armed; signal the run at the first one reached. Returns the moments
     reached and the destinations paused at."""
     pause_dir.mkdir()
     env = {**os.environ, PAUSE_ENV: os.pathsep.join(m.pattern for m in pending), PAUSE_DIR_ENV: str(pause_dir)}
     with open(pause_dir.with_suffix(".log"), "w") as log:
+        # SIGINT back to its default in the run: a shell starts a background job (`pytest ... &`) with SIGINT
+        # ignored, which its children inherit, and Python then installs no KeyboardInterrupt handler: the run
+        # would go on through the test's Ctrl-C.
         process = subprocess.Popen(snakemake(directory, "--cores", "2"), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)  # fmt: skip
+                                   start_new_session=True, preexec_fn=default_sigint)  # fmt: skip
     deadline = time.monotonic() + 600
     while not [p for p in pause_dir.iterdir() if not p.name.startswith(".")]:
         if process.poll() is not None or time.monotonic() > deadline:
@@ -127,7 +134,7 @@ def stop_at_next_moment(directory: Path, pending: list[Moment], pause_dir: Path)
     reached = [m for m in pending if any(fnmatch.fnmatch(str(p), m.pattern) for p in paused)]
     os.killpg(process.pid, reached[0].signal)
     try:
-        process.wait(timeout=120)
+        process.wait(timeout=300)  # a graceful stop waits for its jobs to end: minutes on a loaded machine
     finally:  # what a graceful stop left running (nothing, if it is graceful): ended before the checks
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
