@@ -284,6 +284,53 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     assert not (tmp_path / "nan.pt").exists()  # nothing that looks like progress
 
 
+class GrowingLogits(nn.Module):
+    """Training-mode logits ten times larger at every forward: a loss that climbs from where it started, as
+    with too high a learning rate."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.calls += 1
+        return self.model(x) * 10.0 ** min(self.calls, 20)
+
+
+def test_a_climbing_loss_stops_with_a_clear_message(tmp_path):
+    model, transform = tiny_classifier()
+    with pytest.raises(TrainingDiverged, match=r"diverged in epoch 1: mean loss .* the first step's loss .*lower the lr"):
+        finetune(GrowingLogits(model), tiny_data(), NUM_CLASSES, transform, OPTIONS, tmp_path / "up.pt", seed=1)
+
+
+class Scaled(nn.Module):
+    def __init__(self, model: nn.Module, factor: float):
+        super().__init__()
+        self.model, self.factor = model, factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) * self.factor
+
+
+def test_a_probe_that_starts_far_above_chance_is_not_divergence(tmp_path):
+    """BoB's linear head on a ResNet's features (no BatchNorm before it) starts where the features' scale puts
+    it, far above chance for a random-init backbone: divergence is measured from the first step's loss."""
+    import dataclasses
+    import math
+
+    from bobench.tasks.finetune import FROZEN_PROBE_RECIPE, attach_probe_head
+
+    backbone = create_backbone("tiny", {"architecture": {"library": "timm", "name": "test_resnet"},
+                                        "weights": {"source": "random", "seed": 0},
+                                        "input": {"size": 32, "crop_pct": 1.0, "mean": [0.5] * 3, "std": [0.5] * 3}})
+    model = attach_probe_head(Scaled(backbone.model, 1e4), backbone.feature_dim, NUM_CLASSES, seed=0, head="linear")
+    options = dataclasses.replace(OPTIONS, **FROZEN_PROBE_RECIPE, lr=1e-6)
+    result = finetune(model, tiny_data(), NUM_CLASSES, backbone.transform, options, tmp_path / "lp.pt", seed=1)
+    assert result.history[0]["train_loss"] > 10 * math.log(NUM_CLASSES)  # over chance level's bound from the start
+    assert len(result.history) == options.epochs
+
+
 def test_ece_and_nll_by_hand():
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
     labels = np.array([0, 1, 1, 1])

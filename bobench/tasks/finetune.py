@@ -16,8 +16,11 @@ What makes it survive:
   ``(seed, epoch)``, so a resumed run computes the same weights as one that was
   never interrupted;
 * a non-finite loss, or an epoch whose mean loss exceeds ``divergence_factor``
-  times chance-level cross-entropy (ln C), stops the job with a message saying
-  where and what to change;
+  times where training started (chance-level cross-entropy ln C, or the loss of
+  the first step, on the initial weights, where that is higher), stops the job
+  with a message saying where and what to change. A frozen probe's linear head
+  on features of a large scale starts far above chance without diverging (a
+  random-init ResNet's, or a seeded stand-in's in the rehearsal);
 * an out-of-memory error halves the forward chunk and redoes only the chunk that
   failed, on the same samples, so the effective batch (and the maths) stay the same.
 
@@ -311,6 +314,12 @@ def mae_lars(model: nn.Module, lr: float, weight_decay: float, trust_ratio: bool
     return Lars([g for g in groups if g["params"]], lr=lr, momentum=LARS_MOMENTUM, trust_coeff=LARS_TRUST_COEFFICIENT)
 
 
+def divergence_bound(factor: float, chance_loss: float, start_loss: float) -> float:
+    """The mean epoch loss above which training counts as diverged: ``factor`` times where it started, chance
+    level or the first step's loss (on the initial weights), whichever is higher."""
+    return factor * max(chance_loss, start_loss)
+
+
 def _train_step(model, optimizer, micro_batches, batch, loss_fn, chunk, device, autocast_dtype, memory_format):
     """One optimiser step over a batch of ``batch`` samples that arrives as micro-batches ``(x, targets)``;
     forward and backward in chunks of ``chunk``, halved on out-of-memory (:func:`step_over_micro_batches`)."""
@@ -404,7 +413,7 @@ def finetune(
     if mixing and options.micro_batch % 2 and options.micro_batch < batch:
         raise ValueError(f"finetune micro_batch {options.micro_batch} is odd: mixup/cutmix pair the samples of a "
                          "micro-batch, so it must be even")
-    max_loss = options.divergence_factor * math.log(num_classes)
+    chance_loss = math.log(num_classes)
 
     position = {"step": 0, "per_epoch": 1}  # the MAE schedule's place within the epoch
 
@@ -439,10 +448,15 @@ def finetune(
         epoch, state = done.index, done.state
         train_seconds = time.perf_counter() - done.started
         train_loss = float(np.mean(done.results))
+        if state.get("start_loss") is None and done.results:  # the first step's loss, on the initial weights
+            state["start_loss"] = float(done.results[0])
+        start_loss = state.get("start_loss") or chance_loss
+        max_loss = divergence_bound(options.divergence_factor, chance_loss, start_loss)
         if train_loss > max_loss:
             raise TrainingDiverged(
-                f"training diverged in epoch {epoch + 1}: mean loss {train_loss:.3g} > {options.divergence_factor:g} × ln({num_classes}) "
-                f"(chance level); lower the lr"
+                f"training diverged in epoch {epoch + 1}: mean loss {train_loss:.3g} > {max_loss:.3g} "
+                f"({options.divergence_factor:g} × the larger of ln({num_classes}), chance level, and the first step's "
+                f"loss {start_loss:.3g}); lower the lr"
             )
         val_probs = predict_probs(model, val_x, eval_transform, options.eval_batch_size, device, autocast_dtype, memory_format,
                                   options.num_workers, multilabel)
@@ -464,7 +478,7 @@ def finetune(
     run = run_epochs(
         model, optimizer, epochs=options.epochs, seed=seed, micro_batch=options.micro_batch, max_steps=options.max_steps,
         checkpoint_path=checkpoint_path, protocol=_protocol(options, seed), start_epoch=start_epoch,
-        train_step=train_step, end_epoch=end_epoch, steps_key="steps", extra_state={"best": None},
+        train_step=train_step, end_epoch=end_epoch, steps_key="steps", extra_state={"best": None, "start_loss": None},
         position="step", on_epoch_end=on_epoch_end, logger=log, checkpointed=checkpointed,
     )
     best = run.state["best"]
