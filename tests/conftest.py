@@ -1,10 +1,11 @@
 """Shared fixtures (the repository root, registries) and how the suite is spread over cores.
 
-``pytest`` runs on every core (pytest-xdist, ``-n auto --dist loadgroup`` in pyproject.toml). Each test
-module stays on one worker, so that its module fixtures (a whole battle, for some) are built once; the few
-tests that run the workflow for real in the repository root share one worker, so that two of them never hold
-the root's Snakemake lock at once. Modules that run whole battles start first (longest first), so that the
-many short modules fill the other core beside them instead of leaving one battle to run alone at the end.
+``pytest`` runs on every core (pytest-xdist, ``-n auto --dist loadfile`` in pyproject.toml). Each test
+module stays on one worker, so that its module fixtures (a whole battle, for some) are built once. Modules
+that run whole battles start first (longest first), so that the many short modules fill the other core
+beside them instead of leaving one battle to run alone at the end. (The few tests that run the workflow for
+real in the repository root may then overlap: Snakemake locks the files a run reads and writes, and theirs
+are disjoint.)
 """
 
 from __future__ import annotations
@@ -23,10 +24,6 @@ LONGEST_FIRST = ["test_workflow", "test_crashes", "test_slurm", "test_byo", "tes
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        module = item.module.__name__
-        group = "repository_root" if item.get_closest_marker("repository_root") else module
-        item.add_marker(pytest.mark.xdist_group(group))
     start = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: start.get(item.module.__name__, len(start)))  # stable: the rest keep their order
 

@@ -212,7 +212,6 @@ def paper_resolved():
     return resolved
 
 
-@pytest.mark.repository_root
 def test_paper_command_gets_the_paper_config_and_nothing_of_the_demo(paper_resolved):
     """Every key of the paper run is paper.yaml's or the schema's default (BoB's protocol); no value comes
     from the demo's config/config.yaml, which Snakemake used to merge under every --configfile."""

@@ -476,7 +476,6 @@ def test_heatmap_cells_are_the_setting_z_scores_in_rank_order(tmp_path, monkeypa
 
 
 @pytest.mark.slow
-@pytest.mark.repository_root
 def test_committed_figures_are_what_the_code_draws_from_their_table(tmp_path):
     """The README's redraw command on figures/source/ reproduces every committed figure byte for byte (run
     from the repository root, its outputs sent to a temporary folder)."""

@@ -117,7 +117,6 @@ def test_ci_slice_runs_every_dataset_and_task_and_each_backbone_where_its_code_d
     assert {"collect", "rank", "figures", "report_tables", "retrieval_reference"} <= {r for r, _ in sliced}
 
 
-@pytest.mark.repository_root
 def test_rehearsal_keeps_the_paper_settings_except_its_caps(tmp_path):
     target = "results/rehearsal/config.resolved.yaml"
     run = subprocess.run([SNAKEMAKE, target, *REHEARSAL.split()[2:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
