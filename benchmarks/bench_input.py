@@ -80,6 +80,17 @@ def train_pass(images, labels, transform, seed: int) -> None:
     drain(loader)
 
 
+def prepared_jpegs(root: Path, n: int):
+    """``n`` JPEGs from :func:`make_jpegs` under ``root/raw``, prepared under ``root/prepared`` as a 10-class
+    dataset whose three splits are all of them. Returns the files, their labels and the prepared dataset."""
+    (root / "raw").mkdir()
+    files = make_jpegs(root / "raw", n)
+    labels = np.arange(n, dtype=np.int64) % 10
+    write_prepared(root / "prepared", {s: (files, labels) for s in ("train", "val", "test")}, [str(c) for c in range(10)],
+                   {"test_split": "test"})  # fmt: skip
+    return files, labels, load_prepared(root / "prepared")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=256)
@@ -90,16 +101,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-input-") as tmp:
         tmp = Path(tmp)
-        (tmp / "raw").mkdir()
-        files = make_jpegs(tmp / "raw", args.images)
-        labels = np.arange(args.images, dtype=np.int64) % 10
-        write_prepared(
-            tmp / "prepared",
-            {s: (files, labels) for s in ("train", "val", "test")},
-            [str(c) for c in range(10)],
-            {"test_split": "test"},
-        )
-        prepared = load_prepared(tmp / "prepared")
+        files, labels, prepared = prepared_jpegs(tmp, args.images)
         jpeg_bytes = sum((files.root / p).stat().st_size for p in files.paths)
 
         # One-time costs of the new paths.

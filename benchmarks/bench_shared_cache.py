@@ -27,11 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from bench_input import TRANSFORM, cpu_seconds, make_jpegs, train_pass
+from bench_input import TRANSFORM, cpu_seconds, prepared_jpegs, train_pass
 
-from bobench.datasets import load_prepared, write_prepared
 from bobench.datasets.input_cache import load_input_cache, write_input_cache
 from bobench.tasks.finetune import FROZEN_PROBE_RECIPE, FinetuneOptions, train_transform
 
@@ -50,16 +48,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-shared-cache-") as tmp:
         tmp = Path(tmp)
-        (tmp / "raw").mkdir()
-        files = make_jpegs(tmp / "raw", args.images)
-        labels = np.arange(args.images, dtype=np.int64) % 10
-        write_prepared(
-            tmp / "prepared",
-            {s: (files, labels) for s in ("train", "val", "test")},
-            [str(c) for c in range(10)],
-            {"test_split": "test"},
-        )
-        prepared = load_prepared(tmp / "prepared")
+        files, labels, prepared = prepared_jpegs(tmp, args.images)
         caches = {}
         for side in (OWN, SHARED):
             write_input_cache(prepared, tmp / f"short{side}", side)
