@@ -4,8 +4,7 @@
 module stays on one worker, so that its module fixtures (a whole battle, for some) are built once. Modules
 that run whole battles start first (longest first), so that the many short modules fill the other core
 beside them instead of leaving one battle to run alone at the end. (The few tests that run the workflow for
-real in the repository root may then overlap: Snakemake locks the files a run reads and writes, and theirs
-are disjoint.)
+real in the repository root may then overlap: Snakemake's locks are per file, and their files are disjoint.)
 """
 
 from __future__ import annotations
