@@ -6,6 +6,8 @@
 
 from snakemake.utils import min_version
 
+from bobench.scheduler_timers import cancel_pending_timers
+
 min_version("9.17")
 
 
@@ -49,3 +51,13 @@ rule all:
     default_target: True
     input:
         final_targets(),
+
+
+# Snakemake's scheduler leaves re-evaluation timers pending when a run ends (bobench/scheduler_timers.py):
+# cancel them, so that the command returns when the run is over, not when the last timer fires.
+onsuccess:
+    cancel_pending_timers()
+
+
+onerror:
+    cancel_pending_timers()
