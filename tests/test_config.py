@@ -38,7 +38,7 @@ def test_shipped_configs_are_valid(name, registries):
 
 
 def test_job_threads_from_config_and_backbone(registries):
-    """The test battle runs one thread per job (two side by side on --cores 2); the demo and BoB's configs keep
+    """The test and demo battles run one thread per job (two side by side on --cores 2); BoB's config keeps
     auto: 2 threads, or 1 for a light backbone in a rehearsal."""
     from bobench.workflow import job_threads
 
@@ -47,8 +47,8 @@ def test_job_threads_from_config_and_backbone(registries):
     assert [job_threads("auto", light, rehearsal) for rehearsal in (False, True)] == [2, 1]
     assert job_threads("auto", large, rehearsal=True) == 2
     assert job_threads(1, large, rehearsal=False) == 1
-    assert load_config("test.yaml")["job_threads"] == 1
-    assert load_config("paper.yaml")["job_threads"] == load_config("config.yaml")["job_threads"] == "auto"
+    assert load_config("test.yaml")["job_threads"] == load_config("config.yaml")["job_threads"] == 1
+    assert load_config("paper.yaml")["job_threads"] == "auto"
     with pytest.raises(ConfigError, match="job_threads"):
         validate_against_schema({**load_config(), "job_threads": 0}, SCHEMAS / "config.schema.yaml", "config")
 

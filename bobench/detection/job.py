@@ -9,6 +9,8 @@ their BatchNorm statistics (mmdet's ``norm_eval=False`` in BoB's random-init COC
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from bobench.detection.data import CocoInstances, eval_transform, evaluation_siz
 from bobench.detection.evaluate import category_map, coco_metrics_with_replicates, predict
 from bobench.detection.model import build_detector, detection_spec
 from bobench.detection.train import DetectionOptions, DetectionResult, train_detector
+
+log = logging.getLogger(__name__)
 
 
 def build(backbone_id: str, spec: dict[str, Any], class_names: list[str], masks: bool, setting: str,
@@ -95,8 +99,13 @@ def evaluate_on(detector: torch.nn.Module, manifest: dict[str, Any], class_names
     evaluated = [c for c in category_ids if c is not None]
     if not evaluated:
         raise ValueError(f"{manifest['dataset']}: none of the detector's classes {class_names} is among its categories")
+    started = time.perf_counter()
     results = predict(detector, test_set, category_ids, device, autocast_dtype, masks, num_workers=options.num_workers)
+    predicted = time.perf_counter()
     iou_types = ["bbox", "segm"] if masks and manifest["masks"] else ["bbox"]
     metrics = {iou_type: coco_metrics_with_replicates(test_set.coco, results, iou_type, evaluated, n_boot, seed)
                for iou_type in iou_types}
+    log.info("%s: %d test images predicted in %.1f s, scored (%s, %d bootstrap resamples) in %.1f s",
+             manifest["dataset"], len(test_set), predicted - started, " + ".join(iou_types), n_boot,
+             time.perf_counter() - predicted)
     return results, metrics, len(test_set)

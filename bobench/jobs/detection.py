@@ -100,6 +100,7 @@ def detector_cells(
     device = device or pick_device()
     augmentation = augmentation_used(backbone, options)
     result = train_on(detector, augmentation, train, class_names, masks, options, checkpoint, seed, device)
+    log.info("trained for %d iterations in %.1f s", result.iterations, time.perf_counter() - started)
     autocast_dtype = resolve_precision(options.precision, device)
 
     info = {
