@@ -60,12 +60,12 @@ rule finetune:
     output:
         record=cell_record("finetune", "{backbone}", "{dataset}"),
         weights=f"{RESULTS}/models/finetune/{{backbone}}/{{dataset}}.pt",
-    # The next longest after the detectors (and the OOD jobs wait on them): started early too.
-    priority: 5
     log:
         logfile("finetune/{backbone}/{dataset}.log"),
     benchmark:
         logfile("benchmarks/finetune/{backbone}/{dataset}.tsv")
+    # The next longest after the detectors (and the OOD jobs wait on them): started early too.
+    priority: 5
     conda:
         "../environment.yml"
     threads: job_threads

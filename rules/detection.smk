@@ -14,13 +14,13 @@ rule prepare_detection_dataset:
         code=code("prepare_detection_dataset.py"),
     output:
         manifest=detection_manifest("{dataset}"),
-    # Detectors are the longest jobs: their data and then they start first (longest first packs the
-    # cores or GPUs best; on the demo's 2 cores it keeps them from running last, alone).
-    priority: 10
     log:
         logfile("prepare_detection_dataset/{dataset}.log"),
     benchmark:
         logfile("benchmarks/prepare_detection_dataset/{dataset}.tsv")
+    # Detectors are the longest jobs: their data and then they start first (longest first packs the
+    # cores or GPUs best; on the demo's 2 cores it keeps them from running last, alone).
+    priority: 10
     conda:
         "../environment.yml"
     resources:
@@ -56,7 +56,6 @@ rule train_detector:
         ),
         # The raw per-image detections (COCO results format), re-scorable without the model.
         predictions=f"{RESULTS}/predictions/{{detection_task}}/{{backbone}}/{{dataset}}/{{setting}}_lr{{lr}}.json",
-    priority: 10
     log:
         logfile(
             "train_detector/{detection_task}/{backbone}/{dataset}/{setting}_lr{lr}.log"
@@ -65,6 +64,7 @@ rule train_detector:
         logfile(
             "benchmarks/train_detector/{detection_task}/{backbone}/{dataset}/{setting}_lr{lr}.tsv"
         )
+    priority: 10
     conda:
         "../environment.yml"
     threads: job_threads
